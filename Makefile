@@ -1,0 +1,98 @@
+# VACS: one non-recursive Makefile. `make` builds build/vacsd and build/vacsctl.
+# Modules are discovered by folder; a new .c file needs no edit here.
+
+BUILD   ?= build
+CC      ?= cc
+SAN     ?=
+WERROR  ?= $(if $(CI),-Werror,)
+
+PKGS      := sofia-sip-ua libsrtp2 libconfig libwebsockets jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith -Wcast-align -Wwrite-strings -Wvla -Wformat=2 \
+        -Wimplicit-fallthrough
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fstack-protector-strong $(WARN) $(WERROR) -I.
+ifeq ($(SAN),)
+CFLAGS  += -D_FORTIFY_SOURCE=2
+else
+CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=$(SAN)
+endif
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
+CFLAGS  += -DVACS_VERSION='"$(VERSION)"'
+
+MODULES := core conf media b2bua control
+LIB_SRC := $(foreach m,$(MODULES),$(filter-out $(m)/main.c,$(wildcard $(m)/*.c)))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+DEPS    := $(LIB_OBJ:.o=.d)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+.PHONY: all clean test unit interop demo bench deps format format-check asan tsan fuzz
+
+all: $(BUILD)/vacsd $(BUILD)/vacsctl $(TOOL_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libvacs.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/vacsd: $(BUILD)/b2bua/main.o $(BUILD)/libvacs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vacsctl: $(BUILD)/control/vacsctl/vacsctl.o $(BUILD)/libvacs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvacs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libvacs.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvacs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libvacs.a $(LDFLAGS) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+# Installs missing Debian packages (no-op when all are present).
+deps:
+	@scripts/install-deps
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@tests/run-all
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo $(if $(ONCE),--once,)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run $(BENCH)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=address,undefined CFLAGS="-O1 -g" all unit
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan SAN=thread CFLAGS="-O1 -g" all unit
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(DEPS)

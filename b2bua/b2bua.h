@@ -1,0 +1,19 @@
+/* The B2BUA: sofia-sip glue, the call model, trunks and routing, owned by the sip thread. */
+#ifndef VACS_B2BUA_B2BUA_H
+#define VACS_B2BUA_B2BUA_H
+
+struct conf;
+
+/* Starts the SIP stack on the calling thread (the sip thread) with the given
+ * configuration (a reference is taken). 0 or -errno. */
+int b2b_init(struct conf *cfg);
+/* Runs the sip thread's loop until b2b_stop(). */
+int b2b_run(void);
+/* Asks the loop to stop: drain (no new calls, 503 to OPTIONS), unregister, shut down.
+ * Async-signal-safe. */
+void b2b_stop(void);
+/* Asks for a configuration reload (SIGHUP). Async-signal-safe. */
+void b2b_reload(void);
+void b2b_close(void);
+
+#endif

@@ -1,0 +1,160 @@
+/* Configuration: one libconfig file, validated at load, secrets from the environment. */
+#ifndef VACS_CONF_CONF_H
+#define VACS_CONF_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * A loaded configuration is an immutable, reference-counted snapshot. The sip thread
+ * loads a new one on SIGHUP and swaps it in only when it validates; calls in progress
+ * keep a reference to the snapshot they started with, so a reload never drops them.
+ * docs/configuration.md documents every key; conf/vacs.conf is the annotated example.
+ */
+
+enum conf_transport { CONF_TP_UDP = 0, CONF_TP_TCP, CONF_TP_TLS };
+enum conf_trunk_type { CONF_TRUNK_CARRIER = 0, CONF_TRUNK_CUCM };
+enum conf_srtp_mode { CONF_SRTP_OFF = 0, CONF_SRTP_OPTIONAL, CONF_SRTP_MANDATORY };
+enum conf_egress_format {
+	CONF_EGRESS_PLUS_E164 = 0, /* +525512345678 */
+	CONF_EGRESS_E164,	   /* 525512345678 */
+	CONF_EGRESS_NATIONAL,	   /* national_prefix + NSN */
+};
+enum conf_unknown_source { CONF_UNKNOWN_REJECT = 0, CONF_UNKNOWN_DROP };
+
+/* An IPv4 network: addr/prefix, both in host byte order; port 0 = any port. */
+struct conf_cidr {
+	uint32_t addr;
+	uint32_t mask;
+	uint16_t port;
+};
+
+/* One CUCM node (or the carrier's single proxy). */
+struct conf_node {
+	char *host; /* IPv4 literal or name */
+	uint16_t port;
+	unsigned priority; /* lower is tried first */
+};
+
+struct conf_numbering {
+	char *country_code;	    /* "52" */
+	char *national_prefix;	    /* "" or "0" or "01" */
+	char *international_prefix; /* "00" */
+	unsigned national_length;   /* digits of a national significant number, 0 = any */
+	enum conf_egress_format egress;
+	char *strip_prefix; /* dial prefix removed before normalising (CUCM access code "9") */
+};
+
+struct conf_credentials {
+	char *user;
+	char *password; /* read from the environment variable named by password_env */
+	char *realm;	/* only challenges for this realm are answered ("" = the trunk host) */
+};
+
+struct conf_trunk {
+	char *name;
+	enum conf_trunk_type type;
+	enum conf_transport transport;
+	struct conf_node *nodes; /* carrier: one or more SBCs; cucm: the group */
+	size_t n_nodes;
+	struct conf_cidr *acl; /* sources accepted from this trunk (nodes are added) */
+	size_t n_acl;
+	char *domain; /* host part of the Request-URI / To; "" = node host */
+
+	int register_enable;
+	unsigned register_expires_s;
+	struct conf_credentials auth; /* for REGISTER and for 401/407 on requests */
+
+	struct conf_numbering numbering;
+	enum conf_srtp_mode srtp;
+	char **srtp_suites; /* SDES names, in preference order */
+	size_t n_srtp_suites;
+	char **codecs; /* "PCMU", "PCMA", in preference order */
+	size_t n_codecs;
+	unsigned dtmf_pt;	    /* our telephone-event PT on this trunk (96..127) */
+	unsigned session_expires_s; /* 0 = no session timer */
+	unsigned min_se_s;
+	int rel100;		     /* offer/accept 100rel */
+	unsigned options_interval_s; /* OPTIONS probe period, 0 = off */
+	unsigned invite_timeout_s;   /* no final answer within this -> next node */
+	unsigned max_calls;	     /* 0 = unlimited */
+	int latch;		     /* symmetric RTP latching on this trunk (NAT) */
+};
+
+enum conf_route_target { CONF_ROUTE_TRUNK = 0, CONF_ROUTE_AI };
+
+struct conf_route {
+	char *name;
+	char *from;  /* trunk name the call arrives on */
+	char *match; /* POSIX ERE on the normalised called number */
+	char *caller_match; /* optional ERE on the normalised calling number ("" = any) */
+	enum conf_route_target target_type;
+	char *to;      /* trunk name (target_type TRUNK) */
+	char *rewrite; /* replacement with \1..\9 for the called number ("" = unchanged) */
+	const struct conf_trunk *to_trunk; /* resolved at load */
+	void *regex;		/* compiled match (regex_t), private */
+	void *caller_regex;
+};
+
+struct conf {
+	int refs; /* sip thread only */
+	char *path;
+
+	struct {
+		char *level;  /* error|warn|info|debug */
+		char *format; /* text|json */
+		char *file;   /* "" = stderr */
+	} log;
+
+	struct {
+		char *address; /* bind address */
+		char *advertise; /* address in Contact/Via ("" = address) */
+		uint16_t port; /* UDP and TCP */
+		uint16_t tls_port; /* 0 = off */
+		char *tls_cert_dir; /* agent.pem + cafile.pem */
+		char *user_agent;
+		unsigned udp_mtu;
+		unsigned drain_retry_after_s;
+		enum conf_unknown_source unknown_source;
+		unsigned max_headers; /* requests with more header lines get 400 */
+	} sip;
+
+	struct {
+		char *address;
+		char *advertise;
+		uint16_t port_min, port_max;
+		unsigned workers;
+		unsigned rtp_timeout_s;
+		unsigned hold_timeout_s;
+		unsigned max_sessions;
+	} media;
+
+	struct {
+		char *address;
+		uint16_t port; /* 0 = off */
+	} http;
+
+	struct {
+		char *dir; /* CDR JSON lines and store spool */
+	} spool;
+
+	struct conf_trunk *trunks;
+	size_t n_trunks;
+	struct conf_route *routes;
+	size_t n_routes;
+};
+
+/* Loads and validates `path`. On error returns -EINVAL (or -errno) and writes one
+ * message per problem into err (up to errlen), each naming file, line and key, e.g.
+ * "vacs.conf:12: trunks.[1].srtp: must be one of off, optional, mandatory".
+ * *out is set (refs = 1) only on success. */
+int conf_load(const char *path, struct conf **out, char *err, size_t errlen);
+struct conf *conf_ref(struct conf *c);
+/* Drops a reference; frees at zero. NULL accepted. */
+void conf_unref(struct conf *c);
+
+const struct conf_trunk *conf_trunk_find(const struct conf *c, const char *name);
+/* The trunk whose ACL (or node address) admits this IPv4 source (host order), or NULL. */
+const struct conf_trunk *conf_trunk_by_source(const struct conf *c, uint32_t addr, uint16_t port);
+
+#endif

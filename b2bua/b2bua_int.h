@@ -1,0 +1,241 @@
+/* Private to b2bua/: the call model, SDP glue, trunks; all on the sip thread. */
+#ifndef VACS_B2BUA_INT_H
+#define VACS_B2BUA_INT_H
+
+#include "media/media.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conf;
+struct conf_trunk;
+struct strbuf;
+
+/* ---- SDP (b2bua/sdp.c) ---- */
+
+enum b2b_dir { B2B_DIR_INACTIVE = 0, B2B_DIR_SENDONLY = 1, B2B_DIR_RECVONLY = 2, B2B_DIR_SENDRECV = 3 };
+
+#define B2B_SDP_MAX_CODECS 16
+#define B2B_SDP_MAX_CRYPTO 8
+#define B2B_SDP_MAX_MLINES 8
+
+struct b2b_sdp_codec {
+	uint8_t pt;
+	char name[24];
+	unsigned rate;
+};
+
+struct b2b_sdp_crypto {
+	unsigned tag;
+	enum media_srtp_suite suite;
+	uint8_t key[MEDIA_SRTP_MAX_KEY];
+};
+
+/* The parts of a remote SDP that a relay needs (the first audio m-line). */
+struct b2b_sdp {
+	char addr[48];	  /* c= address of the audio stream */
+	uint32_t addr_be; /* the same, network order (0.0.0.0 = hold) */
+	uint16_t port;	  /* 0 = audio rejected */
+	int secure;	  /* RTP/SAVP */
+	enum b2b_dir dir;
+	struct b2b_sdp_codec codecs[B2B_SDP_MAX_CODECS];
+	unsigned n_codecs;
+	int pt_dtmf; /* telephone-event/8000 PT, -1 none */
+	int pt_cn;   /* CN/8000 PT, -1 none */
+	struct b2b_sdp_crypto crypto[B2B_SDP_MAX_CRYPTO];
+	unsigned n_crypto; /* suites we know only */
+	int rtcp_mux;
+	uint16_t rtcp_port; /* a=rtcp, 0 = port + 1 */
+	unsigned ptime;
+	/* Other m-lines, echoed with port 0 in answers to keep the order. */
+	char other_media[B2B_SDP_MAX_MLINES][40]; /* "video 0 RTP/AVP" */
+	unsigned n_other;
+	unsigned audio_index; /* position of the audio m-line among all m-lines */
+};
+
+/* Parses an SDP body. 0, or -EINVAL with *why set to a static reason
+ * ("no audio", "bad c= line", "unparsable"). */
+int b2b_sdp_parse(const char *body, size_t len, struct b2b_sdp *out, const char **why);
+
+/* What we put in an SDP we send. */
+struct b2b_sdp_local {
+	const char *addr;
+	uint16_t port;
+	uint64_t sess_id;
+	unsigned version;
+	enum b2b_dir dir;
+	int secure;
+	enum media_codec codecs[4]; /* in preference order */
+	unsigned n_codecs;
+	int pt_dtmf; /* -1 = none */
+	unsigned crypto_tag;
+	enum media_srtp_suite suites[4]; /* offered (or the single answered) suites */
+	const uint8_t *keys[4];		 /* key+salt per suite */
+	unsigned n_suites;
+	const struct b2b_sdp *answer_to; /* when answering: echo rejected m-lines */
+};
+
+/* Builds the SDP text into sb. 0 or -ENOMEM. */
+int b2b_sdp_build(const struct b2b_sdp_local *l, struct strbuf *sb);
+
+const char *b2b_codec_name(enum media_codec c);
+enum media_codec b2b_codec_parse(const char *name);
+uint8_t b2b_codec_static_pt(enum media_codec c);
+/* The codec a remote SDP codec entry stands for, or MEDIA_CODEC_NONE. */
+enum media_codec b2b_sdp_codec_of(const struct b2b_sdp_codec *c);
+
+
+/* ---- Calls (b2bua/call.c) ---- */
+
+#define SU_ROOT_MAGIC_T void
+#define SU_WAKEUP_ARG_T void
+#define SU_TIMER_ARG_T void
+#define NUA_MAGIC_T void
+#define NUA_HMAGIC_T struct b2b_leg
+#include <sofia-sip/nua.h>
+#include <sofia-sip/su_wait.h>
+
+enum b2b_leg_state {
+	LEG_IDLE = 0,
+	LEG_CALLING,  /* INVITE sent / received, no final answer */
+	LEG_EARLY,    /* 18x with SDP */
+	LEG_ANSWERED, /* 200 sent, waiting for ACK (delayed offer: the answer) */
+	LEG_UP,
+	LEG_ENDING,
+	LEG_GONE,
+};
+
+struct b2b_call;
+
+/* One SIP leg: a nua handle and its media session. Embedded in the call. */
+struct b2b_leg {
+	struct b2b_call *call;
+	nua_handle_t *nh; /* NULL when there is none (yet, or any more) */
+	const struct conf_trunk *trunk;
+	char side;	  /* 'a' (caller) or 'b' (callee) */
+	uint64_t id;	  /* media owner id */
+	enum b2b_leg_state state;
+	struct media_session *ms;
+	uint16_t local_port;
+
+	/* Our SDP on this leg. */
+	uint64_t sess_id;
+	unsigned sdp_version;
+	enum media_codec codec;
+	int pt_dtmf; /* our telephone-event PT on this leg */
+	int secure;
+	enum media_srtp_suite suite;
+	uint8_t key[MEDIA_SRTP_MAX_KEY];
+	unsigned crypto_tag;
+	/* Suites and keys of the last offer we sent (the answer picks one by tag). */
+	enum media_srtp_suite offer_suites[4];
+	uint8_t offer_keys[4][MEDIA_SRTP_MAX_KEY];
+	unsigned n_offer_suites;
+	int offer_pending; /* we sent an offer; the answer comes in ACK/200 */
+	int early_answered; /* a 18x with SDP went out (a leg) */
+	int reliable_18x;   /* and it was sent reliably (100rel) */
+
+	struct b2b_sdp remote;
+	int have_remote;
+
+	unsigned node;	     /* b leg: index into the trunk's node order */
+	unsigned auth_tries; /* b leg: digest answers sent */
+	int final_status;
+	su_timer_t *invite_timer;
+	char peer_identity[256]; /* PAI/RPID seen from this leg's far end */
+};
+
+struct b2b_call {
+	struct b2b_call *next, *prev;
+	struct conf *conf; /* the snapshot the call started with (ref) */
+	char id[96];	   /* the caller's Call-ID */
+	struct b2b_leg a, b;
+	int ended;
+	uint64_t start_ms, ring_ms, answer_ms, end_ms;
+	char caller[64], caller_e164[64], called[64], called_e164[64], target[64];
+	const char *route;
+	int privacy_id;
+	char *diversion;  /* Diversion header values to pass on (mem_) */
+	char end_reason[96];
+	char hangup_side; /* 'a', 'b' or 'n' (vacsd) */
+	int sip_code;
+	unsigned dtmf_digits;
+	unsigned node_order[16]; /* b trunk node indexes in try order */
+	unsigned n_nodes;
+};
+
+
+/* Runtime state of a trunk (registration, node health); rebuilt on reload. */
+#define B2B_MAX_NODES 16
+struct b2b_node_rt {
+	int up;
+	int probe_pending;
+	uint64_t next_probe_ms;
+	struct b2b_leg probe; /* side 'o': hmagic of the OPTIONS probe handle */
+	struct metric *m_up;
+};
+
+struct b2b_trunk_rt {
+	const struct conf_trunk *t;
+	struct b2b_leg reg; /* side 'r': hmagic of the REGISTER handle */
+	int registered;
+	unsigned reg_failures;
+	uint64_t reg_retry_ms;
+	unsigned active_calls;
+	struct b2b_node_rt nodes[B2B_MAX_NODES];
+};
+
+/* Everything the sip thread owns. */
+struct b2b_global {
+	su_home_t home[1];
+	su_root_t *root;
+	nua_t *nua;
+	void *mclass; /* extended SIP parser (PAI, RPID), freed at close */
+	struct conf *conf;
+	struct b2b_call *calls;
+	unsigned n_calls;
+	uint64_t next_leg_id;
+	int draining;
+	int shutdown_sent;
+	uint64_t drain_deadline_ms;
+	int sig_fd;
+	su_wait_t sig_wait[1];
+	su_wait_t media_wait[1];
+	su_timer_t *tick;
+	struct b2b_trunk_rt *trunks;
+	size_t n_trunks;
+	int cdr_fd;
+	char our_host[64];
+};
+extern struct b2b_global b2b_g;
+
+/* call.c */
+void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip);
+void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
+		    const sip_t *sip, tagi_t tags[]);
+void b2b_call_media_events(void);
+/* Ends a call from our side (timeout, drain): BYE/CANCEL/final answer as each leg needs. */
+void b2b_call_hangup(struct b2b_call *call, int cause, const char *text);
+void b2b_calls_hangup_all(const char *why);
+
+/* trunk.c */
+int b2b_trunks_start(void);
+/* Drops trunk state; `unregister` sends un-REGISTERs (reload), 0 after shutdown. */
+void b2b_trunks_stop(int unregister);
+void b2b_trunks_tick(uint64_t now_ms);
+void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
+		     const sip_t *sip);
+struct b2b_trunk_rt *b2b_trunk_rt(const struct conf_trunk *t);
+/* Fills order[] with the trunk's node indexes: up nodes by priority, then down ones. */
+unsigned b2b_trunk_node_order(const struct conf_trunk *t, unsigned *order, unsigned max);
+void b2b_trunk_node_failed(const struct conf_trunk *t, unsigned node);
+/* "sip:USER@HOST:PORT;transport=tcp" for a node (user may be NULL). */
+int b2b_trunk_uri(const struct conf_trunk *t, unsigned node, const char *user, char *out, size_t len);
+/* Answers a digest challenge on nh if the trunk has credentials for its realm. 1 = sent. */
+int b2b_trunk_authenticate(const struct conf_trunk *t, nua_handle_t *nh, const sip_t *sip);
+
+/* sip.c */
+void b2b_count_reject(const char *reason);
+uint64_t b2b_now_ms(void);
+
+#endif

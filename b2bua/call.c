@@ -1,0 +1,1198 @@
+/* The call model: two SIP legs bridged through anchored media, and every signalling flow between them. */
+#include "b2bua/b2bua_int.h"
+
+#include "b2bua/number.h"
+#include "conf/conf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/metric.h"
+#include "core/strbuf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/sip_extra.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+
+#define SDP_TYPE "application/sdp"
+
+static struct b2b_leg *other_leg(struct b2b_leg *leg)
+{
+	return leg->side == 'a' ? &leg->call->b : &leg->call->a;
+}
+
+static void call_set_end(struct b2b_call *call, char side, int code, const char *why)
+{
+	if (call->end_reason[0])
+		return;
+	call->hangup_side = side;
+	if (code)
+		call->sip_code = code;
+	snprintf(call->end_reason, sizeof(call->end_reason), "%s", why);
+}
+
+/* ---- media glue ---- */
+
+static uint8_t remote_pt_of(const struct b2b_sdp *sdp, enum media_codec c)
+{
+	for (unsigned i = 0; i < sdp->n_codecs; i++) {
+		if (b2b_sdp_codec_of(&sdp->codecs[i]) == c)
+			return sdp->codecs[i].pt;
+	}
+	return b2b_codec_static_pt(c);
+}
+
+/* Pushes what we know of this leg's far end to its media session. `live` = media may
+ * flow (the leg is answered, or early media was sent). */
+static void leg_media_apply(struct b2b_leg *leg, int live)
+{
+	if (!leg->ms)
+		return;
+	struct media_stream_params p;
+	memset(&p, 0, sizeof(p));
+	p.pt_dtmf = -1;
+	p.pt_cn = -1;
+	p.codec = leg->codec;
+	p.pt_audio = b2b_codec_static_pt(leg->codec);
+	if (leg->have_remote) {
+		const struct b2b_sdp *r = &leg->remote;
+		p.remote_rtp.sin_family = AF_INET;
+		p.remote_rtp.sin_addr.s_addr = r->addr_be;
+		p.remote_rtp.sin_port = htons(r->port);
+		p.remote_rtcp = p.remote_rtp;
+		p.remote_rtcp.sin_port = htons(r->rtcp_port ? r->rtcp_port : (uint16_t)(r->port + 1));
+		int they_recv = (r->dir == B2B_DIR_SENDRECV || r->dir == B2B_DIR_RECVONLY) &&
+				r->addr_be != 0 && r->port != 0;
+		int they_send = r->dir == B2B_DIR_SENDRECV || r->dir == B2B_DIR_SENDONLY;
+		p.send = live && they_recv;
+		p.recv = live && they_send;
+		p.pt_audio = remote_pt_of(r, leg->codec);
+		p.pt_cn = r->pt_cn;
+		p.pt_dtmf = leg->pt_dtmf;
+		if (leg->secure) {
+			p.srtp_tx.suite = leg->suite;
+			memcpy(p.srtp_tx.key, leg->key, sizeof(leg->key));
+			for (unsigned i = 0; i < r->n_crypto; i++) {
+				if (r->crypto[i].suite == leg->suite) {
+					p.srtp_rx.suite = leg->suite;
+					memcpy(p.srtp_rx.key, r->crypto[i].key, sizeof(p.srtp_rx.key));
+					break;
+				}
+			}
+		}
+	}
+	p.latch = leg->trunk->latch;
+	media_session_update(leg->ms, &p);
+}
+
+static int leg_media_create(struct b2b_leg *leg, struct media_session *pin)
+{
+	int rc = media_session_create(leg->id, pin, &leg->ms, &leg->local_port);
+	if (rc)
+		log_err("call", "leg %c: no media port: %s", leg->side, strerror(-rc));
+	return rc;
+}
+
+/* ---- SDP we send ---- */
+
+static int trunk_allows_codec(const struct conf_trunk *t, enum media_codec c)
+{
+	for (size_t i = 0; i < t->n_codecs; i++) {
+		if (b2b_codec_parse(t->codecs[i]) == c)
+			return 1;
+	}
+	return 0;
+}
+
+static int trunk_allows_suite(const struct conf_trunk *t, enum media_srtp_suite s)
+{
+	if (!t->n_srtp_suites)
+		return 1;
+	for (size_t i = 0; i < t->n_srtp_suites; i++) {
+		if (media_srtp_suite_parse(t->srtp_suites[i]) == s)
+			return 1;
+	}
+	return 0;
+}
+
+static char *sdp_render(struct b2b_leg *leg, const struct b2b_sdp_local *l)
+{
+	struct strbuf sb;
+	strbuf_init(&sb);
+	if (b2b_sdp_build(l, &sb)) {
+		strbuf_deinit(&sb);
+		return NULL;
+	}
+	(void)leg;
+	return strbuf_steal(&sb);
+}
+
+static void local_base(struct b2b_leg *leg, struct b2b_sdp_local *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->addr = media_advertise_address();
+	l->port = leg->local_port;
+	if (!leg->sess_id)
+		leg->sess_id = (clock_wall_ms() << 8) ^ leg->id;
+	l->sess_id = leg->sess_id;
+	l->version = ++leg->sdp_version;
+	l->dir = B2B_DIR_SENDRECV;
+}
+
+/* A full offer on this leg: `prefer` first (if the trunk allows it), then the trunk's
+ * codecs unless `only` is set; SRTP as the trunk says; fresh keys. Caller frees. */
+static char *leg_make_offer(struct b2b_leg *leg, enum media_codec prefer, int only)
+{
+	const struct conf_trunk *t = leg->trunk;
+	struct b2b_sdp_local l;
+	local_base(leg, &l);
+	if (prefer != MEDIA_CODEC_NONE)
+		l.codecs[l.n_codecs++] = prefer;
+	for (size_t i = 0; !only && i < t->n_codecs && l.n_codecs < 4; i++) {
+		enum media_codec c = b2b_codec_parse(t->codecs[i]);
+		if (c != MEDIA_CODEC_NONE && c != prefer)
+			l.codecs[l.n_codecs++] = c;
+	}
+	if (!l.n_codecs)
+		l.codecs[l.n_codecs++] = MEDIA_CODEC_PCMU;
+	l.pt_dtmf = (int)t->dtmf_pt;
+	leg->pt_dtmf = l.pt_dtmf;
+	leg->n_offer_suites = 0;
+	/* An established SRTP leg is re-offered SRTP (never fall back to RTP/AVP). */
+	if (t->srtp == CONF_SRTP_MANDATORY || leg->secure) {
+		l.secure = 1;
+		for (size_t i = 0; i < t->n_srtp_suites && leg->n_offer_suites < 4; i++) {
+			enum media_srtp_suite s = media_srtp_suite_parse(t->srtp_suites[i]);
+			if (s == MEDIA_SRTP_NONE)
+				continue;
+			unsigned k = leg->n_offer_suites++;
+			leg->offer_suites[k] = s;
+			media_srtp_keygen(s, leg->offer_keys[k]);
+			l.suites[k] = s;
+			l.keys[k] = leg->offer_keys[k];
+		}
+		l.n_suites = leg->n_offer_suites;
+	}
+	leg->offer_pending = 1;
+	return sdp_render(leg, &l);
+}
+
+/* Takes an answer to our offer on this leg. 0 or -EPROTO (no usable codec/crypto). */
+static int leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans)
+{
+	enum media_codec codec = MEDIA_CODEC_NONE;
+	for (unsigned i = 0; i < ans->n_codecs && codec == MEDIA_CODEC_NONE; i++)
+		codec = b2b_sdp_codec_of(&ans->codecs[i]);
+	if (codec == MEDIA_CODEC_NONE || ans->port == 0)
+		return -EPROTO;
+	leg->codec = codec;
+	leg->secure = 0;
+	if (ans->secure) {
+		int found = 0;
+		for (unsigned i = 0; i < ans->n_crypto && !found; i++) {
+			unsigned tag = ans->crypto[i].tag;
+			if (tag >= 1 && tag <= leg->n_offer_suites &&
+			    leg->offer_suites[tag - 1] == ans->crypto[i].suite) {
+				leg->secure = 1;
+				leg->suite = ans->crypto[i].suite;
+				memcpy(leg->key, leg->offer_keys[tag - 1], sizeof(leg->key));
+				found = 1;
+			}
+		}
+		if (!found)
+			return -EPROTO;
+	} else if (leg->trunk->srtp == CONF_SRTP_MANDATORY) {
+		return -EPROTO;
+	}
+	leg->remote = *ans;
+	leg->have_remote = 1;
+	leg->offer_pending = 0;
+	return 0;
+}
+
+/* Decides how we answer an offer on this leg: codec (optionally forced), telephone-event
+ * PT (the offerer's), crypto. 0, -ENOTSUP (no common codec), -EACCES (SRTP policy). */
+static int leg_accept_offer(struct b2b_leg *leg, const struct b2b_sdp *offer, enum media_codec force)
+{
+	const struct conf_trunk *t = leg->trunk;
+	enum media_codec codec = MEDIA_CODEC_NONE;
+	for (unsigned i = 0; i < offer->n_codecs && codec == MEDIA_CODEC_NONE; i++) {
+		enum media_codec c = b2b_sdp_codec_of(&offer->codecs[i]);
+		if (c == MEDIA_CODEC_NONE || !trunk_allows_codec(t, c))
+			continue;
+		if (force != MEDIA_CODEC_NONE && c != force)
+			continue;
+		codec = c;
+	}
+	if (codec == MEDIA_CODEC_NONE)
+		return -ENOTSUP;
+	int secure = 0;
+	enum media_srtp_suite suite = MEDIA_SRTP_NONE;
+	unsigned tag = 0;
+	if (offer->secure) {
+		for (unsigned i = 0; i < offer->n_crypto && !secure; i++) {
+			if (trunk_allows_suite(t, offer->crypto[i].suite)) {
+				secure = 1;
+				suite = offer->crypto[i].suite;
+				tag = offer->crypto[i].tag;
+			}
+		}
+		if (!secure)
+			return -EACCES;
+	} else if (t->srtp == CONF_SRTP_MANDATORY) {
+		return -EACCES;
+	}
+	leg->codec = codec;
+	leg->pt_dtmf = offer->pt_dtmf;
+	/* New keys for every answer (re-INVITEs re-key). */
+	if (secure && (!leg->secure || leg->suite != suite || 1))
+		media_srtp_keygen(suite, leg->key);
+	leg->secure = secure;
+	leg->suite = suite;
+	leg->crypto_tag = tag;
+	leg->remote = *offer;
+	leg->have_remote = 1;
+	return 0;
+}
+
+/* Our answer text for the offer accepted on this leg; `dir` from the offer's direction. */
+static char *leg_make_answer(struct b2b_leg *leg)
+{
+	struct b2b_sdp_local l;
+	local_base(leg, &l);
+	l.codecs[0] = leg->codec;
+	l.n_codecs = 1;
+	l.pt_dtmf = leg->pt_dtmf;
+	const struct b2b_sdp *r = &leg->remote;
+	switch (r->addr_be == 0 ? B2B_DIR_SENDONLY : r->dir) {
+	case B2B_DIR_SENDONLY:
+		l.dir = B2B_DIR_RECVONLY;
+		break;
+	case B2B_DIR_RECVONLY:
+		l.dir = B2B_DIR_SENDONLY;
+		break;
+	case B2B_DIR_INACTIVE:
+		l.dir = B2B_DIR_INACTIVE;
+		break;
+	default:
+		l.dir = B2B_DIR_SENDRECV;
+	}
+	if (leg->secure) {
+		l.secure = 1;
+		l.suites[0] = leg->suite;
+		l.keys[0] = leg->key;
+		l.n_suites = 1;
+		l.crypto_tag = leg->crypto_tag;
+	}
+	l.answer_to = r;
+	return sdp_render(leg, &l);
+}
+
+static int parse_body(const sip_t *sip, struct b2b_sdp *out, const char **why)
+{
+	if (!sip || !sip->sip_payload || !sip->sip_payload->pl_len)
+		return 1; /* no SDP */
+	return b2b_sdp_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, out, why) ? -1 : 0;
+}
+
+/* ---- identity ---- */
+
+static void url_user(const url_t *u, char *out, size_t len)
+{
+	snprintf(out, len, "%s", u && u->url_user ? u->url_user : "");
+}
+
+static void copy_display(const char *d, char *out, size_t len)
+{
+	out[0] = '\0';
+	if (!d)
+		return;
+	size_t n = strlen(d);
+	if (n >= 2 && d[0] == '"' && d[n - 1] == '"') {
+		d++;
+		n -= 2;
+	}
+	if (n >= len)
+		n = len - 1;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (d[i] == '"' || d[i] == '\\' || d[i] == '\r' || d[i] == '\n') ? ' ' : d[i];
+	out[n] = '\0';
+}
+
+/* Caller number and display name: PAI, then RPID, then From. */
+static void caller_of(const sip_t *sip, char *num, size_t nlen, char *disp, size_t dlen)
+{
+	const sip_p_asserted_identity_t *pai = sip_p_asserted_identity(sip);
+	const sip_remote_party_id_t *rpid = sip_remote_party_id(sip);
+	if (pai && pai->paid_url->url_user) {
+		url_user(pai->paid_url, num, nlen);
+		copy_display(pai->paid_display, disp, dlen);
+	} else if (rpid && rpid->rpid_url->url_user) {
+		url_user(rpid->rpid_url, num, nlen);
+		copy_display(rpid->rpid_display, disp, dlen);
+	} else {
+		url_user(sip->sip_from ? sip->sip_from->a_url : NULL, num, nlen);
+		copy_display(sip->sip_from ? sip->sip_from->a_display : NULL, disp, dlen);
+	}
+	if (!disp[0] && sip->sip_from)
+		copy_display(sip->sip_from->a_display, disp, dlen);
+}
+
+static int privacy_id(const sip_t *sip)
+{
+	const sip_remote_party_id_t *rpid = sip_remote_party_id(sip);
+	if (rpid) {
+		const char *pv = msg_params_find(rpid->rpid_params, "privacy=");
+		if (pv && (strcasecmp(pv, "full") == 0 || strcasecmp(pv, "uri") == 0))
+			return 1;
+	}
+	if (!sip->sip_privacy)
+		return 0;
+	for (const msg_param_t *v = sip->sip_privacy->priv_values; v && *v; v++) {
+		if (strcasecmp(*v, "id") == 0 || strcasecmp(*v, "user") == 0 ||
+		    strcasecmp(*v, "header") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static char *diversion_of(const sip_t *sip)
+{
+	struct strbuf sb;
+	strbuf_init(&sb);
+	for (const sip_unknown_t *u = sip->sip_unknown; u; u = u->un_next) {
+		if (u->un_name && u->un_value && strcasecmp(u->un_name, "Diversion") == 0)
+			strbuf_printf(&sb, "Diversion: %s\r\n", u->un_value);
+	}
+	return sb.len ? strbuf_steal(&sb) : (strbuf_deinit(&sb), NULL);
+}
+
+/* Identity of a far end as a P-Asserted-Identity value, from a response or request. */
+static void identity_of(const sip_t *sip, char *out, size_t len)
+{
+	const sip_p_asserted_identity_t *pai = sip_p_asserted_identity(sip);
+	const sip_remote_party_id_t *rpid = sip_remote_party_id(sip);
+	char num[64] = "", disp[64] = "";
+	if (pai && pai->paid_url->url_user) {
+		url_user(pai->paid_url, num, sizeof(num));
+		copy_display(pai->paid_display, disp, sizeof(disp));
+	} else if (rpid && rpid->rpid_url->url_user) {
+		url_user(rpid->rpid_url, num, sizeof(num));
+		copy_display(rpid->rpid_display, disp, sizeof(disp));
+	} else {
+		return;
+	}
+	for (char *p = num; *p; p++) {
+		if (!(*p == '+' || (*p >= '0' && *p <= '9') || *p == '*' || *p == '#'))
+			return; /* not a number: keep nothing */
+	}
+	snprintf(out, len, "%s%s%s<sip:%s@%s>", disp[0] ? "\"" : "", disp, disp[0] ? "\" " : "", num,
+		 b2b_g.our_host);
+}
+
+/* ---- call lifetime ---- */
+
+static void cdr_leg(json_t *legs, struct b2b_leg *leg)
+{
+	struct media_stats st;
+	memset(&st, 0, sizeof(st));
+	if (leg->ms)
+		media_session_stats(leg->ms, &st);
+	json_t *o = json_object();
+	json_object_set_new(o, "side", json_string(leg->side == 'a' ? "a" : "b"));
+	json_object_set_new(o, "trunk", json_string(leg->trunk ? leg->trunk->name : ""));
+	json_object_set_new(o, "codec", json_string(b2b_codec_name(leg->codec)));
+	json_object_set_new(o, "srtp",
+			    json_string(leg->secure ? media_srtp_suite_name(leg->suite) : "none"));
+	json_object_set_new(o, "remote", json_string(leg->have_remote ? leg->remote.addr : ""));
+	json_object_set_new(o, "remote_port", json_integer(leg->have_remote ? leg->remote.port : 0));
+	json_object_set_new(o, "local_port", json_integer(leg->local_port));
+	json_object_set_new(o, "final_status", json_integer(leg->final_status));
+	json_object_set_new(o, "pkts_in", json_integer((json_int_t)st.pkts_in));
+	json_object_set_new(o, "pkts_out", json_integer((json_int_t)st.pkts_out));
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)st.bytes_in));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)st.bytes_out));
+	json_object_set_new(o, "dropped", json_integer((json_int_t)st.pkts_dropped));
+	json_object_set_new(o, "lost", json_integer(st.lost));
+	json_object_set_new(o, "jitter_ms", json_integer(st.jitter_ms));
+	json_object_set_new(o, "remote_lost", json_integer(st.remote_lost));
+	json_object_set_new(o, "remote_jitter_ms", json_integer(st.remote_jitter_ms));
+	json_object_set_new(o, "rtcp_in", json_integer(st.rtcp_in));
+	json_object_set_new(o, "rtcp_out", json_integer(st.rtcp_out));
+	json_object_set_new(o, "dtmf_events", json_integer(st.dtmf_events));
+	json_array_append_new(legs, o);
+}
+
+static void write_cdr(struct b2b_call *c)
+{
+	char ts[3][32];
+	clock_format_iso(c->start_ms, ts[0], sizeof(ts[0]));
+	clock_format_iso(c->answer_ms, ts[1], sizeof(ts[1]));
+	clock_format_iso(c->end_ms, ts[2], sizeof(ts[2]));
+	json_t *o = json_object();
+	json_object_set_new(o, "call_id", json_string(c->id));
+	json_object_set_new(o, "from_trunk", json_string(c->a.trunk ? c->a.trunk->name : ""));
+	json_object_set_new(o, "to_trunk", json_string(c->b.trunk ? c->b.trunk->name : ""));
+	json_object_set_new(o, "route", json_string(c->route ? c->route : ""));
+	json_object_set_new(o, "caller", json_string(c->caller));
+	json_object_set_new(o, "caller_e164", json_string(c->caller_e164));
+	json_object_set_new(o, "called", json_string(c->called));
+	json_object_set_new(o, "called_e164", json_string(c->called_e164));
+	json_object_set_new(o, "target", json_string(c->target));
+	json_object_set_new(o, "privacy", json_boolean(c->privacy_id));
+	json_object_set_new(o, "start", json_string(ts[0]));
+	json_object_set_new(o, "answer", c->answer_ms ? json_string(ts[1]) : json_null());
+	json_object_set_new(o, "end", json_string(ts[2]));
+	json_object_set_new(o, "ring_ms", json_integer(c->ring_ms ? (json_int_t)(c->ring_ms - c->start_ms) : -1));
+	json_object_set_new(o, "duration_ms",
+			    json_integer(c->answer_ms ? (json_int_t)(c->end_ms - c->answer_ms) : 0));
+	json_object_set_new(o, "sip_code", json_integer(c->sip_code));
+	json_object_set_new(o, "end_reason", json_string(c->end_reason));
+	char hs[2] = {c->hangup_side ? c->hangup_side : 'n', '\0'};
+	json_object_set_new(o, "hangup_side", json_string(hs[0] == 'n' ? "vacsd" : hs));
+	json_object_set_new(o, "dtmf_digits", json_integer(c->dtmf_digits));
+	json_t *legs = json_array();
+	cdr_leg(legs, &c->a);
+	if (c->b.trunk)
+		cdr_leg(legs, &c->b);
+	json_object_set_new(o, "legs", legs);
+	char *line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!line)
+		return;
+	size_t n = strlen(line);
+	line[n] = '\n'; /* json_dumps leaves room for the NUL; replace it, write n + 1 */
+	if (b2b_g.cdr_fd >= 0 && write(b2b_g.cdr_fd, line, n + 1) != (ssize_t)(n + 1))
+		log_err("cdr", "write failed: %s", strerror(errno));
+	line[n] = '\0';
+	free(line);
+}
+
+static void leg_deinit(struct b2b_leg *leg)
+{
+	if (leg->invite_timer) {
+		su_timer_destroy(leg->invite_timer);
+		leg->invite_timer = NULL;
+	}
+	media_session_destroy(leg->ms);
+	leg->ms = NULL;
+}
+
+static void call_finish(struct b2b_call *call)
+{
+	call->end_ms = clock_wall_ms();
+	if (!call->end_reason[0])
+		call_set_end(call, 'n', 0, "ended");
+	write_cdr(call);
+	log_info("call", "ended: %s (code %d, side %c), %llu ms talk", call->end_reason,
+		 call->sip_code, call->hangup_side ? call->hangup_side : 'n',
+		 (unsigned long long)(call->answer_ms ? call->end_ms - call->answer_ms : 0));
+	leg_deinit(&call->a);
+	leg_deinit(&call->b);
+	struct b2b_trunk_rt *rt = b2b_trunk_rt(call->a.trunk);
+	if (rt && rt->active_calls)
+		rt->active_calls--;
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		b2b_g.calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	b2b_g.n_calls--;
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_ended_total", "Calls ended"));
+	mem_free(call->diversion);
+	conf_unref(call->conf);
+	mem_free(call);
+}
+
+static void maybe_finish(struct b2b_call *call)
+{
+	if (!call->a.nh && !call->b.nh)
+		call_finish(call);
+}
+
+static void leg_bye(struct b2b_leg *leg, const char *reason)
+{
+	if (!leg->nh || leg->state == LEG_ENDING || leg->state == LEG_GONE)
+		return;
+	switch (leg->state) {
+	case LEG_UP:
+	case LEG_ANSWERED:
+		nua_bye(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		break;
+	case LEG_CALLING:
+	case LEG_EARLY:
+		if (leg->side == 'b')
+			nua_cancel(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		else
+			nua_respond(leg->nh, 480, "Temporarily Unavailable",
+				    TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+		break;
+	default:
+		nua_handle_destroy(leg->nh);
+		leg->nh = NULL;
+		leg->state = LEG_GONE;
+		return;
+	}
+	leg->state = LEG_ENDING;
+}
+
+void b2b_call_hangup(struct b2b_call *call, int cause, const char *text)
+{
+	char reason[160];
+	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", cause, text);
+	call_set_end(call, 'n', cause, text);
+	leg_bye(&call->a, reason);
+	leg_bye(&call->b, reason);
+	maybe_finish(call);
+}
+
+void b2b_calls_hangup_all(const char *why)
+{
+	struct b2b_call *c = b2b_g.calls;
+	while (c) {
+		struct b2b_call *next = c->next;
+		b2b_call_hangup(c, 503, why);
+		c = next;
+	}
+}
+
+/* ---- the outbound leg ---- */
+
+static void on_invite_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg);
+
+static void send_b_invite(struct b2b_call *call);
+
+static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *phrase)
+{
+	struct b2b_leg *b = &call->b;
+	struct b2b_leg *a = &call->a;
+	if (b->nh) {
+		nua_handle_destroy(b->nh);
+		b->nh = NULL;
+	}
+	if (b->invite_timer) {
+		su_timer_destroy(b->invite_timer);
+		b->invite_timer = NULL;
+	}
+	int retry = (status == 503 || status == 408 || status == 500) && b->node + 1 < call->n_nodes &&
+		    a->nh && a->state != LEG_ENDING;
+	if (retry) {
+		b2b_trunk_node_failed(b->trunk, call->node_order[b->node]);
+		b->node++;
+		log_info("call", "%s node failed with %d %s; trying node %s:%u", b->trunk->name,
+			 status, phrase, b->trunk->nodes[call->node_order[b->node]].host,
+			 b->trunk->nodes[call->node_order[b->node]].port);
+		send_b_invite(call);
+		return;
+	}
+	b->state = LEG_GONE;
+	b->final_status = status;
+	if (a->nh && (a->state == LEG_CALLING || a->state == LEG_EARLY)) {
+		int code = status;
+		if (code == 401 || code == 407)
+			code = 403;
+		if (code < 300 || code > 699)
+			code = 500;
+		call_set_end(call, 'b', status, phrase ? phrase : "callee failed");
+		nua_respond(a->nh, code, phrase ? phrase : "Failed", TAG_END());
+		a->state = LEG_ENDING;
+	}
+	maybe_finish(call);
+}
+
+static void send_b_invite(struct b2b_call *call)
+{
+	struct b2b_leg *b = &call->b;
+	struct b2b_leg *a = &call->a;
+	const struct conf_trunk *t = b->trunk;
+	unsigned node = call->node_order[b->node];
+	char ruri[256], to[300], from[300];
+	b2b_trunk_uri(t, node, call->target, ruri, sizeof(ruri));
+	snprintf(to, sizeof(to), "<%s>", ruri);
+
+	char num[64];
+	if (b2b_number_egress(&t->numbering, call->caller_e164[0] ? call->caller_e164 : call->caller,
+			      num, sizeof(num)))
+		snprintf(num, sizeof(num), "%s", call->caller);
+	char disp[64] = "";
+	if (a->peer_identity[0] == '"')
+		copy_display(a->peer_identity, disp, sizeof(disp)); /* unused unless quoted */
+	if (call->privacy_id)
+		snprintf(from, sizeof(from), "\"Anonymous\" <sip:anonymous@anonymous.invalid>");
+	else
+		snprintf(from, sizeof(from), "<sip:%s@%s>", num[0] ? num : "anonymous", b2b_g.our_host);
+
+	struct strbuf hdr;
+	strbuf_init(&hdr);
+	if (num[0]) {
+		strbuf_printf(&hdr, "P-Asserted-Identity: <sip:%s@%s>\r\n", num, b2b_g.our_host);
+		if (t->type == CONF_TRUNK_CUCM)
+			strbuf_printf(&hdr,
+				      "Remote-Party-ID: <sip:%s@%s>;party=calling;screen=yes;privacy=%s\r\n",
+				      num, b2b_g.our_host, call->privacy_id ? "full" : "off");
+	}
+	if (call->diversion)
+		strbuf_puts(&hdr, call->diversion);
+	if (hdr.len >= 2)
+		hdr.p[hdr.len -= 2] = '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
+
+	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE, a->have_remote);
+	b->nh = nua_handle(b2b_g.nua, b, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
+			   TAG_END());
+	if (!b->nh || !offer) {
+		mem_free(offer);
+		strbuf_deinit(&hdr);
+		b_fail_over_or_fail(call, 500, "Internal Error");
+		return;
+	}
+	b->state = LEG_CALLING;
+	b->auth_tries = 0;
+	char se[16], mse[16];
+	snprintf(se, sizeof(se), "%u", t->session_expires_s);
+	snprintf(mse, sizeof(mse), "%u", t->min_se_s);
+	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer),
+		   TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
+		   TAG_IF(call->privacy_id, SIPTAG_PRIVACY_STR("id")),
+		   NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
+		   NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
+		   SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
+	mem_free(offer);
+	strbuf_deinit(&hdr);
+	log_info("call", "INVITE %s via trunk %s (node %u)", ruri, t->name, node);
+	if (t->invite_timeout_s) {
+		b->invite_timer = su_timer_create(su_root_task(b2b_g.root), t->invite_timeout_s * 1000);
+		if (b->invite_timer)
+			su_timer_set(b->invite_timer, on_invite_timeout, b);
+	}
+}
+
+static void on_invite_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
+{
+	(void)magic;
+	(void)t;
+	struct b2b_leg *b = arg;
+	struct b2b_call *call = b->call;
+	log_set_call(call->id);
+	su_timer_destroy(b->invite_timer);
+	b->invite_timer = NULL;
+	if (b->state != LEG_CALLING)
+		return;
+	log_warn("call", "no answer from %s within %u s", b->trunk->name, b->trunk->invite_timeout_s);
+	if (b->nh)
+		nua_cancel(b->nh, TAG_END());
+	b_fail_over_or_fail(call, 408, "Request Timeout");
+	log_set_call(NULL);
+}
+
+/* ---- answering the caller ---- */
+
+static void stop_timer(struct b2b_leg *leg)
+{
+	if (leg->invite_timer) {
+		su_timer_destroy(leg->invite_timer);
+		leg->invite_timer = NULL;
+	}
+}
+
+/* Sends a 18x to the caller: with our answer (early media / local ringback) when the
+ * caller offered, else a plain 180. */
+static void a_progress(struct b2b_call *call, int with_media, int ringback)
+{
+	struct b2b_leg *a = &call->a;
+	if (!a->nh || (a->state != LEG_CALLING && a->state != LEG_EARLY))
+		return;
+	char ident[300] = "";
+	if (call->b.peer_identity[0])
+		snprintf(ident, sizeof(ident), "%s", call->b.peer_identity);
+	if (with_media && a->have_remote) {
+		char *sdp = a->early_answered ? NULL : leg_make_answer(a);
+		if (!a->early_answered) {
+			if (!sdp)
+				return;
+			nua_respond(a->nh, SIP_183_SESSION_PROGRESS, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE),
+				    SIPTAG_PAYLOAD_STR(sdp),
+				    TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
+			a->early_answered = 1;
+			a->state = LEG_EARLY;
+			mem_free(sdp);
+		}
+		leg_media_apply(a, 1);
+		media_session_tone(a->ms, ringback ? MEDIA_TONE_RINGBACK : MEDIA_TONE_NONE);
+		return;
+	}
+	if (a->state == LEG_CALLING && !a->early_answered) {
+		nua_respond(a->nh, SIP_180_RINGING,
+			    TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
+		a->state = LEG_EARLY;
+	}
+}
+
+static void b_answered(struct b2b_call *call, const sip_t *sip)
+{
+	struct b2b_leg *a = &call->a, *b = &call->b;
+	struct b2b_sdp ans;
+	const char *why = NULL;
+	int pr = parse_body(sip, &ans, &why);
+	b->state = LEG_UP;
+	b->final_status = 200;
+	stop_timer(b);
+	if (pr != 0 || leg_take_answer(b, &ans) != 0) {
+		log_warn("call", "callee answered without a usable SDP answer (%s)",
+			 pr > 0 ? "none" : why ? why : "no common codec or crypto");
+		b2b_count_reject("bad_sdp");
+		call_set_end(call, 'b', 488, "callee answer unusable");
+		leg_bye(b, "SIP;cause=488;text=\"Unusable SDP answer\"");
+		if (a->nh && a->state != LEG_ENDING) {
+			nua_respond(a->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+			a->state = LEG_ENDING;
+		}
+		return;
+	}
+	leg_media_apply(b, 1);
+	call->answer_ms = clock_wall_ms();
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
+	if (!a->nh || a->state == LEG_ENDING)
+		return;
+	char ident[300] = "";
+	identity_of(sip, ident, sizeof(ident));
+	if (ident[0])
+		snprintf(b->peer_identity, sizeof(b->peer_identity), "%s", ident);
+	char *sdp = NULL;
+	if (a->have_remote) {
+		/* An answer already sent reliably in a 18x is not repeated. */
+		if (!(a->early_answered && a->reliable_18x))
+			sdp = leg_make_answer(a);
+		if (a->early_answered)
+			a->sdp_version--; /* the same answer again: same o= version */
+	} else {
+		sdp = leg_make_offer(a, b->codec, 1);
+	}
+	media_session_tone(a->ms, MEDIA_TONE_NONE);
+	media_session_bridge(a->ms, b->ms);
+	const struct conf_trunk *t = a->trunk;
+	nua_respond(a->nh, SIP_200_OK, TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+		    TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
+		    TAG_IF(b->peer_identity[0], SIPTAG_P_ASSERTED_IDENTITY_STR(b->peer_identity)),
+		    TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
+		    TAG_IF(t->session_expires_s, NUTAG_MIN_SE(t->min_se_s)), TAG_END());
+	mem_free(sdp);
+	a->state = LEG_ANSWERED;
+	a->final_status = 200;
+	if (a->have_remote)
+		leg_media_apply(a, 1);
+}
+
+static void on_b_response(struct b2b_call *call, int status, const char *phrase, const sip_t *sip)
+{
+	struct b2b_leg *b = &call->b;
+	if (b->state == LEG_ENDING || b->state == LEG_GONE) {
+		if (status >= 200 && status < 300 && b->nh)
+			nua_bye(b->nh, TAG_END()); /* answered after we gave up */
+		return;
+	}
+	if (b->state == LEG_UP) /* response to a re-INVITE of ours (refresh) */
+		return;
+	if (status < 200) {
+		if (status == 100)
+			return;
+		stop_timer(b);
+		if (!call->ring_ms)
+			call->ring_ms = clock_wall_ms();
+		if (sip) {
+			char ident[300] = "";
+			identity_of(sip, ident, sizeof(ident));
+			if (ident[0])
+				snprintf(b->peer_identity, sizeof(b->peer_identity), "%s", ident);
+		}
+		struct b2b_sdp early;
+		const char *why = NULL;
+		if (parse_body(sip, &early, &why) == 0 && leg_take_answer(b, &early) == 0) {
+			b->state = LEG_EARLY;
+			leg_media_apply(b, 1);
+			media_session_bridge(call->a.ms, b->ms);
+			a_progress(call, 1, 0);
+		} else {
+			/* No early media from the callee: ringback of our own for an early-offer
+			 * caller, a plain 180 for a delayed-offer one. */
+			a_progress(call, call->a.have_remote && !call->a.early_answered, 1);
+		}
+		return;
+	}
+	if (status < 300) {
+		b_answered(call, sip);
+		return;
+	}
+	if ((status == 401 || status == 407) && sip && b->auth_tries < 2 &&
+	    b2b_trunk_authenticate(b->trunk, b->nh, sip)) {
+		b->auth_tries++;
+		return;
+	}
+	b_fail_over_or_fail(call, status, phrase);
+}
+
+/* ---- requests on established legs ---- */
+
+static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
+{
+	struct b2b_sdp offer;
+	const char *why = NULL;
+	int pr = parse_body(sip, &offer, &why);
+	char *sdp = NULL;
+	if (pr < 0) {
+		b2b_count_reject("bad_sdp");
+		nua_respond(leg->nh, 488, "Not Acceptable Here",
+			    SIPTAG_WARNING_STR(why ? "399 vacs \"bad SDP\"" : NULL), TAG_END());
+		return;
+	}
+	if (pr > 0) {
+		/* SDP-less re-INVITE: a fresh, complete sendrecv offer; the answer comes in
+		 * the ACK (RFC 6337 5.1). */
+		sdp = leg_make_offer(leg, leg->codec, 0);
+	} else {
+		int rc = leg_accept_offer(leg, &offer, leg->codec);
+		if (rc == -ENOTSUP) /* the other leg's codec is fixed: keep it or refuse */
+			rc = leg_accept_offer(leg, &offer, MEDIA_CODEC_NONE) == 0 &&
+					     leg->codec == other_leg(leg)->codec
+				     ? 0
+				     : -ENOTSUP;
+		if (rc) {
+			b2b_count_reject(rc == -ENOTSUP ? "no_codec" : "srtp_policy");
+			nua_respond(leg->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+			return;
+		}
+		leg->offer_pending = 0;
+		sdp = leg_make_answer(leg);
+		leg_media_apply(leg, 1);
+	}
+	if (!sdp) {
+		nua_respond(leg->nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		return;
+	}
+	nua_respond(leg->nh, SIP_200_OK, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(sdp),
+		    TAG_END());
+	mem_free(sdp);
+	log_info("call", "leg %c re-INVITE %s answered", leg->side, pr > 0 ? "without SDP" : "with SDP");
+}
+
+static void on_ack(struct b2b_leg *leg, const sip_t *sip)
+{
+	if (leg->state == LEG_ANSWERED)
+		leg->state = LEG_UP;
+	if (!leg->offer_pending)
+		return;
+	struct b2b_sdp ans;
+	const char *why = NULL;
+	int pr = parse_body(sip, &ans, &why);
+	if (pr != 0 || leg_take_answer(leg, &ans) != 0) {
+		log_warn("call", "leg %c: ACK without a usable SDP answer (%s): ending the call",
+			 leg->side, pr > 0 ? "no SDP" : why ? why : "no common codec or crypto");
+		b2b_count_reject(pr > 0 ? "ack_without_sdp" : "bad_sdp");
+		b2b_call_hangup(leg->call, 488, pr > 0 ? "No SDP in ACK" : "Unusable SDP in ACK");
+		return;
+	}
+	leg_media_apply(leg, 1);
+	struct b2b_leg *o = other_leg(leg);
+	if (o->ms)
+		media_session_bridge(leg->ms, o->ms);
+}
+
+static void on_bye(struct b2b_leg *leg, const sip_t *sip)
+{
+	struct b2b_call *call = leg->call;
+	char reason[200] = "";
+	if (sip && sip->sip_reason) {
+		char *r = sip_header_as_string(b2b_g.home, (const sip_header_t *)sip->sip_reason);
+		if (r) {
+			snprintf(reason, sizeof(reason), "%s", r);
+			su_free(b2b_g.home, r);
+		}
+	}
+	call_set_end(call, leg->side, 0, leg->side == 'a' ? "caller hung up" : "callee hung up");
+	leg->state = LEG_ENDING;
+	leg_bye(other_leg(leg), reason[0] ? reason : NULL);
+}
+
+static void on_terminated(struct b2b_leg *leg, int status, const char *phrase)
+{
+	struct b2b_call *call = leg->call;
+	if (leg->nh) {
+		nua_handle_destroy(leg->nh);
+		leg->nh = NULL;
+	}
+	int was = leg->state;
+	leg->state = LEG_GONE;
+	stop_timer(leg);
+	struct b2b_leg *o = other_leg(leg);
+	if (was != LEG_ENDING && o->nh) {
+		/* This leg ended on its own (session timer expiry, transport error, nua's
+		 * BYE): carry the reason to the other side. */
+		char reason[200];
+		snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status >= 300 ? status : 200,
+			 phrase ? phrase : "");
+		call_set_end(call, leg->side, status, phrase ? phrase : "leg terminated");
+		leg_bye(o, reason);
+	}
+	maybe_finish(call);
+}
+
+void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
+		    const sip_t *sip, tagi_t tags[])
+{
+	struct b2b_call *call = leg->call;
+	switch (ev) {
+	case nua_i_invite:
+		on_reinvite(leg, sip);
+		break;
+	case nua_r_invite:
+		if (leg->side == 'b')
+			on_b_response(call, status, phrase, sip);
+		break;
+	case nua_i_ack:
+		on_ack(leg, sip);
+		break;
+	case nua_i_bye:
+		on_bye(leg, sip);
+		break;
+	case nua_i_cancel:
+		call_set_end(call, 'a', 487, "caller cancelled");
+		leg->state = LEG_ENDING;
+		leg_bye(&call->b, NULL);
+		break;
+	case nua_i_state: {
+		int cs = -1;
+		tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
+		if (cs == nua_callstate_terminated)
+			on_terminated(leg, status, phrase);
+		break;
+	}
+	case nua_i_prack:
+	case nua_i_update:
+	case nua_i_info:
+	case nua_r_bye:
+	case nua_r_cancel:
+	case nua_r_prack:
+	case nua_i_active:
+	case nua_i_terminated:
+	case nua_r_update:
+	default:
+		break;
+	}
+}
+
+/* ---- a new call ---- */
+
+static unsigned count_headers(const sip_t *sip)
+{
+	unsigned n = 0;
+	for (const msg_header_t *h = (const msg_header_t *)sip->sip_request; h && n < 100000;
+	     h = h->sh_succ)
+		n++;
+	return n;
+}
+
+static void reject(nua_handle_t *nh, int code, const char *phrase, const char *reason,
+		   const char *warning)
+{
+	b2b_count_reject(reason);
+	log_info("call", "rejected with %d %s (%s)", code, phrase, reason);
+	/* The handle goes when nua reports it terminated (the transaction must live on
+	 * to absorb the ACK). */
+	nua_respond(nh, code, phrase, TAG_IF(warning, SIPTAG_WARNING_STR(warning)), TAG_END());
+}
+
+void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
+{
+	const struct conf *cfg = b2b_g.conf;
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_sip_invites_total", "New INVITEs received"));
+	if (count_headers(sip) > cfg->sip.max_headers) {
+		reject(nh, 400, "Too Many Headers", "too_many_headers", NULL);
+		return;
+	}
+	msg_t *msg = nua_current_request(b2b_g.nua);
+	su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+	uint32_t src = 0;
+	uint16_t sport = 0;
+	if (ai && ai->ai_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)ai->ai_addr;
+		src = ntohl(sin->sin_addr.s_addr);
+		sport = ntohs(sin->sin_port);
+	}
+	const struct conf_trunk *from = conf_trunk_by_source(cfg, src, sport);
+	if (!from) {
+		if (cfg->sip.unknown_source == CONF_UNKNOWN_DROP) {
+			b2b_count_reject("acl");
+			nua_handle_destroy(nh);
+			return;
+		}
+		reject(nh, SIP_403_FORBIDDEN, "acl", NULL);
+		return;
+	}
+	if (b2b_g.draining) {
+		reject(nh, SIP_503_SERVICE_UNAVAILABLE, "draining", NULL);
+		return;
+	}
+	struct b2b_trunk_rt *frt = b2b_trunk_rt(from);
+	if (from->max_calls && frt && frt->active_calls >= from->max_calls) {
+		reject(nh, 503, "Trunk Capacity Reached", "capacity", NULL);
+		return;
+	}
+	/* Session-Expires below this trunk's Min-SE: 422 (RFC 4028). */
+	if (sip->sip_session_expires && from->min_se_s &&
+	    sip->sip_session_expires->x_delta < from->min_se_s && sip->sip_supported &&
+	    sip_has_feature(sip->sip_supported, "timer")) {
+		char mse[16];
+		snprintf(mse, sizeof(mse), "%u", from->min_se_s);
+		b2b_count_reject("session_interval");
+		nua_respond(nh, SIP_422_SESSION_TIMER_TOO_SMALL, SIPTAG_MIN_SE_STR(mse), TAG_END());
+		return;
+	}
+	struct b2b_sdp offer;
+	const char *why = NULL;
+	int pr = parse_body(sip, &offer, &why);
+	if (pr < 0) {
+		char w[128];
+		snprintf(w, sizeof(w), "399 %s \"%s\"", b2b_g.our_host, why ? why : "bad SDP");
+		reject(nh, SIP_400_BAD_REQUEST, "bad_sdp", w);
+		return;
+	}
+
+	struct b2b_call *call = mem_zalloc(sizeof(*call));
+	if (!call) {
+		reject(nh, SIP_500_INTERNAL_SERVER_ERROR, "oom", NULL);
+		return;
+	}
+	call->conf = conf_ref(b2b_g.conf);
+	snprintf(call->id, sizeof(call->id), "%s", sip->sip_call_id ? sip->sip_call_id->i_id : "?");
+	call->start_ms = clock_wall_ms();
+	call->a.call = call->b.call = call;
+	call->a.side = 'a';
+	call->b.side = 'b';
+	call->a.id = ++b2b_g.next_leg_id;
+	call->b.id = ++b2b_g.next_leg_id;
+	call->a.trunk = from;
+	call->a.nh = nh;
+	call->a.state = LEG_CALLING;
+	call->a.pt_dtmf = -1;
+	call->b.pt_dtmf = -1;
+	nua_handle_bind(nh, &call->a);
+	call->next = b2b_g.calls;
+	if (b2b_g.calls)
+		b2b_g.calls->prev = call;
+	b2b_g.calls = call;
+	b2b_g.n_calls++;
+	if (frt)
+		frt->active_calls++;
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_total", "Calls accepted for routing"));
+
+	/* Numbers: the DID from the Request-URI (To for registration trunks), the caller
+	 * from PAI > RPID > From. Both forms are kept for the record. */
+	const url_t *ru = sip->sip_request->rq_url;
+	if (ru && ru->url_user && !(from->register_enable && from->auth.user &&
+				    strcmp(ru->url_user, from->auth.user) == 0))
+		url_user(ru, call->called, sizeof(call->called));
+	else
+		url_user(sip->sip_to ? sip->sip_to->a_url : NULL, call->called, sizeof(call->called));
+	char disp[64];
+	caller_of(sip, call->caller, sizeof(call->caller), disp, sizeof(disp));
+	call->privacy_id = privacy_id(sip);
+	call->diversion = diversion_of(sip);
+	if (b2b_number_normalise(&from->numbering, call->called, call->called_e164,
+				 sizeof(call->called_e164)) < 0)
+		snprintf(call->called_e164, sizeof(call->called_e164), "%s", call->called);
+	if (b2b_number_normalise(&from->numbering, call->caller, call->caller_e164,
+				 sizeof(call->caller_e164)) < 0)
+		snprintf(call->caller_e164, sizeof(call->caller_e164), "%s", call->caller);
+
+	log_info("call", "INVITE from trunk %s: %s (%s) -> %s (%s)%s", from->name, call->caller,
+		 call->caller_e164, call->called, call->called_e164, pr > 0 ? ", delayed offer" : "");
+
+	const struct conf_route *route = b2b_route_find(cfg, from->name, call->called_e164,
+							 call->caller_e164, call->target,
+							 sizeof(call->target));
+	int code = 0;
+	const char *phrase = NULL, *reason = NULL;
+	if (!route) {
+		code = 404, phrase = "No Route", reason = "no_route";
+	} else if (route->target_type == CONF_ROUTE_AI || !route->to_trunk) {
+		code = 503, phrase = "AI Leg Not Available", reason = "no_ai";
+	}
+	if (!code) {
+		call->route = route->name;
+		call->b.trunk = route->to_trunk;
+		if (pr == 0) {
+			int rc = leg_accept_offer(&call->a, &offer, MEDIA_CODEC_NONE);
+			/* Pass-through needs one codec on both legs: it must suit the far trunk too. */
+			if (rc == 0 && !trunk_allows_codec(call->b.trunk, call->a.codec)) {
+				rc = -ENOTSUP;
+				for (unsigned i = 0; i < offer.n_codecs && rc; i++) {
+					enum media_codec c = b2b_sdp_codec_of(&offer.codecs[i]);
+					if (c != MEDIA_CODEC_NONE && trunk_allows_codec(call->b.trunk, c))
+						rc = leg_accept_offer(&call->a, &offer, c);
+				}
+			}
+			if (rc == -ENOTSUP)
+				code = 488, phrase = "Not Acceptable Here", reason = "no_codec";
+			else if (rc)
+				code = 488, phrase = "Not Acceptable Here", reason = "srtp_policy";
+		}
+	}
+	if (!code && (leg_media_create(&call->a, NULL) || leg_media_create(&call->b, call->a.ms)))
+		code = 503, phrase = "No Media Ports", reason = "media_ports";
+	if (code) {
+		b2b_count_reject(reason);
+		call_set_end(call, 'n', code, reason);
+		log_info("call", "rejected with %d %s (%s)", code, phrase, reason);
+		nua_respond(nh, code, phrase, TAG_END());
+		call->a.state = LEG_ENDING;
+		return; /* nua_i_state terminated frees the call */
+	}
+	if (call->a.have_remote)
+		leg_media_apply(&call->a, 0);
+	call->n_nodes = b2b_trunk_node_order(call->b.trunk, call->node_order, 16);
+	if (!call->n_nodes) {
+		b_fail_over_or_fail(call, 503, "No Trunk Nodes");
+		return;
+	}
+	send_b_invite(call);
+}
+
+void b2b_call_media_events(void)
+{
+	struct media_event ev[32];
+	unsigned n;
+	while ((n = media_events_poll(ev, 32)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			struct b2b_call *c;
+			struct b2b_leg *leg = NULL;
+			for (c = b2b_g.calls; c && !leg; c = c->next) {
+				if (c->a.id == ev[i].owner)
+					leg = &c->a;
+				else if (c->b.id == ev[i].owner)
+					leg = &c->b;
+			}
+			if (!leg)
+				continue;
+			log_set_call(leg->call->id);
+			if (ev[i].type == MEDIA_EV_TIMEOUT) {
+				log_warn("call", "no RTP from leg %c: releasing the call", leg->side);
+				metric_inc(metric_get(METRIC_COUNTER, "vacs_media_timeouts_total",
+						      "Calls released for lack of RTP"));
+				b2b_call_hangup(leg->call, 408, "RTP timeout");
+			} else if (ev[i].type == MEDIA_EV_DTMF) {
+				leg->call->dtmf_digits++;
+				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,
+					 ev[i].duration_ms, leg->side);
+			}
+			log_set_call(NULL);
+		}
+	}
+}

@@ -1,0 +1,149 @@
+/* vacsd: parses the command line, loads the configuration, starts the modules in order. */
+#include "b2bua/b2bua.h"
+#include "conf/conf.h"
+#include "control/control.h"
+#include "core/log.h"
+#include "core/metric.h"
+#include "media/media.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	b2b_stop();
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	b2b_reload();
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vacsd --config FILE      run the daemon\n"
+		   "       vacsd --check-config FILE validate FILE and exit (0 = valid)\n"
+		   "       vacsd --version\n"
+		   "Signals: SIGTERM/SIGINT drain then stop (twice: hang up and stop);\n"
+		   "         SIGHUP reloads trunks and routes (calls in progress keep theirs).\n");
+}
+
+static int log_setup(const struct conf *c)
+{
+	struct log_config lc = {.level = LOG_INFO, .format = LOG_FMT_TEXT, .path = c->log.file};
+	log_level_parse(c->log.level, &lc.level);
+	if (c->log.format && strcmp(c->log.format, "json") == 0)
+		lc.format = LOG_FMT_JSON;
+	return log_init(&lc);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int check = 0;
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"check-config", required_argument, NULL, 'k'},
+		{"version", no_argument, NULL, 'v'},	  {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, "c:k:vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			path = optarg;
+			check = 1;
+			break;
+		case 'v':
+			printf("vacsd %s\n", VACS_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path) {
+		usage(stderr);
+		return 2;
+	}
+	char err[8192];
+	struct conf *cfg = NULL;
+	if (conf_load(path, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "%s", err);
+		if (err[0] && err[strlen(err) - 1] != '\n')
+			fputc('\n', stderr);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		conf_unref(cfg);
+		return 0;
+	}
+	int rc = log_setup(cfg);
+	if (rc) {
+		fprintf(stderr, "vacsd: cannot open log %s: %s\n", cfg->log.file, strerror(-rc));
+		conf_unref(cfg);
+		return 1;
+	}
+	log_info("main", "vacsd %s starting with %s", VACS_VERSION, path);
+	mkdir(cfg->spool.dir, 0750);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct media_config mc = {
+		.address = cfg->media.address,
+		.advertise = cfg->media.advertise && cfg->media.advertise[0] ? cfg->media.advertise : NULL,
+		.port_min = cfg->media.port_min,
+		.port_max = cfg->media.port_max,
+		.workers = cfg->media.workers,
+		.rtp_timeout_ms = cfg->media.rtp_timeout_s * 1000u,
+		.hold_timeout_ms = cfg->media.hold_timeout_s * 1000u,
+		.max_sessions = cfg->media.max_sessions,
+	};
+	struct ctl_config cc = {.address = cfg->http.address, .port = cfg->http.port};
+	int exit_code = 1;
+	if ((rc = media_init(&mc))) {
+		log_err("main", "media: %s", strerror(-rc));
+		goto out_conf;
+	}
+	if ((rc = ctl_init(&cc))) {
+		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
+		goto out_media;
+	}
+	if ((rc = b2b_init(cfg))) {
+		log_err("main", "sip: %s", strerror(-rc));
+		b2b_close();
+		goto out_ctl;
+	}
+	b2b_run();
+	exit_code = 0;
+	log_info("main", "vacsd stopped");
+	b2b_close();
+out_ctl:
+	ctl_close();
+out_media:
+	media_close();
+out_conf:
+	conf_unref(cfg);
+	metric_registry_close();
+	log_close();
+	return exit_code;
+}

@@ -13,8 +13,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wpointer-arith -Wcast-align -Wwrite-strings -Wvla -Wformat=2 \
         -Wimplicit-fallthrough
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -fstack-protector-strong $(WARN) $(WERROR) -I.
+OPT     ?= -O2 -g
+CFLAGS  += $(OPT) -std=c11 -D_GNU_SOURCE -fstack-protector-strong $(WARN) $(WERROR) -I.
 ifeq ($(SAN),)
 CFLAGS  += -D_FORTIFY_SOURCE=2
 else
@@ -81,10 +81,10 @@ bench: deps
 	@bench/run $(BENCH)
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=address,undefined CFLAGS="-O1 -g" all unit
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=address,undefined OPT="-O1 -g" all unit
 
 tsan:
-	@$(MAKE) --no-print-directory BUILD=build-tsan SAN=thread CFLAGS="-O1 -g" all unit
+	@$(MAKE) --no-print-directory BUILD=build-tsan SAN=thread OPT="-O1 -g" all unit
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

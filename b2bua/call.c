@@ -126,13 +126,13 @@ static int trunk_allows_suite(const struct conf_trunk *t, enum media_srtp_suite 
 static char *sdp_render(struct b2b_leg *leg, const struct b2b_sdp_local *l)
 {
 	struct strbuf sb;
-	strbuf_init(&sb);
+	str_init(&sb);
 	if (b2b_sdp_build(l, &sb)) {
-		strbuf_deinit(&sb);
+		str_deinit(&sb);
 		return NULL;
 	}
 	(void)leg;
-	return strbuf_steal(&sb);
+	return str_steal(&sb);
 }
 
 static void local_base(struct b2b_leg *leg, struct b2b_sdp_local *l)
@@ -367,12 +367,12 @@ static int privacy_id(const sip_t *sip)
 static char *diversion_of(const sip_t *sip)
 {
 	struct strbuf sb;
-	strbuf_init(&sb);
+	str_init(&sb);
 	for (const sip_unknown_t *u = sip->sip_unknown; u; u = u->un_next) {
 		if (u->un_name && u->un_value && strcasecmp(u->un_name, "Diversion") == 0)
-			strbuf_printf(&sb, "Diversion: %s\r\n", u->un_value);
+			str_printf(&sb, "Diversion: %s\r\n", u->un_value);
 	}
-	return sb.len ? strbuf_steal(&sb) : (strbuf_deinit(&sb), NULL);
+	return sb.len ? str_steal(&sb) : (str_deinit(&sb), NULL);
 }
 
 /* Identity of a far end as a P-Asserted-Identity value, from a response or request. */
@@ -632,16 +632,16 @@ static void send_b_invite(struct b2b_call *call)
 		snprintf(from, sizeof(from), "<sip:%s@%s>", num[0] ? num : "anonymous", b2b_g.our_host);
 
 	struct strbuf hdr;
-	strbuf_init(&hdr);
+	str_init(&hdr);
 	if (num[0]) {
-		strbuf_printf(&hdr, "P-Asserted-Identity: <sip:%s@%s>\r\n", num, b2b_g.our_host);
+		str_printf(&hdr, "P-Asserted-Identity: <sip:%s@%s>\r\n", num, b2b_g.our_host);
 		if (t->type == CONF_TRUNK_CUCM)
-			strbuf_printf(&hdr,
+			str_printf(&hdr,
 				      "Remote-Party-ID: <sip:%s@%s>;party=calling;screen=yes;privacy=%s\r\n",
 				      num, b2b_g.our_host, call->privacy_id ? "full" : "off");
 	}
 	if (call->diversion)
-		strbuf_puts(&hdr, call->diversion);
+		str_puts(&hdr, call->diversion);
 	if (hdr.len >= 2)
 		hdr.p[hdr.len -= 2] = '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
 
@@ -650,7 +650,7 @@ static void send_b_invite(struct b2b_call *call)
 			   TAG_END());
 	if (!b->nh || !offer) {
 		mem_free(offer);
-		strbuf_deinit(&hdr);
+		str_deinit(&hdr);
 		b_fail_over_or_fail(call, 500, "Internal Error");
 		return;
 	}
@@ -666,7 +666,7 @@ static void send_b_invite(struct b2b_call *call)
 		   NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
 		   SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
 	mem_free(offer);
-	strbuf_deinit(&hdr);
+	str_deinit(&hdr);
 	log_info("call", "INVITE %s via trunk %s (node %u)", ruri, t->name, node);
 	if (t->invite_timeout_s) {
 		b->invite_timer = su_timer_create(su_root_task(b2b_g.root), t->invite_timeout_s * 1000);

@@ -222,7 +222,7 @@ static const char *dir_attr(enum b2b_dir d)
 
 int b2b_sdp_build(const struct b2b_sdp_local *l, struct strbuf *sb)
 {
-	strbuf_printf(sb,
+	str_printf(sb,
 		      "v=0\r\no=VACS %llu %u IN IP4 %s\r\ns=VACS\r\nc=IN IP4 %s\r\nt=0 0\r\n",
 		      (unsigned long long)l->sess_id, l->version, l->addr, l->addr);
 	/* Rejected m-lines before the audio line keep their position. */
@@ -230,30 +230,30 @@ int b2b_sdp_build(const struct b2b_sdp_local *l, struct strbuf *sb)
 	unsigned before = ans ? ans->audio_index : 0;
 	unsigned n_other = ans ? ans->n_other : 0;
 	for (unsigned i = 0; i < before && i < n_other; i++)
-		strbuf_printf(sb, "m=%s 0\r\n", ans->other_media[i]);
+		str_printf(sb, "m=%s 0\r\n", ans->other_media[i]);
 
-	strbuf_printf(sb, "m=audio %u %s", l->port, l->secure ? "RTP/SAVP" : "RTP/AVP");
+	str_printf(sb, "m=audio %u %s", l->port, l->secure ? "RTP/SAVP" : "RTP/AVP");
 	for (unsigned i = 0; i < l->n_codecs; i++)
-		strbuf_printf(sb, " %u", b2b_codec_static_pt(l->codecs[i]));
+		str_printf(sb, " %u", b2b_codec_static_pt(l->codecs[i]));
 	if (l->pt_dtmf >= 0)
-		strbuf_printf(sb, " %d", l->pt_dtmf);
-	strbuf_puts(sb, "\r\n");
+		str_printf(sb, " %d", l->pt_dtmf);
+	str_puts(sb, "\r\n");
 	for (unsigned i = 0; i < l->n_codecs; i++)
-		strbuf_printf(sb, "a=rtpmap:%u %s/8000\r\n", b2b_codec_static_pt(l->codecs[i]),
+		str_printf(sb, "a=rtpmap:%u %s/8000\r\n", b2b_codec_static_pt(l->codecs[i]),
 			      b2b_codec_name(l->codecs[i]));
 	if (l->pt_dtmf >= 0)
-		strbuf_printf(sb, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n",
+		str_printf(sb, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n",
 			      l->pt_dtmf, l->pt_dtmf);
-	strbuf_puts(sb, "a=ptime:20\r\n");
+	str_puts(sb, "a=ptime:20\r\n");
 	for (unsigned i = 0; l->secure && i < l->n_suites; i++) {
 		char b64[96];
 		size_t klen = media_srtp_key_len(l->suites[i]);
 		base64_e(b64, sizeof(b64), (void *)(uintptr_t)l->keys[i], klen);
-		strbuf_printf(sb, "a=crypto:%u %s inline:%s\r\n", l->crypto_tag ? l->crypto_tag : i + 1,
+		str_printf(sb, "a=crypto:%u %s inline:%s\r\n", l->crypto_tag ? l->crypto_tag : i + 1,
 			      media_srtp_suite_name(l->suites[i]), b64);
 	}
-	strbuf_printf(sb, "a=%s\r\n", dir_attr(l->dir));
+	str_printf(sb, "a=%s\r\n", dir_attr(l->dir));
 	for (unsigned i = before; i < n_other; i++)
-		strbuf_printf(sb, "m=%s 0\r\n", ans->other_media[i]);
+		str_printf(sb, "m=%s 0\r\n", ans->other_media[i]);
 	return sb->oom ? -ENOMEM : 0;
 }

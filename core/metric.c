@@ -130,11 +130,11 @@ int metric_render(struct strbuf *sb)
 		int same = prev && prev->base_len == m->base_len &&
 			   strncmp(prev->name, m->name, m->base_len) == 0;
 		if (!same) {
-			strbuf_printf(sb, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)m->base_len,
+			str_printf(sb, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)m->base_len,
 				      m->name, m->help, (int)m->base_len, m->name,
 				      m->type == METRIC_COUNTER ? "counter" : "gauge");
 		}
-		strbuf_printf(sb, "%s %lld\n", m->name, (long long)metric_value(m));
+		str_printf(sb, "%s %lld\n", m->name, (long long)metric_value(m));
 	}
 	pthread_mutex_unlock(&reg_lock);
 	return sb->oom ? -ENOMEM : 0;

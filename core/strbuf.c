@@ -8,18 +8,18 @@
 #include <stdio.h>
 #include <string.h>
 
-void strbuf_init(struct strbuf *sb)
+void str_init(struct strbuf *sb)
 {
 	memset(sb, 0, sizeof(*sb));
 }
 
-void strbuf_deinit(struct strbuf *sb)
+void str_deinit(struct strbuf *sb)
 {
 	mem_free(sb->p);
 	memset(sb, 0, sizeof(*sb));
 }
 
-void strbuf_reset(struct strbuf *sb)
+void str_reset(struct strbuf *sb)
 {
 	sb->len = 0;
 	if (sb->p)
@@ -45,7 +45,7 @@ static int grow(struct strbuf *sb, size_t need)
 	return 0;
 }
 
-int strbuf_append(struct strbuf *sb, const char *s, size_t n)
+int str_append(struct strbuf *sb, const char *s, size_t n)
 {
 	if (grow(sb, n))
 		return -ENOMEM;
@@ -55,12 +55,12 @@ int strbuf_append(struct strbuf *sb, const char *s, size_t n)
 	return 0;
 }
 
-int strbuf_puts(struct strbuf *sb, const char *s)
+int str_puts(struct strbuf *sb, const char *s)
 {
-	return strbuf_append(sb, s, strlen(s));
+	return str_append(sb, s, strlen(s));
 }
 
-int strbuf_printf(struct strbuf *sb, const char *fmt, ...)
+int str_printf(struct strbuf *sb, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -75,7 +75,7 @@ int strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 	return 0;
 }
 
-char *strbuf_steal(struct strbuf *sb)
+char *str_steal(struct strbuf *sb)
 {
 	char *p = sb->p;
 	if (!p)

@@ -1,4 +1,6 @@
-/* Growable string buffer for signalling-time text (SDP, JSON, metrics); not for the packet path. */
+/* Growable string buffer for signalling-time text (SDP, JSON, metrics); not for the packet path.
+ * Functions use the core str_ prefix: libconfig.so exports strbuf_append(), which a
+ * same-named function in the executable would interpose. */
 #ifndef VACS_CORE_STRBUF_H
 #define VACS_CORE_STRBUF_H
 
@@ -12,13 +14,13 @@ struct strbuf {
 	int oom; /* sticky: an append failed */
 };
 
-void strbuf_init(struct strbuf *sb);
-void strbuf_deinit(struct strbuf *sb);
-void strbuf_reset(struct strbuf *sb);
-int strbuf_append(struct strbuf *sb, const char *s, size_t n);
-int strbuf_puts(struct strbuf *sb, const char *s);
-int strbuf_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void str_init(struct strbuf *sb);
+void str_deinit(struct strbuf *sb);
+void str_reset(struct strbuf *sb);
+int str_append(struct strbuf *sb, const char *s, size_t n);
+int str_puts(struct strbuf *sb, const char *s);
+int str_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Hands the string to the caller (free with mem_free) and resets sb. */
-char *strbuf_steal(struct strbuf *sb);
+char *str_steal(struct strbuf *sb);
 
 #endif

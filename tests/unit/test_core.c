@@ -109,7 +109,7 @@ static void test_core_metrics_render_prometheus(void **state)
 	metric_inc(b);
 	metric_set(g, -3);
 	struct strbuf sb;
-	strbuf_init(&sb);
+	str_init(&sb);
 	assert_int_equal(metric_render(&sb), 0);
 	/* One HELP/TYPE per family, samples of a family together. */
 	const char *help = strstr(sb.p, "# HELP t_requests_total Requests\n# TYPE t_requests_total counter\n");
@@ -123,7 +123,7 @@ static void test_core_metrics_render_prometheus(void **state)
 	assert_non_null(strstr(sb.p, "# TYPE t_active gauge\nt_active -3\n"));
 	assert_int_equal(metric_lookup("t_active"), -3);
 	assert_int_equal(metric_lookup("nope"), -1);
-	strbuf_deinit(&sb);
+	str_deinit(&sb);
 	metric_registry_close();
 }
 
@@ -150,21 +150,21 @@ static void test_core_strbuf_grows_and_steals(void **state)
 {
 	(void)state;
 	struct strbuf sb;
-	strbuf_init(&sb);
+	str_init(&sb);
 	for (int i = 0; i < 1000; i++)
-		assert_int_equal(strbuf_printf(&sb, "%04d,", i), 0);
+		assert_int_equal(str_printf(&sb, "%04d,", i), 0);
 	assert_int_equal(sb.len, 5000);
 	assert_memory_equal(sb.p + 4995, "0999,", 5);
-	char *s = strbuf_steal(&sb);
+	char *s = str_steal(&sb);
 	assert_null(sb.p);
 	assert_int_equal(strlen(s), 5000);
 	mem_free(s);
-	strbuf_init(&sb);
+	str_init(&sb);
 	mem_fail_after(0);
-	assert_int_equal(strbuf_puts(&sb, "x"), -ENOMEM);
+	assert_int_equal(str_puts(&sb, "x"), -ENOMEM);
 	mem_fail_after(-1);
-	assert_int_equal(strbuf_puts(&sb, "y"), -ENOMEM); /* sticky */
-	strbuf_deinit(&sb);
+	assert_int_equal(str_puts(&sb, "y"), -ENOMEM); /* sticky */
+	str_deinit(&sb);
 }
 
 static void test_core_log_json_lines_carry_call_id(void **state)

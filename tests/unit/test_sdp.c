@@ -151,7 +151,7 @@ static void test_sdp_build_offer_and_reparse(void **state)
 		.n_suites = 2,
 	};
 	struct strbuf sb;
-	strbuf_init(&sb);
+	str_init(&sb);
 	assert_int_equal(b2b_sdp_build(&l, &sb), 0);
 	assert_non_null(strstr(sb.p, "o=VACS 42 3 IN IP4 127.0.0.1\r\n"));
 	assert_non_null(strstr(sb.p, "m=audio 20000 RTP/SAVP 8 0 96\r\n"));
@@ -168,7 +168,7 @@ static void test_sdp_build_offer_and_reparse(void **state)
 	assert_memory_equal(s.crypto[0].key, k1, 28);
 	assert_int_equal(s.crypto[1].suite, MEDIA_SRTP_AES_CM_128_HMAC_SHA1_80);
 	assert_memory_equal(s.crypto[1].key, k2, 30);
-	strbuf_deinit(&sb);
+	str_deinit(&sb);
 }
 
 static void test_sdp_answer_keeps_mline_order(void **state)
@@ -185,7 +185,7 @@ static void test_sdp_answer_keeps_mline_order(void **state)
 				  .dir = B2B_DIR_RECVONLY, .codecs = {MEDIA_CODEC_PCMU}, .n_codecs = 1,
 				  .pt_dtmf = 101, .answer_to = &s};
 	struct strbuf sb;
-	strbuf_init(&sb);
+	str_init(&sb);
 	assert_int_equal(b2b_sdp_build(&l, &sb), 0);
 	const char *v = strstr(sb.p, "m=video 0 RTP/AVP");
 	const char *a = strstr(sb.p, "m=audio 20002 RTP/AVP 0 101");
@@ -195,7 +195,7 @@ static void test_sdp_answer_keeps_mline_order(void **state)
 	assert_non_null(b);
 	assert_true(v < a && a < b);
 	assert_non_null(strstr(sb.p, "a=recvonly\r\n"));
-	strbuf_deinit(&sb);
+	str_deinit(&sb);
 }
 
 int main(void)

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,51 @@
 struct b2b_global b2b_g;
 
 static volatile sig_atomic_t want_stop, want_reload;
+
+/* sofia's log objects (exported by the library, not declared in its headers). */
+extern su_log_t nta_log[], tport_log[], nua_log[];
+
+/* Formats nta uses when it drops or answers a malformed message itself (400, 413, 505,
+ * bad Via, garbage); matched by text so nothing is formatted for the rest. */
+static const char *const malformed_fmts[] = {
+	"nta: %s (%u) is %s\n",
+	"nta: %s (%u) %s\n",
+	"nta: bad version %s for %s (%u)\n",
+	"nta_agent: received garbage from ",
+};
+
+static void sofia_log(void *stream, char const *fmt, va_list ap)
+{
+	static struct log_ratelimit rl;
+	const char *src = stream;
+	for (size_t i = 0; i < sizeof(malformed_fmts) / sizeof(malformed_fmts[0]); i++) {
+		if (strncmp(fmt, malformed_fmts[i], strlen(malformed_fmts[i])) != 0)
+			continue;
+		char line[512];
+		va_list aq;
+		va_copy(aq, ap);
+		vsnprintf(line, sizeof(line), fmt, aq);
+		va_end(aq);
+		line[strcspn(line, "\n")] = '\0';
+		/* "nta: %s (%u) %s" also says where a good request goes. */
+		if (i == 1 && !strstr(line, "sanity check") && !strstr(line, "invalid Via"))
+			break;
+		metric_inc(metric_get(METRIC_COUNTER, "vacs_sip_malformed_total",
+				      "Malformed SIP messages answered or dropped by the stack"));
+		b2b_count_reject("malformed");
+		if (log_ratelimit_ok(&rl))
+			log_warn("sip", "malformed message: %s", line);
+		return;
+	}
+	/* nta runs at level 5 only for the formats above; its other lines are debug. */
+	if (strcmp(src, "nta") == 0 && !log_enabled(LOG_DEBUG))
+		return;
+	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	if (line[0])
+		log_msg(strcmp(src, "nta") == 0 ? LOG_DEBUG : LOG_WARN, "sofia", "%s: %s", src, line);
+}
 
 #define ALLOW_METHODS "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO"
 
@@ -279,6 +325,14 @@ int b2b_init(struct conf *cfg)
 
 	su_init();
 	su_home_init(b2b_g.home);
+	su_log_redirect(nta_log, sofia_log, (void *)"nta");
+	su_log_redirect(tport_log, sofia_log, (void *)"tport");
+	su_log_redirect(nua_log, sofia_log, (void *)"nua");
+	su_log_redirect(su_log_default, sofia_log, (void *)"su");
+	su_log_set_level(nta_log, 5);
+	su_log_set_level(tport_log, 3);
+	su_log_set_level(nua_log, 3);
+	su_log_set_level(su_log_default, 3);
 	b2b_g.root = su_root_create(NULL);
 	if (!b2b_g.root)
 		return -ENOMEM;

@@ -33,6 +33,8 @@ DEPS    := $(LIB_OBJ:.o=.d)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
@@ -62,7 +64,11 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libvacs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(BUILD)/libvacs.a $(LDFLAGS) $(LDLIBS)
 
-unit: $(UNIT_BIN)
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libvacs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libvacs.a $(LDFLAGS) $(LDLIBS)
+
+unit: $(UNIT_BIN) $(FUZZ_BIN)
 
 # Installs missing Debian packages (no-op when all are present).
 deps:

@@ -105,6 +105,32 @@ int b2b_sdp_parse(const char *body, size_t len, struct b2b_sdp *out, const char 
 	out->dir = B2B_DIR_SENDRECV;
 	*why = NULL;
 	int rc = -EINVAL;
+	/* Control characters (NUL included) are never valid in SDP, and bytes above 0x7f
+	 * only in free text (s=, i=); sofia's parser mis-sizes allocations on some of
+	 * them elsewhere, so they stop here. */
+	int text_line = 0, m_line = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)body[i];
+		if (i == 0 || body[i - 1] == '\n') {
+			text_line = ch == 's' || ch == 'i';
+			m_line = ch == 'm';
+		}
+		/* m= lines are tokens: media, port[/n], proto, formats (sofia's format list
+		 * parser misbehaves on other characters such as '='). */
+		int m_bad = m_line && i > 0 && body[i - 1] != '\n' && !(ch == '=' && body[i - 1] == 'm') &&
+			    !(ch == ' ' || ch == '/' || ch == '.' || ch == '_' || ch == '-' || ch == '*' ||
+			      ch == '\r' || ch == '\n' || (ch >= '0' && ch <= '9') ||
+			      ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'));
+		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') || ch == 0x7f ||
+		    (ch >= 0x80 && !text_line) || m_bad) {
+			*why = "invalid character in SDP";
+			return -EINVAL;
+		}
+	}
+	if (len > 16384) {
+		*why = "SDP too large";
+		return -EINVAL;
+	}
 	su_home_t *home = su_home_new(sizeof(su_home_t));
 	if (!home) {
 		*why = "out of memory";

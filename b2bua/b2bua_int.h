@@ -143,6 +143,7 @@ struct b2b_leg {
 	int final_status;
 	su_timer_t *invite_timer;
 	char peer_identity[256]; /* PAI/RPID seen from this leg's far end */
+	char contact[128];	 /* our Contact on this leg when nua's would be wrong ("" = nua's) */
 };
 
 struct b2b_call {

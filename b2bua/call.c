@@ -34,7 +34,7 @@ static void call_set_end(struct b2b_call *call, char side, int code, const char 
 	if (call->end_reason[0])
 		return;
 	call->hangup_side = side;
-	if (code)
+	if (code && !call->answer_ms)
 		call->sip_code = code;
 	snprintf(call->end_reason, sizeof(call->end_reason), "%s", why);
 }
@@ -302,6 +302,18 @@ static int parse_body(const sip_t *sip, struct b2b_sdp *out, const char **why)
 		return 1; /* no SDP */
 	return b2b_sdp_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, out, why) ? -1 : 0;
 }
+
+/* On TLS nua would put a sips: Contact, which a peer that called a sip: URI (or that we
+ * call with a sip: URI) may refuse to use; name the TLS transport explicitly instead. */
+static void leg_set_contact(struct b2b_leg *leg, int tls)
+{
+	leg->contact[0] = '\0';
+	if (tls && b2b_g.conf->sip.tls_port)
+		snprintf(leg->contact, sizeof(leg->contact), "<sip:%s:%u;transport=tls>",
+			 b2b_g.our_host, b2b_g.conf->sip.tls_port);
+}
+
+#define LEG_CONTACT(leg) TAG_IF((leg)->contact[0], SIPTAG_CONTACT_STR((leg)->contact))
 
 /* ---- identity ---- */
 
@@ -603,7 +615,7 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 		if (code < 300 || code > 699)
 			code = 500;
 		call_set_end(call, 'b', status, phrase ? phrase : "callee failed");
-		nua_respond(a->nh, code, phrase ? phrase : "Failed", TAG_END());
+		nua_respond(a->nh, code, phrase ? phrase : "Failed", LEG_CONTACT(a), TAG_END());
 		a->state = LEG_ENDING;
 	}
 	maybe_finish(call);
@@ -659,7 +671,8 @@ static void send_b_invite(struct b2b_call *call)
 	char se[16], mse[16];
 	snprintf(se, sizeof(se), "%u", t->session_expires_s);
 	snprintf(mse, sizeof(mse), "%u", t->min_se_s);
-	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer),
+	leg_set_contact(b, t->transport == CONF_TP_TLS);
+	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer), LEG_CONTACT(b),
 		   TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
 		   TAG_IF(call->privacy_id, SIPTAG_PRIVACY_STR("id")),
 		   NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
@@ -718,7 +731,8 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 		if (!a->early_answered) {
 			if (!sdp)
 				return;
-			nua_respond(a->nh, SIP_183_SESSION_PROGRESS, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE),
+			nua_respond(a->nh, SIP_183_SESSION_PROGRESS, LEG_CONTACT(a),
+				    SIPTAG_CONTENT_TYPE_STR(SDP_TYPE),
 				    SIPTAG_PAYLOAD_STR(sdp),
 				    TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
 			a->early_answered = 1;
@@ -730,7 +744,7 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 		return;
 	}
 	if (a->state == LEG_CALLING && !a->early_answered) {
-		nua_respond(a->nh, SIP_180_RINGING,
+		nua_respond(a->nh, SIP_180_RINGING, LEG_CONTACT(a),
 			    TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
 		a->state = LEG_EARLY;
 	}
@@ -759,6 +773,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	}
 	leg_media_apply(b, 1);
 	call->answer_ms = clock_wall_ms();
+	call->sip_code = 200;
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
 	if (!a->nh || a->state == LEG_ENDING)
 		return;
@@ -779,7 +794,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	media_session_tone(a->ms, MEDIA_TONE_NONE);
 	media_session_bridge(a->ms, b->ms);
 	const struct conf_trunk *t = a->trunk;
-	nua_respond(a->nh, SIP_200_OK, TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a), TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
 		    TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
 		    TAG_IF(b->peer_identity[0], SIPTAG_P_ASSERTED_IDENTITY_STR(b->peer_identity)),
 		    TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
@@ -877,7 +892,8 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 		nua_respond(leg->nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		return;
 	}
-	nua_respond(leg->nh, SIP_200_OK, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(sdp),
+	nua_respond(leg->nh, SIP_200_OK, LEG_CONTACT(leg), SIPTAG_CONTENT_TYPE_STR(SDP_TYPE),
+		    SIPTAG_PAYLOAD_STR(sdp),
 		    TAG_END());
 	mem_free(sdp);
 	log_info("call", "leg %c re-INVITE %s answered", leg->side, pr > 0 ? "without SDP" : "with SDP");
@@ -1084,6 +1100,9 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	call->a.pt_dtmf = -1;
 	call->b.pt_dtmf = -1;
 	nua_handle_bind(nh, &call->a);
+	leg_set_contact(&call->a, sip->sip_via && sip->sip_via->v_protocol &&
+					  strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
+					  sip->sip_request->rq_url->url_type != url_sips);
 	call->next = b2b_g.calls;
 	if (b2b_g.calls)
 		b2b_g.calls->prev = call;

@@ -218,6 +218,9 @@ void b2b_call_media_events(void);
 /* Ends a call from our side (timeout, drain): BYE/CANCEL/final answer as each leg needs. */
 void b2b_call_hangup(struct b2b_call *call, int cause, const char *text);
 void b2b_calls_hangup_all(const char *why);
+/* Keeps an unanswered INVITE's handle until its sender has given up (no final answer). */
+void b2b_silence(nua_handle_t *nh);
+void b2b_silence_expire(uint64_t now_ms, int all);
 
 /* trunk.c */
 int b2b_trunks_start(void);

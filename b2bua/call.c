@@ -1006,6 +1006,37 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 
 /* ---- a new call ---- */
 
+/* "Silence" for sources outside every ACL: no final answer at all. sofia 1.12 has
+ * already sent its automatic 100 Trying and answers 480 when a handle is destroyed, so
+ * the handle is kept until the sender's INVITE transaction has timed out (Timer B, 32 s)
+ * and destroyed then. Past the ring's size the oldest handle goes early. */
+#define SILENCE_SLOTS 1024
+#define SILENCE_HOLD_MS 40000u
+static struct {
+	nua_handle_t *nh;
+	uint64_t until_ms;
+} silenced[SILENCE_SLOTS];
+static unsigned silence_next;
+
+void b2b_silence(nua_handle_t *nh)
+{
+	unsigned i = silence_next++ % SILENCE_SLOTS;
+	if (silenced[i].nh)
+		nua_handle_destroy(silenced[i].nh);
+	silenced[i].nh = nh;
+	silenced[i].until_ms = b2b_now_ms() + SILENCE_HOLD_MS;
+}
+
+void b2b_silence_expire(uint64_t now_ms, int all)
+{
+	for (unsigned i = 0; i < SILENCE_SLOTS; i++) {
+		if (silenced[i].nh && (all || now_ms >= silenced[i].until_ms)) {
+			nua_handle_destroy(silenced[i].nh);
+			silenced[i].nh = NULL;
+		}
+	}
+}
+
 static unsigned count_headers(const sip_t *sip)
 {
 	unsigned n = 0;
@@ -1046,7 +1077,7 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	if (!from) {
 		if (cfg->sip.unknown_source == CONF_UNKNOWN_DROP) {
 			b2b_count_reject("acl");
-			nua_handle_destroy(nh);
+			b2b_silence(nh);
 			return;
 		}
 		reject(nh, SIP_403_FORBIDDEN, "acl", NULL);

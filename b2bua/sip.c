@@ -117,6 +117,7 @@ static void start_shutdown(void)
 	if (b2b_g.shutdown_sent)
 		return;
 	b2b_g.shutdown_sent = 1;
+	b2b_silence_expire(0, 1);
 	log_info("sip", "shutting down the SIP stack");
 	nua_shutdown(b2b_g.nua);
 }
@@ -195,6 +196,7 @@ static void on_tick(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
 	(void)arg;
 	uint64_t now = b2b_now_ms();
 	b2b_trunks_tick(now);
+	b2b_silence_expire(now, 0);
 	if (b2b_g.draining && !b2b_g.shutdown_sent) {
 		if (b2b_g.n_calls && now > b2b_g.drain_deadline_ms)
 			b2b_calls_hangup_all("drain timeout");

@@ -723,7 +723,7 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 	struct b2b_leg *a = &call->a;
 	if (!a->nh || (a->state != LEG_CALLING && a->state != LEG_EARLY))
 		return;
-	char ident[300] = "";
+	char ident[256] = "";
 	if (call->b.peer_identity[0])
 		snprintf(ident, sizeof(ident), "%s", call->b.peer_identity);
 	if (with_media && a->have_remote) {
@@ -777,7 +777,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
 	if (!a->nh || a->state == LEG_ENDING)
 		return;
-	char ident[300] = "";
+	char ident[256] = "";
 	identity_of(sip, ident, sizeof(ident));
 	if (ident[0])
 		snprintf(b->peer_identity, sizeof(b->peer_identity), "%s", ident);
@@ -823,7 +823,7 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 		if (!call->ring_ms)
 			call->ring_ms = clock_wall_ms();
 		if (sip) {
-			char ident[300] = "";
+			char ident[256] = "";
 			identity_of(sip, ident, sizeof(ident));
 			if (ident[0])
 				snprintf(b->peer_identity, sizeof(b->peer_identity), "%s", ident);

@@ -154,6 +154,7 @@ struct b2b_call {
 	int ended;
 	uint64_t start_ms, ring_ms, answer_ms, end_ms;
 	char caller[64], caller_e164[64], called[64], called_e164[64], target[64];
+	char caller_display[64]; /* quotes and control characters removed */
 	const char *route;
 	int privacy_id;
 	char *diversion;  /* Diversion header values to pass on (mem_) */

@@ -456,6 +456,7 @@ static void write_cdr(struct b2b_call *c)
 	json_object_set_new(o, "route", json_string(c->route ? c->route : ""));
 	json_object_set_new(o, "caller", json_string(c->caller));
 	json_object_set_new(o, "caller_e164", json_string(c->caller_e164));
+	json_object_set_new(o, "caller_name", json_string(c->caller_display));
 	json_object_set_new(o, "called", json_string(c->called));
 	json_object_set_new(o, "called_e164", json_string(c->called_e164));
 	json_object_set_new(o, "target", json_string(c->target));
@@ -635,22 +636,24 @@ static void send_b_invite(struct b2b_call *call)
 	if (b2b_number_egress(&t->numbering, call->caller_e164[0] ? call->caller_e164 : call->caller,
 			      num, sizeof(num)))
 		snprintf(num, sizeof(num), "%s", call->caller);
-	char disp[64] = "";
-	if (a->peer_identity[0] == '"')
-		copy_display(a->peer_identity, disp, sizeof(disp)); /* unused unless quoted */
+	/* "Display" prefix for From, PAI and RPID (empty when there is no name). */
+	char disp[80] = "";
+	if (call->caller_display[0])
+		snprintf(disp, sizeof(disp), "\"%s\" ", call->caller_display);
 	if (call->privacy_id)
 		snprintf(from, sizeof(from), "\"Anonymous\" <sip:anonymous@anonymous.invalid>");
 	else
-		snprintf(from, sizeof(from), "<sip:%s@%s>", num[0] ? num : "anonymous", b2b_g.our_host);
+		snprintf(from, sizeof(from), "%s<sip:%s@%s>", disp, num[0] ? num : "anonymous",
+			 b2b_g.our_host);
 
 	struct strbuf hdr;
 	str_init(&hdr);
 	if (num[0]) {
-		str_printf(&hdr, "P-Asserted-Identity: <sip:%s@%s>\r\n", num, b2b_g.our_host);
+		str_printf(&hdr, "P-Asserted-Identity: %s<sip:%s@%s>\r\n", disp, num, b2b_g.our_host);
 		if (t->type == CONF_TRUNK_CUCM)
 			str_printf(&hdr,
-				      "Remote-Party-ID: <sip:%s@%s>;party=calling;screen=yes;privacy=%s\r\n",
-				      num, b2b_g.our_host, call->privacy_id ? "full" : "off");
+				   "Remote-Party-ID: %s<sip:%s@%s>;party=calling;screen=yes;privacy=%s\r\n",
+				   disp, num, b2b_g.our_host, call->privacy_id ? "full" : "off");
 	}
 	if (call->diversion)
 		str_puts(&hdr, call->diversion);
@@ -1151,8 +1154,8 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		url_user(ru, call->called, sizeof(call->called));
 	else
 		url_user(sip->sip_to ? sip->sip_to->a_url : NULL, call->called, sizeof(call->called));
-	char disp[64];
-	caller_of(sip, call->caller, sizeof(call->caller), disp, sizeof(disp));
+	caller_of(sip, call->caller, sizeof(call->caller), call->caller_display,
+		  sizeof(call->caller_display));
 	call->privacy_id = privacy_id(sip);
 	call->diversion = diversion_of(sip);
 	if (b2b_number_normalise(&from->numbering, call->called, call->called_e164,

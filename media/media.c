@@ -107,7 +107,7 @@ struct media_session {
 	struct media_session *act_prev, *act_next;
 	struct media_stream_params p;
 	struct sockaddr_in rtp_dst, rtcp_dst; /* signalled or latched */
-	struct srtp_ctx_t_ *srtp_rx, *srtp_tx;
+	struct media_srtp *srtp_rx, *srtp_tx;
 	struct media_session *peer;
 
 	enum media_tone tone;
@@ -153,7 +153,7 @@ struct media_cmd {
 	struct media_session *peer;
 	enum media_tone tone;
 	int new_rx, new_tx;           /* replace the SRTP context (rx/tx may be NULL) */
-	struct srtp_ctx_t_ *rx, *tx;  /* built on the control thread; worker takes them */
+	struct media_srtp *rx, *tx;   /* built on the control thread; worker takes them */
 	struct media_stream_params p; /* keys wiped: the contexts above carry them */
 };
 

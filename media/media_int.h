@@ -169,26 +169,36 @@ int media_rfc4733_parse(const uint8_t *payload, size_t len, struct media_dtmf_ev
 /* The DTMF character of an event code, or '\0' if it is not a DTMF digit. */
 char media_rfc4733_digit(uint8_t event);
 
-/* ---- SRTP (libsrtp2 behind our own names) ---- */
+/* ---- SRTP/SRTCP (RFC 3711, RFC 7714) on OpenSSL libcrypto, media/srtp.c ---- */
 
-struct srtp_ctx_t_; /* libsrtp's srtp_t, kept opaque outside media/srtp.c */
+/* SSRCs one context keeps state for (ROC, replay windows, SRTCP index). A further SSRC
+ * takes the slot of the least recently used one: fixed size, nothing allocated per packet. */
+#define MEDIA_SRTP_STREAMS 4
 
-/* Brings libsrtp up/down; reference counted, control thread. 0 or -EIO. */
+struct media_srtp; /* keys and per-SSRC state of one direction; opaque outside srtp.c */
+
+/* Kept for the engine's start/stop order; OpenSSL needs no global setup. Always 0. */
 int media_srtp_lib_init(void);
 void media_srtp_lib_close(void);
-/* Creates a context for one direction: outbound (ssrc_any_outbound) protects what we
- * send, inbound (ssrc_any_inbound) checks what we get. Allocates; setup time only.
- * key holds media_srtp_key_len(suite) bytes. 0 or -EINVAL/-ENOMEM/-EIO. */
-int media_srtp_create(struct srtp_ctx_t_ **out, enum media_srtp_suite suite, const uint8_t *key,
+/* Creates a context for one direction: outbound protects what we send, inbound checks what
+ * we get; like libsrtp's ssrc_any_outbound/ssrc_any_inbound, every SSRC gets its own stream
+ * state (an inbound one only once a packet of it authenticated). key holds
+ * media_srtp_key_len(suite) bytes (master key then master salt), copied. Allocates; setup
+ * time, any thread. The caller owns *out. 0 or -EINVAL/-ENOMEM/-EIO. */
+int media_srtp_create(struct media_srtp **out, enum media_srtp_suite suite, const uint8_t *key,
                       int outbound);
-/* NULL accepted. */
-void media_srtp_destroy(struct srtp_ctx_t_ *ctx);
-/* In-place transforms. buf must have MEDIA_SLOT_TAILROOM writable bytes after *len.
- * 0, -EBADMSG (authentication), -EALREADY (replay) or -EIO. */
-int media_srtp_protect(struct srtp_ctx_t_ *ctx, uint8_t *buf, size_t *len);
-int media_srtp_unprotect(struct srtp_ctx_t_ *ctx, uint8_t *buf, size_t *len);
-int media_srtp_protect_rtcp(struct srtp_ctx_t_ *ctx, uint8_t *buf, size_t *len);
-int media_srtp_unprotect_rtcp(struct srtp_ctx_t_ *ctx, uint8_t *buf, size_t *len);
+/* NULL accepted. Wipes the keys. */
+void media_srtp_destroy(struct media_srtp *ctx);
+/* In-place transforms; one thread at a time per context (its worker). Never allocate,
+ * lock or log. protect needs MEDIA_SLOT_TAILROOM writable bytes after *len; on failure of
+ * an unprotect the buffer content is undefined. 0, -EBADMSG (malformed or authentication
+ * failed), -EALREADY (replay, or a packet too far behind the window), -EINVAL (protect on
+ * an inbound context or unprotect on an outbound one) or -EIO (crypto library failure,
+ * SRTCP index exhausted). */
+int media_srtp_protect(struct media_srtp *ctx, uint8_t *buf, size_t *len);
+int media_srtp_unprotect(struct media_srtp *ctx, uint8_t *buf, size_t *len);
+int media_srtp_protect_rtcp(struct media_srtp *ctx, uint8_t *buf, size_t *len);
+int media_srtp_unprotect_rtcp(struct media_srtp *ctx, uint8_t *buf, size_t *len);
 
 /* ---- G.711 (table driven; tables are filled before main runs) ---- */
 

@@ -142,6 +142,8 @@ struct b2b_leg {
 	unsigned auth_tries; /* b leg: digest answers sent */
 	int final_status;
 	su_timer_t *invite_timer;
+	su_timer_t *refresh_timer; /* our own session refresh (peer without UPDATE) */
+	int refresh_pending;	   /* a refresh re-INVITE of ours is out */
 	char peer_identity[256]; /* PAI/RPID seen from this leg's far end */
 	char contact[128];	 /* our Contact on this leg when nua's would be wrong ("" = nua's) */
 };
@@ -227,6 +229,8 @@ void b2b_silence_expire(uint64_t now_ms, int all);
 int b2b_trunks_start(void);
 /* Drops trunk state; `unregister` sends un-REGISTERs (reload), 0 after shutdown. */
 void b2b_trunks_stop(int unregister);
+/* Drops the OPTIONS probe handles (before nua_shutdown). */
+void b2b_trunks_stop_probes(void);
 void b2b_trunks_tick(uint64_t now_ms);
 void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
 		     const sip_t *sip);

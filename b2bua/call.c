@@ -147,18 +147,19 @@ static void local_base(struct b2b_leg *leg, struct b2b_sdp_local *l)
 	l->dir = B2B_DIR_SENDRECV;
 }
 
-/* A full offer on this leg: `prefer` first (if the trunk allows it), then the trunk's
- * codecs unless `only` is set; SRTP as the trunk says; fresh keys. Caller frees. */
-static char *leg_make_offer(struct b2b_leg *leg, enum media_codec prefer, int only)
+/* A full offer on this leg: `prefer` first, then the trunk's other codecs (only those in
+ * `only_mask`, a bit per enum media_codec, when it is not 0); SRTP as the trunk says;
+ * fresh keys. Caller frees. */
+static char *leg_make_offer(struct b2b_leg *leg, enum media_codec prefer, unsigned only_mask)
 {
 	const struct conf_trunk *t = leg->trunk;
 	struct b2b_sdp_local l;
 	local_base(leg, &l);
 	if (prefer != MEDIA_CODEC_NONE)
 		l.codecs[l.n_codecs++] = prefer;
-	for (size_t i = 0; !only && i < t->n_codecs && l.n_codecs < 4; i++) {
+	for (size_t i = 0; i < t->n_codecs && l.n_codecs < 4; i++) {
 		enum media_codec c = b2b_codec_parse(t->codecs[i]);
-		if (c != MEDIA_CODEC_NONE && c != prefer)
+		if (c != MEDIA_CODEC_NONE && c != prefer && (!only_mask || (only_mask & (1u << c))))
 			l.codecs[l.n_codecs++] = c;
 	}
 	if (!l.n_codecs)
@@ -183,6 +184,15 @@ static char *leg_make_offer(struct b2b_leg *leg, enum media_codec prefer, int on
 	}
 	leg->offer_pending = 1;
 	return sdp_render(leg, &l);
+}
+
+/* Bit mask (1 << enum media_codec) of the codecs an SDP lists. */
+static unsigned sdp_codec_mask(const struct b2b_sdp *sdp)
+{
+	unsigned m = 0;
+	for (unsigned i = 0; i < sdp->n_codecs; i++)
+		m |= 1u << b2b_sdp_codec_of(&sdp->codecs[i]);
+	return m & ~1u;
 }
 
 /* Takes an answer to our offer on this leg. 0 or -EPROTO (no usable codec/crypto). */
@@ -495,6 +505,10 @@ static void leg_deinit(struct b2b_leg *leg)
 		su_timer_destroy(leg->invite_timer);
 		leg->invite_timer = NULL;
 	}
+	if (leg->refresh_timer) {
+		su_timer_destroy(leg->refresh_timer);
+		leg->refresh_timer = NULL;
+	}
 	media_session_destroy(leg->ms);
 	leg->ms = NULL;
 }
@@ -578,6 +592,10 @@ void b2b_calls_hangup_all(const char *why)
 	}
 }
 
+static void leg_ack(struct b2b_leg *leg, const sip_t *sip);
+static void leg_refresh_method(struct b2b_leg *leg, const sip_t *sip);
+static void leg_plan_refresh(struct b2b_leg *leg, const sip_t *sip, int uac);
+
 /* ---- the outbound leg ---- */
 
 static void on_invite_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg);
@@ -660,7 +678,10 @@ static void send_b_invite(struct b2b_call *call)
 	if (hdr.len >= 2)
 		hdr.p[hdr.len -= 2] = '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
 
-	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE, a->have_remote);
+	/* The caller's codec first, then whatever else both the caller and this trunk know
+	 * (PCMU and PCMA are converted into each other when the legs differ). */
+	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE,
+				     a->have_remote ? sdp_codec_mask(&a->remote) : 0);
 	b->nh = nua_handle(b2b_g.nua, b, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
 			   TAG_END());
 	if (!b->nh || !offer) {
@@ -719,6 +740,19 @@ static void stop_timer(struct b2b_leg *leg)
 	}
 }
 
+/* Before the caller gets our answer: use the callee's codec on both legs when the caller
+ * offered it, so no conversion is needed. */
+static void a_follow_codec(struct b2b_call *call)
+{
+	struct b2b_leg *a = &call->a, *b = &call->b;
+	if (!a->have_remote || a->early_answered || a->codec == b->codec)
+		return;
+	if (sdp_codec_mask(&a->remote) & (1u << b->codec) && trunk_allows_codec(a->trunk, b->codec)) {
+		struct b2b_sdp offer = a->remote;
+		leg_accept_offer(a, &offer, b->codec);
+	}
+}
+
 /* Sends a 18x to the caller: with our answer (early media / local ringback) when the
  * caller offered, else a plain 180. */
 static void a_progress(struct b2b_call *call, int with_media, int ringback)
@@ -759,9 +793,17 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	struct b2b_sdp ans;
 	const char *why = NULL;
 	int pr = parse_body(sip, &ans, &why);
+	int early = b->state == LEG_EARLY && b->have_remote;
 	b->state = LEG_UP;
 	b->final_status = 200;
 	stop_timer(b);
+	leg_refresh_method(b, sip);
+	leg_plan_refresh(b, sip, 1);
+	/* A 200 without SDP is fine when the answer came in a (reliable) 18x. */
+	if (pr > 0 && early) {
+		pr = 0;
+		ans = b->remote;
+	}
 	if (pr != 0 || leg_take_answer(b, &ans) != 0) {
 		log_warn("call", "callee answered without a usable SDP answer (%s)",
 			 pr > 0 ? "none" : why ? why : "no common codec or crypto");
@@ -785,6 +827,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	if (ident[0])
 		snprintf(b->peer_identity, sizeof(b->peer_identity), "%s", ident);
 	char *sdp = NULL;
+	a_follow_codec(call);
 	if (a->have_remote) {
 		/* An answer already sent reliably in a 18x is not repeated. */
 		if (!(a->early_answered && a->reliable_18x))
@@ -792,7 +835,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 		if (a->early_answered)
 			a->sdp_version--; /* the same answer again: same o= version */
 	} else {
-		sdp = leg_make_offer(a, b->codec, 1);
+		sdp = leg_make_offer(a, b->codec, 1u << b->codec);
 	}
 	media_session_tone(a->ms, MEDIA_TONE_NONE);
 	media_session_bridge(a->ms, b->ms);
@@ -817,8 +860,11 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 			nua_bye(b->nh, TAG_END()); /* answered after we gave up */
 		return;
 	}
-	if (b->state == LEG_UP) /* response to a re-INVITE of ours (refresh) */
+	if (b->state == LEG_UP) { /* response to a re-INVITE of ours (refresh) */
+		if (status >= 200)
+			b->refresh_pending = 0;
 		return;
+	}
 	if (status < 200) {
 		if (status == 100)
 			return;
@@ -837,6 +883,7 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 			b->state = LEG_EARLY;
 			leg_media_apply(b, 1);
 			media_session_bridge(call->a.ms, b->ms);
+			a_follow_codec(call);
 			a_progress(call, 1, 0);
 		} else {
 			/* No early media from the callee: ringback of our own for an early-offer
@@ -858,6 +905,81 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 }
 
 /* ---- requests on established legs ---- */
+
+/* ACKs a 2xx to an INVITE of ours (nua's auto-ACK is off). A 2xx carrying an offer —
+ * the answer to nua's SDP-less session-refresh re-INVITE — gets our answer in the ACK;
+ * a 2xx to our own offer gets a plain ACK. */
+static void leg_ack(struct b2b_leg *leg, const sip_t *sip)
+{
+	char *sdp = NULL;
+	if (leg->refresh_pending) {
+		leg->refresh_pending = 0; /* the answer repeats what we had */
+	} else if (leg->state == LEG_UP && !leg->offer_pending) {
+		struct b2b_sdp offer;
+		const char *why = NULL;
+		if (parse_body(sip, &offer, &why) == 0 &&
+		    leg_accept_offer(leg, &offer, leg->codec) == 0) {
+			sdp = leg_make_answer(leg);
+			leg_media_apply(leg, 1);
+		}
+	}
+	nua_ack(leg->nh, TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)), TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
+		LEG_CONTACT(leg), TAG_END());
+	mem_free(sdp);
+}
+
+static int allows_update(const sip_t *sip)
+{
+	int update = 0;
+	for (const msg_param_t *m = sip && sip->sip_allow ? sip->sip_allow->k_items : NULL; m && *m; m++)
+		update |= strcasecmp(*m, "UPDATE") == 0;
+	return update;
+}
+
+/* Session refresh by UPDATE toward a peer that allows UPDATE; nua does it. */
+static void leg_refresh_method(struct b2b_leg *leg, const sip_t *sip)
+{
+	nua_set_hparams(leg->nh, NUTAG_UPDATE_REFRESH(allows_update(sip)), TAG_END());
+}
+
+static void on_refresh_timer(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
+{
+	(void)magic;
+	(void)t;
+	struct b2b_leg *leg = arg;
+	if (leg->state != LEG_UP || !leg->nh || leg->offer_pending || leg->refresh_pending)
+		return;
+	log_set_call(leg->call->id);
+	/* RFC 4028 7.4: the refresh re-INVITE repeats our last SDP (same o= version). */
+	leg->sdp_version--;
+	char *sdp = leg_make_answer(leg);
+	if (sdp) {
+		leg->refresh_pending = 1;
+		nua_invite(leg->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(sdp),
+			   LEG_CONTACT(leg), TAG_END());
+		mem_free(sdp);
+		log_debug("call", "leg %c: session refresh re-INVITE", leg->side);
+	}
+	log_set_call(NULL);
+}
+
+/* When this leg's negotiated refresher is us and the peer does not allow UPDATE, we
+ * refresh with a re-INVITE carrying our SDP ourselves, before nua's own SDP-less one
+ * (nua refreshes at interval/2 +- 5 s; ours goes 10 s earlier and resets nua's timer). */
+static void leg_plan_refresh(struct b2b_leg *leg, const sip_t *sip, int uac)
+{
+	const sip_session_expires_t *x = sip ? sip->sip_session_expires : NULL;
+	if (!x || !x->x_delta || allows_update(sip))
+		return;
+	const char *who = x->x_refresher ? x->x_refresher : (uac ? "uas" : "uac");
+	if (strcasecmp(who, uac ? "uac" : "uas") != 0)
+		return;
+	unsigned period_ms = (unsigned)(x->x_delta / 2 > 15 ? x->x_delta / 2 - 10 : 5) * 1000u;
+	if (!leg->refresh_timer)
+		leg->refresh_timer = su_timer_create(su_root_task(b2b_g.root), period_ms);
+	if (leg->refresh_timer)
+		su_timer_set_interval(leg->refresh_timer, on_refresh_timer, leg, period_ms);
+}
 
 static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 {
@@ -972,6 +1094,10 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 		on_reinvite(leg, sip);
 		break;
 	case nua_r_invite:
+		if (status >= 200 && status < 300 && leg->nh)
+			leg_ack(leg, sip);
+		else if (status >= 300)
+			leg->refresh_pending = 0;
 		if (leg->side == 'b')
 			on_b_response(call, status, phrase, sip);
 		break;
@@ -1134,6 +1260,8 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	call->a.pt_dtmf = -1;
 	call->b.pt_dtmf = -1;
 	nua_handle_bind(nh, &call->a);
+	leg_refresh_method(&call->a, sip);
+	leg_plan_refresh(&call->a, sip, 0);
 	leg_set_contact(&call->a, sip->sip_via && sip->sip_via->v_protocol &&
 					  strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
 					  sip->sip_request->rq_url->url_type != url_sips);

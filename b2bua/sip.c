@@ -118,6 +118,8 @@ static void start_shutdown(void)
 		return;
 	b2b_g.shutdown_sent = 1;
 	b2b_silence_expire(0, 1);
+	/* An unanswered OPTIONS probe would hold nua_shutdown for its whole timeout. */
+	b2b_trunks_stop_probes();
 	log_info("sip", "shutting down the SIP stack");
 	nua_shutdown(b2b_g.nua);
 }
@@ -368,7 +370,8 @@ int b2b_init(struct conf *cfg)
 		       NUTAG_ENABLEMESSAGE(0), NUTAG_ENABLEINVITE(1),
 		       NUTAG_APPL_METHOD("OPTIONS"), NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
 		       NUTAG_KEEPALIVE(0), NUTAG_SESSION_TIMER(0), NUTAG_MIN_SE(90),
-		       NUTAG_UPDATE_REFRESH(1), NUTAG_SESSION_REFRESHER(nua_remote_refresher),
+		       NUTAG_UPDATE_REFRESH(0), NUTAG_SESSION_REFRESHER(nua_remote_refresher),
+		       NUTAG_AUTOACK(0), /* we ACK: a refresh 200 may carry an offer */
 		       SIPTAG_ALLOW_STR(ALLOW_METHODS), SIPTAG_SUPPORTED_STR("timer, 100rel"),
 		       SIPTAG_USER_AGENT_STR(cfg->sip.user_agent), NUTAG_ONLY183_100REL(1),
 		       TAG_END());

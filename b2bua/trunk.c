@@ -276,6 +276,19 @@ int b2b_trunks_start(void)
 	return 0;
 }
 
+void b2b_trunks_stop_probes(void)
+{
+	for (size_t k = 0; k < b2b_g.n_trunks; k++) {
+		for (unsigned i = 0; i < B2B_MAX_NODES; i++) {
+			struct b2b_node_rt *n = &b2b_g.trunks[k].nodes[i];
+			if (n->probe.nh)
+				nua_handle_destroy(n->probe.nh);
+			n->probe.nh = NULL;
+			n->probe_pending = 0;
+		}
+	}
+}
+
 void b2b_trunks_stop(int unregister)
 {
 	for (size_t k = 0; k < b2b_g.n_trunks; k++) {
@@ -290,12 +303,8 @@ void b2b_trunks_stop(int unregister)
 				nua_handle_destroy(rt->reg.nh);
 			rt->reg.nh = NULL;
 		}
-		for (unsigned i = 0; i < B2B_MAX_NODES; i++) {
-			if (rt->nodes[i].probe.nh)
-				nua_handle_destroy(rt->nodes[i].probe.nh);
-			rt->nodes[i].probe.nh = NULL;
-		}
 	}
+	b2b_trunks_stop_probes();
 	mem_free(b2b_g.trunks);
 	b2b_g.trunks = NULL;
 	b2b_g.n_trunks = 0;

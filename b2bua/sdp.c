@@ -97,6 +97,51 @@ static int parse_crypto(const char *v, struct b2b_sdp_crypto *c)
 	return 0;
 }
 
+/* RFC 4566 token characters (what sofia's parser accepts in a format); '/' only in proto.
+ * sofia loops allocating forever on any other character in a non-RTP format list. */
+static int is_tok(char c, int slash)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("-.!%*_+`'~", c)) || (slash && c == '/');
+}
+
+/* "m=<media> <port>[/<count>] <proto> <fmt> ..." up to the end of the line. */
+static int mline_ok(const char *p, size_t n)
+{
+	size_t i = 0, k;
+	if (n < 2 || p[0] != 'm' || p[1] != '=')
+		return 0;
+	i = 2;
+	for (k = i; i < n && ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z')); i++)
+		;
+	if (i == k || i >= n || p[i++] != ' ')
+		return 0;
+	for (k = i; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+		;
+	if (i == k || i - k > 5)
+		return 0;
+	if (i < n && p[i] == '/') {
+		for (k = ++i; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+			;
+		if (i == k || i - k > 5)
+			return 0;
+	}
+	unsigned fields = 0;
+	while (i < n && p[i] == ' ') {
+		i++;
+		if (i < n && p[i] == '/')
+			return 0; /* a proto or format never starts with '/' */
+		for (k = i; i < n && is_tok(p[i], fields == 0); i++)
+			;
+		if (i == k)
+			return 0;
+		fields++;
+	}
+	if (i < n && p[i] == '\r')
+		i++;
+	return fields >= 2 && (i == n || p[i] == '\n');
+}
+
 int b2b_sdp_parse(const char *body, size_t len, struct b2b_sdp *out, const char **why)
 {
 	memset(out, 0, sizeof(*out));
@@ -105,24 +150,28 @@ int b2b_sdp_parse(const char *body, size_t len, struct b2b_sdp *out, const char 
 	out->dir = B2B_DIR_SENDRECV;
 	*why = NULL;
 	int rc = -EINVAL;
-	/* Control characters (NUL included) are never valid in SDP, and bytes above 0x7f
-	 * only in free text (s=, i=); sofia's parser mis-sizes allocations on some of
-	 * them elsewhere, so they stop here. */
-	int text_line = 0, m_line = 0;
+	/* Control characters (NUL included) are never valid in SDP, bytes above 0x7f only in
+	 * free text (s=, i=), and m= lines must follow RFC 4566's grammar: sofia's parser
+	 * mis-sizes allocations on some malformed m= lines (gigabytes, a minute of CPU). */
+	int text_line = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)body[i];
 		if (i == 0 || body[i - 1] == '\n') {
+			/* Every line is "<letter>=..." (RFC 4566 5); an empty line is tolerated. */
+			if (ch != '\r' && ch != '\n' &&
+			    (ch < 'a' || ch > 'z' || i + 1 >= len || body[i + 1] != '=')) {
+				*why = "malformed SDP line";
+				return -EINVAL;
+			}
 			text_line = ch == 's' || ch == 'i';
-			m_line = ch == 'm';
+			if (ch == 'm' && !mline_ok(body + i, len - i)) {
+				*why = "malformed m= line";
+				return -EINVAL;
+			}
 		}
-		/* m= lines are tokens: media, port[/n], proto, formats (sofia's format list
-		 * parser misbehaves on other characters such as '='). */
-		int m_bad = m_line && i > 0 && body[i - 1] != '\n' && !(ch == '=' && body[i - 1] == 'm') &&
-			    !(ch == ' ' || ch == '/' || ch == '.' || ch == '_' || ch == '-' || ch == '*' ||
-			      ch == '\r' || ch == '\n' || (ch >= '0' && ch <= '9') ||
-			      ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'));
+		int bare_cr = ch == '\r' && (i + 1 == len || body[i + 1] != '\n');
 		if ((ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t') || ch == 0x7f ||
-		    (ch >= 0x80 && !text_line) || m_bad) {
+		    (ch >= 0x80 && !text_line) || bare_cr) {
 			*why = "invalid character in SDP";
 			return -EINVAL;
 		}
@@ -150,10 +199,19 @@ int b2b_sdp_parse(const char *body, size_t len, struct b2b_sdp *out, const char 
 			out->audio_index = idx;
 			continue;
 		}
-		if (out->n_other < B2B_SDP_MAX_MLINES)
-			snprintf(out->other_media[out->n_other++], sizeof(out->other_media[0]),
+		/* Rejected in the answer with port 0, so each must fit to be echoed. */
+		if (out->n_other == B2B_SDP_MAX_MLINES) {
+			*why = "too many m= lines";
+			goto out;
+		}
+		int w = snprintf(out->other_media[out->n_other], sizeof(out->other_media[0]),
 				 "%s 0 %s", m->m_type_name ? m->m_type_name : "unknown",
 				 m->m_proto_name ? m->m_proto_name : "RTP/AVP");
+		if (w < 0 || (size_t)w >= sizeof(out->other_media[0])) {
+			*why = "malformed m= line";
+			goto out;
+		}
+		out->n_other++;
 	}
 	if (!audio) {
 		*why = "no audio stream";

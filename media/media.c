@@ -188,6 +188,31 @@ struct media_worker {
 	uint64_t m_in, m_out, m_drop[DROP_N]; /* not yet added to the metrics */
 };
 
+/* Port pairs held by our sessions, one bit per even port (bit = port / 2). Set by the
+ * control thread when it binds a pair, cleared by the worker that closes it; with the
+ * count, a full range is refused at once instead of trying every pair with bind(). */
+static _Atomic uint64_t pair_used[32768 / 64];
+static atomic_uint pairs_used;
+
+static int pair_test(uint16_t port)
+{
+	unsigned b = port >> 1;
+	return (atomic_load_explicit(&pair_used[b / 64], memory_order_relaxed) >> (b % 64)) & 1u;
+}
+
+static void pair_mark(uint16_t port, int used)
+{
+	unsigned b = port >> 1;
+	uint64_t bit = (uint64_t)1 << (b % 64);
+	if (used) {
+		atomic_fetch_or(&pair_used[b / 64], bit);
+		atomic_fetch_add(&pairs_used, 1);
+	} else {
+		atomic_fetch_and(&pair_used[b / 64], ~bit);
+		atomic_fetch_sub(&pairs_used, 1);
+	}
+}
+
 static struct {
 	int up;
 	struct media_config cfg;
@@ -846,6 +871,8 @@ static void session_release(struct media_worker *w, struct media_session *s)
 		close(s->rtp_fd);
 	if (s->rtcp_fd >= 0)
 		close(s->rtcp_fd);
+	if (s->rtp_fd >= 0)
+		pair_mark(s->port, 0);
 	s->rtp_fd = s->rtcp_fd = -1;
 	atomic_fetch_sub(&w->load, 1);
 	metric_add(eng.m_sessions, (uint64_t)-1); /* gauge decrement */
@@ -1128,6 +1155,9 @@ int media_init(const struct media_config *cfg)
 	eng.port_lo = (uint16_t)lo;
 	eng.port_hi = (uint16_t)((cfg->port_max - 1u) & ~1u);
 	eng.next_port = eng.port_lo;
+	for (unsigned i = 0; i < sizeof(pair_used) / sizeof(pair_used[0]); i++)
+		atomic_store(&pair_used[i], 0);
+	atomic_store(&pairs_used, 0);
 	eng.max_sessions = cfg->max_sessions ? cfg->max_sessions : DEFAULT_SESSIONS;
 	if (eng.max_sessions > (1u << 24))
 		return -EINVAL;
@@ -1280,10 +1310,16 @@ static int bind_one(uint16_t port, int *out)
 static int bind_pair(int *rtp_fd, int *rtcp_fd, uint16_t *port)
 {
 	unsigned pairs = ((unsigned)eng.port_hi - eng.port_lo) / 2u + 1u;
+	if (atomic_load(&pairs_used) >= pairs)
+		return -EADDRINUSE;
 	uint16_t p = eng.next_port;
 	for (unsigned i = 0; i < pairs; i++) {
 		uint16_t cur = p;
 		int a = -1, b = -1;
+		if (pair_test(cur)) {
+			p = cur >= eng.port_hi ? eng.port_lo : (uint16_t)(cur + 2u);
+			continue;
+		}
 		int err = bind_one(cur, &a);
 		if (!err) {
 			err = bind_one((uint16_t)(cur + 1u), &b);
@@ -1296,6 +1332,7 @@ static int bind_pair(int *rtp_fd, int *rtcp_fd, uint16_t *port)
 			*rtp_fd = a;
 			*rtcp_fd = b;
 			*port = cur;
+			pair_mark(cur, 1);
 			return 0;
 		}
 		if (err != -EADDRINUSE && err != -EACCES)
@@ -1347,6 +1384,7 @@ int media_session_create(uint64_t owner, struct media_session *pin_with, struct 
 	if (err) {
 		close(rtp_fd);
 		close(rtcp_fd);
+		pair_mark(port, 0);
 		s->rtp_fd = s->rtcp_fd = -1;
 		atomic_fetch_sub(&w->load, 1);
 		atomic_store_explicit(&s->in_use, 0, memory_order_relaxed);

@@ -117,6 +117,30 @@ static void test_sdp_rejects_bad_input(void **state)
 	assert_int_equal(s.n_crypto, 0); /* a key of the wrong length is not usable */
 }
 
+static void test_sdp_rejects_malformed_mline_before_sofia(void **state)
+{
+	(void)state;
+	/* These m= lines make sofia's parser try multi-gigabyte allocations (one took a
+	 * minute of CPU): they must be refused before it sees them. */
+	const char *bad[] = {
+		"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+		"m=audio 4000TP /RSAVP 0\r\n",
+		"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+		"m=audio 4000 XX inlinAAAAAAAA==\r\n",
+		"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+		"m=audio 4000 RTP/AVP\r\n",
+	};
+	struct b2b_sdp s;
+	const char *why = NULL;
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(b2b_sdp_parse(bad[i], strlen(bad[i]), &s, &why), -EINVAL);
+		assert_string_equal(why, "malformed m= line");
+	}
+	const char *ok = "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+			 "m=audio 4000/2 RTP/AVP 0 8 18 96 97 98 101\nm=application 9 UDP/BFCP *\r\n";
+	assert_int_equal(b2b_sdp_parse(ok, strlen(ok), &s, &why), 0);
+}
+
 static void test_sdp_only_unknown_codecs(void **state)
 {
 	(void)state;
@@ -205,6 +229,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sdp_hold_forms, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sdp_rejects_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sdp_only_unknown_codecs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sdp_rejects_malformed_mline_before_sofia, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sdp_build_offer_and_reparse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sdp_answer_keeps_mline_order, setup, teardown),
 	};

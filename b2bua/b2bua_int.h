@@ -13,7 +13,12 @@ struct strbuf;
 
 /* ---- SDP (b2bua/sdp.c) ---- */
 
-enum b2b_dir { B2B_DIR_INACTIVE = 0, B2B_DIR_SENDONLY = 1, B2B_DIR_RECVONLY = 2, B2B_DIR_SENDRECV = 3 };
+enum b2b_dir {
+	B2B_DIR_INACTIVE = 0,
+	B2B_DIR_SENDONLY = 1,
+	B2B_DIR_RECVONLY = 2,
+	B2B_DIR_SENDRECV = 3
+};
 
 #define B2B_SDP_MAX_CODECS 16
 #define B2B_SDP_MAX_CRYPTO 8
@@ -33,10 +38,10 @@ struct b2b_sdp_crypto {
 
 /* The parts of a remote SDP that a relay needs (the first audio m-line). */
 struct b2b_sdp {
-	char addr[48];	  /* c= address of the audio stream */
+	char addr[48];    /* c= address of the audio stream */
 	uint32_t addr_be; /* the same, network order (0.0.0.0 = hold) */
-	uint16_t port;	  /* 0 = audio rejected */
-	int secure;	  /* RTP/SAVP */
+	uint16_t port;    /* 0 = audio rejected */
+	int secure;       /* RTP/SAVP */
 	enum b2b_dir dir;
 	struct b2b_sdp_codec codecs[B2B_SDP_MAX_CODECS];
 	unsigned n_codecs;
@@ -70,7 +75,7 @@ struct b2b_sdp_local {
 	int pt_dtmf; /* -1 = none */
 	unsigned crypto_tag;
 	enum media_srtp_suite suites[4]; /* offered (or the single answered) suites */
-	const uint8_t *keys[4];		 /* key+salt per suite */
+	const uint8_t *keys[4];          /* key+salt per suite */
 	unsigned n_suites;
 	const struct b2b_sdp *answer_to; /* when answering: echo rejected m-lines */
 };
@@ -84,14 +89,13 @@ uint8_t b2b_codec_static_pt(enum media_codec c);
 /* The codec a remote SDP codec entry stands for, or MEDIA_CODEC_NONE. */
 enum media_codec b2b_sdp_codec_of(const struct b2b_sdp_codec *c);
 
-
 /* ---- Calls (b2bua/call.c) ---- */
 
 #define SU_ROOT_MAGIC_T void
 #define SU_WAKEUP_ARG_T void
-#define SU_TIMER_ARG_T void
-#define NUA_MAGIC_T void
-#define NUA_HMAGIC_T struct b2b_leg
+#define SU_TIMER_ARG_T  void
+#define NUA_MAGIC_T     void
+#define NUA_HMAGIC_T    struct b2b_leg
 #include <sofia-sip/nua.h>
 #include <sofia-sip/su_wait.h>
 
@@ -112,8 +116,8 @@ struct b2b_leg {
 	struct b2b_call *call;
 	nua_handle_t *nh; /* NULL when there is none (yet, or any more) */
 	const struct conf_trunk *trunk;
-	char side;	  /* 'a' (caller) or 'b' (callee) */
-	uint64_t id;	  /* media owner id */
+	char side;   /* 'a' (caller) or 'b' (callee) */
+	uint64_t id; /* media owner id */
 	enum b2b_leg_state state;
 	struct media_session *ms;
 	uint16_t local_port;
@@ -131,27 +135,27 @@ struct b2b_leg {
 	enum media_srtp_suite offer_suites[4];
 	uint8_t offer_keys[4][MEDIA_SRTP_MAX_KEY];
 	unsigned n_offer_suites;
-	int offer_pending; /* we sent an offer; the answer comes in ACK/200 */
+	int offer_pending;  /* we sent an offer; the answer comes in ACK/200 */
 	int early_answered; /* a 18x with SDP went out (a leg) */
 	int reliable_18x;   /* and it was sent reliably (100rel) */
 
 	struct b2b_sdp remote;
 	int have_remote;
 
-	unsigned node;	     /* b leg: index into the trunk's node order */
+	unsigned node;       /* b leg: index into the trunk's node order */
 	unsigned auth_tries; /* b leg: digest answers sent */
 	int final_status;
 	su_timer_t *invite_timer;
 	su_timer_t *refresh_timer; /* our own session refresh (peer without UPDATE) */
-	int refresh_pending;	   /* a refresh re-INVITE of ours is out */
-	char peer_identity[256]; /* PAI/RPID seen from this leg's far end */
-	char contact[128];	 /* our Contact on this leg when nua's would be wrong ("" = nua's) */
+	int refresh_pending;       /* a refresh re-INVITE of ours is out */
+	char peer_identity[256];   /* PAI/RPID seen from this leg's far end */
+	char contact[128]; /* our Contact on this leg when nua's would be wrong ("" = nua's) */
 };
 
 struct b2b_call {
 	struct b2b_call *next, *prev;
 	struct conf *conf; /* the snapshot the call started with (ref) */
-	char id[96];	   /* the caller's Call-ID */
+	char id[96];       /* the caller's Call-ID */
 	struct b2b_leg a, b;
 	int ended;
 	uint64_t start_ms, ring_ms, answer_ms, end_ms;
@@ -159,7 +163,7 @@ struct b2b_call {
 	char caller_display[64]; /* quotes and control characters removed */
 	const char *route;
 	int privacy_id;
-	char *diversion;  /* Diversion header values to pass on (mem_) */
+	char *diversion; /* Diversion header values to pass on (mem_) */
 	char end_reason[96];
 	char hangup_side; /* 'a', 'b' or 'n' (vacsd) */
 	int sip_code;
@@ -167,7 +171,6 @@ struct b2b_call {
 	unsigned node_order[16]; /* b trunk node indexes in try order */
 	unsigned n_nodes;
 };
-
 
 /* Runtime state of a trunk (registration, node health); rebuilt on reload. */
 #define B2B_MAX_NODES 16
@@ -216,7 +219,7 @@ extern struct b2b_global b2b_g;
 /* call.c */
 void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip);
 void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
-		    const sip_t *sip, tagi_t tags[]);
+                    const sip_t *sip, tagi_t tags[]);
 void b2b_call_media_events(void);
 /* Ends a call from our side (timeout, drain): BYE/CANCEL/final answer as each leg needs. */
 void b2b_call_hangup(struct b2b_call *call, int cause, const char *text);
@@ -233,13 +236,14 @@ void b2b_trunks_stop(int unregister);
 void b2b_trunks_stop_probes(void);
 void b2b_trunks_tick(uint64_t now_ms);
 void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
-		     const sip_t *sip);
+                     const sip_t *sip);
 struct b2b_trunk_rt *b2b_trunk_rt(const struct conf_trunk *t);
 /* Fills order[] with the trunk's node indexes: up nodes by priority, then down ones. */
 unsigned b2b_trunk_node_order(const struct conf_trunk *t, unsigned *order, unsigned max);
 void b2b_trunk_node_failed(const struct conf_trunk *t, unsigned node);
 /* "sip:USER@HOST:PORT;transport=tcp" for a node (user may be NULL). */
-int b2b_trunk_uri(const struct conf_trunk *t, unsigned node, const char *user, char *out, size_t len);
+int b2b_trunk_uri(const struct conf_trunk *t, unsigned node, const char *user, char *out,
+                  size_t len);
 /* Answers a digest challenge on nh if the trunk has credentials for its realm. 1 = sent. */
 int b2b_trunk_authenticate(const struct conf_trunk *t, nua_handle_t *nh, const sip_t *sip);
 

@@ -1,4 +1,5 @@
-/* The call model: two SIP legs bridged through anchored media, and every signalling flow between them. */
+/* The call model: two SIP legs bridged through anchored media, and every signalling flow between
+ * them. */
 #include "b2bua/b2bua_int.h"
 
 #include "b2bua/number.h"
@@ -68,9 +69,10 @@ static void leg_media_apply(struct b2b_leg *leg, int live)
 		p.remote_rtp.sin_addr.s_addr = r->addr_be;
 		p.remote_rtp.sin_port = htons(r->port);
 		p.remote_rtcp = p.remote_rtp;
-		p.remote_rtcp.sin_port = htons(r->rtcp_port ? r->rtcp_port : (uint16_t)(r->port + 1));
+		p.remote_rtcp.sin_port =
+		    htons(r->rtcp_port ? r->rtcp_port : (uint16_t)(r->port + 1));
 		int they_recv = (r->dir == B2B_DIR_SENDRECV || r->dir == B2B_DIR_RECVONLY) &&
-				r->addr_be != 0 && r->port != 0;
+		                r->addr_be != 0 && r->port != 0;
 		int they_send = r->dir == B2B_DIR_SENDRECV || r->dir == B2B_DIR_SENDONLY;
 		p.send = live && they_recv;
 		p.recv = live && they_send;
@@ -83,7 +85,8 @@ static void leg_media_apply(struct b2b_leg *leg, int live)
 			for (unsigned i = 0; i < r->n_crypto; i++) {
 				if (r->crypto[i].suite == leg->suite) {
 					p.srtp_rx.suite = leg->suite;
-					memcpy(p.srtp_rx.key, r->crypto[i].key, sizeof(p.srtp_rx.key));
+					memcpy(p.srtp_rx.key, r->crypto[i].key,
+					       sizeof(p.srtp_rx.key));
 					break;
 				}
 			}
@@ -230,7 +233,8 @@ static int leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans)
 
 /* Decides how we answer an offer on this leg: codec (optionally forced), telephone-event
  * PT (the offerer's), crypto. 0, -ENOTSUP (no common codec), -EACCES (SRTP policy). */
-static int leg_accept_offer(struct b2b_leg *leg, const struct b2b_sdp *offer, enum media_codec force)
+static int leg_accept_offer(struct b2b_leg *leg, const struct b2b_sdp *offer,
+                            enum media_codec force)
 {
 	const struct conf_trunk *t = leg->trunk;
 	enum media_codec codec = MEDIA_CODEC_NONE;
@@ -310,7 +314,8 @@ static int parse_body(const sip_t *sip, struct b2b_sdp *out, const char **why)
 {
 	if (!sip || !sip->sip_payload || !sip->sip_payload->pl_len)
 		return 1; /* no SDP */
-	return b2b_sdp_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, out, why) ? -1 : 0;
+	return b2b_sdp_parse(sip->sip_payload->pl_data, sip->sip_payload->pl_len, out, why) ? -1
+	                                                                                    : 0;
 }
 
 /* On TLS nua would put a sips: Contact, which a peer that called a sip: URI (or that we
@@ -320,7 +325,7 @@ static void leg_set_contact(struct b2b_leg *leg, int tls)
 	leg->contact[0] = '\0';
 	if (tls && b2b_g.conf->sip.tls_port)
 		snprintf(leg->contact, sizeof(leg->contact), "<sip:%s:%u;transport=tls>",
-			 b2b_g.our_host, b2b_g.conf->sip.tls_port);
+		         b2b_g.our_host, b2b_g.conf->sip.tls_port);
 }
 
 #define LEG_CONTACT(leg) TAG_IF((leg)->contact[0], SIPTAG_CONTACT_STR((leg)->contact))
@@ -416,8 +421,8 @@ static void identity_of(const sip_t *sip, char *out, size_t len)
 		if (!(*p == '+' || (*p >= '0' && *p <= '9') || *p == '*' || *p == '#'))
 			return; /* not a number: keep nothing */
 	}
-	snprintf(out, len, "%s%s%s<sip:%s@%s>", disp[0] ? "\"" : "", disp, disp[0] ? "\" " : "", num,
-		 b2b_g.our_host);
+	snprintf(out, len, "%s%s%s<sip:%s@%s>", disp[0] ? "\"" : "", disp, disp[0] ? "\" " : "",
+	         num, b2b_g.our_host);
 }
 
 /* ---- call lifetime ---- */
@@ -433,9 +438,10 @@ static void cdr_leg(json_t *legs, struct b2b_leg *leg)
 	json_object_set_new(o, "trunk", json_string(leg->trunk ? leg->trunk->name : ""));
 	json_object_set_new(o, "codec", json_string(b2b_codec_name(leg->codec)));
 	json_object_set_new(o, "srtp",
-			    json_string(leg->secure ? media_srtp_suite_name(leg->suite) : "none"));
+	                    json_string(leg->secure ? media_srtp_suite_name(leg->suite) : "none"));
 	json_object_set_new(o, "remote", json_string(leg->have_remote ? leg->remote.addr : ""));
-	json_object_set_new(o, "remote_port", json_integer(leg->have_remote ? leg->remote.port : 0));
+	json_object_set_new(o, "remote_port",
+	                    json_integer(leg->have_remote ? leg->remote.port : 0));
 	json_object_set_new(o, "local_port", json_integer(leg->local_port));
 	json_object_set_new(o, "final_status", json_integer(leg->final_status));
 	json_object_set_new(o, "pkts_in", json_integer((json_int_t)st.pkts_in));
@@ -474,9 +480,11 @@ static void write_cdr(struct b2b_call *c)
 	json_object_set_new(o, "start", json_string(ts[0]));
 	json_object_set_new(o, "answer", c->answer_ms ? json_string(ts[1]) : json_null());
 	json_object_set_new(o, "end", json_string(ts[2]));
-	json_object_set_new(o, "ring_ms", json_integer(c->ring_ms ? (json_int_t)(c->ring_ms - c->start_ms) : -1));
-	json_object_set_new(o, "duration_ms",
-			    json_integer(c->answer_ms ? (json_int_t)(c->end_ms - c->answer_ms) : 0));
+	json_object_set_new(o, "ring_ms",
+	                    json_integer(c->ring_ms ? (json_int_t)(c->ring_ms - c->start_ms) : -1));
+	json_object_set_new(
+	    o, "duration_ms",
+	    json_integer(c->answer_ms ? (json_int_t)(c->end_ms - c->answer_ms) : 0));
 	json_object_set_new(o, "sip_code", json_integer(c->sip_code));
 	json_object_set_new(o, "end_reason", json_string(c->end_reason));
 	char hs[2] = {c->hangup_side ? c->hangup_side : 'n', '\0'};
@@ -520,8 +528,8 @@ static void call_finish(struct b2b_call *call)
 		call_set_end(call, 'n', 0, "ended");
 	write_cdr(call);
 	log_info("call", "ended: %s (code %d, side %c), %llu ms talk", call->end_reason,
-		 call->sip_code, call->hangup_side ? call->hangup_side : 'n',
-		 (unsigned long long)(call->answer_ms ? call->end_ms - call->answer_ms : 0));
+	         call->sip_code, call->hangup_side ? call->hangup_side : 'n',
+	         (unsigned long long)(call->answer_ms ? call->end_ms - call->answer_ms : 0));
 	leg_deinit(&call->a);
 	leg_deinit(&call->b);
 	struct b2b_trunk_rt *rt = b2b_trunk_rt(call->a.trunk);
@@ -561,7 +569,7 @@ static void leg_bye(struct b2b_leg *leg, const char *reason)
 			nua_cancel(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 		else
 			nua_respond(leg->nh, 480, "Temporarily Unavailable",
-				    TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
+			            TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 		break;
 	default:
 		nua_handle_destroy(leg->nh);
@@ -614,14 +622,14 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 		su_timer_destroy(b->invite_timer);
 		b->invite_timer = NULL;
 	}
-	int retry = (status == 503 || status == 408 || status == 500) && b->node + 1 < call->n_nodes &&
-		    a->nh && a->state != LEG_ENDING;
+	int retry = (status == 503 || status == 408 || status == 500) &&
+	            b->node + 1 < call->n_nodes && a->nh && a->state != LEG_ENDING;
 	if (retry) {
 		b2b_trunk_node_failed(b->trunk, call->node_order[b->node]);
 		b->node++;
 		log_info("call", "%s node failed with %d %s; trying node %s:%u", b->trunk->name,
-			 status, phrase, b->trunk->nodes[call->node_order[b->node]].host,
-			 b->trunk->nodes[call->node_order[b->node]].port);
+		         status, phrase, b->trunk->nodes[call->node_order[b->node]].host,
+		         b->trunk->nodes[call->node_order[b->node]].port);
 		send_b_invite(call);
 		return;
 	}
@@ -651,8 +659,9 @@ static void send_b_invite(struct b2b_call *call)
 	snprintf(to, sizeof(to), "<%s>", ruri);
 
 	char num[64];
-	if (b2b_number_egress(&t->numbering, call->caller_e164[0] ? call->caller_e164 : call->caller,
-			      num, sizeof(num)))
+	if (b2b_number_egress(&t->numbering,
+	                      call->caller_e164[0] ? call->caller_e164 : call->caller, num,
+	                      sizeof(num)))
 		snprintf(num, sizeof(num), "%s", call->caller);
 	/* "Display" prefix for From, PAI and RPID (empty when there is no name). */
 	char disp[80] = "";
@@ -662,28 +671,31 @@ static void send_b_invite(struct b2b_call *call)
 		snprintf(from, sizeof(from), "\"Anonymous\" <sip:anonymous@anonymous.invalid>");
 	else
 		snprintf(from, sizeof(from), "%s<sip:%s@%s>", disp, num[0] ? num : "anonymous",
-			 b2b_g.our_host);
+		         b2b_g.our_host);
 
 	struct strbuf hdr;
 	str_init(&hdr);
 	if (num[0]) {
-		str_printf(&hdr, "P-Asserted-Identity: %s<sip:%s@%s>\r\n", disp, num, b2b_g.our_host);
+		str_printf(&hdr, "P-Asserted-Identity: %s<sip:%s@%s>\r\n", disp, num,
+		           b2b_g.our_host);
 		if (t->type == CONF_TRUNK_CUCM)
 			str_printf(&hdr,
-				   "Remote-Party-ID: %s<sip:%s@%s>;party=calling;screen=yes;privacy=%s\r\n",
-				   disp, num, b2b_g.our_host, call->privacy_id ? "full" : "off");
+			           "Remote-Party-ID: "
+			           "%s<sip:%s@%s>;party=calling;screen=yes;privacy=%s\r\n",
+			           disp, num, b2b_g.our_host, call->privacy_id ? "full" : "off");
 	}
 	if (call->diversion)
 		str_puts(&hdr, call->diversion);
 	if (hdr.len >= 2)
-		hdr.p[hdr.len -= 2] = '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
+		hdr.p[hdr.len -= 2] =
+		    '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
 
 	/* The caller's codec first, then whatever else both the caller and this trunk know
 	 * (PCMU and PCMA are converted into each other when the legs differ). */
 	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE,
-				     a->have_remote ? sdp_codec_mask(&a->remote) : 0);
+	                             a->have_remote ? sdp_codec_mask(&a->remote) : 0);
 	b->nh = nua_handle(b2b_g.nua, b, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
-			   TAG_END());
+	                   TAG_END());
 	if (!b->nh || !offer) {
 		mem_free(offer);
 		str_deinit(&hdr);
@@ -696,17 +708,18 @@ static void send_b_invite(struct b2b_call *call)
 	snprintf(se, sizeof(se), "%u", t->session_expires_s);
 	snprintf(mse, sizeof(mse), "%u", t->min_se_s);
 	leg_set_contact(b, t->transport == CONF_TP_TLS);
-	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer), LEG_CONTACT(b),
-		   TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
-		   TAG_IF(call->privacy_id, SIPTAG_PRIVACY_STR("id")),
-		   NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
-		   NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
-		   SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
+	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer),
+	           LEG_CONTACT(b), TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
+	           TAG_IF(call->privacy_id, SIPTAG_PRIVACY_STR("id")),
+	           NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
+	           NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
+	           SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
 	mem_free(offer);
 	str_deinit(&hdr);
 	log_info("call", "INVITE %s via trunk %s (node %u)", ruri, t->name, node);
 	if (t->invite_timeout_s) {
-		b->invite_timer = su_timer_create(su_root_task(b2b_g.root), t->invite_timeout_s * 1000);
+		b->invite_timer =
+		    su_timer_create(su_root_task(b2b_g.root), t->invite_timeout_s * 1000);
 		if (b->invite_timer)
 			su_timer_set(b->invite_timer, on_invite_timeout, b);
 	}
@@ -723,7 +736,8 @@ static void on_invite_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_ar
 	b->invite_timer = NULL;
 	if (b->state != LEG_CALLING)
 		return;
-	log_warn("call", "no answer from %s within %u s", b->trunk->name, b->trunk->invite_timeout_s);
+	log_warn("call", "no answer from %s within %u s", b->trunk->name,
+	         b->trunk->invite_timeout_s);
 	if (b->nh)
 		nua_cancel(b->nh, TAG_END());
 	b_fail_over_or_fail(call, 408, "Request Timeout");
@@ -747,7 +761,8 @@ static void a_follow_codec(struct b2b_call *call)
 	struct b2b_leg *a = &call->a, *b = &call->b;
 	if (!a->have_remote || a->early_answered || a->codec == b->codec)
 		return;
-	if (sdp_codec_mask(&a->remote) & (1u << b->codec) && trunk_allows_codec(a->trunk, b->codec)) {
+	if (sdp_codec_mask(&a->remote) & (1u << b->codec) &&
+	    trunk_allows_codec(a->trunk, b->codec)) {
 		struct b2b_sdp offer = a->remote;
 		leg_accept_offer(a, &offer, b->codec);
 	}
@@ -769,9 +784,9 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 			if (!sdp)
 				return;
 			nua_respond(a->nh, SIP_183_SESSION_PROGRESS, LEG_CONTACT(a),
-				    SIPTAG_CONTENT_TYPE_STR(SDP_TYPE),
-				    SIPTAG_PAYLOAD_STR(sdp),
-				    TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
+			            SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(sdp),
+			            TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)),
+			            TAG_END());
 			a->early_answered = 1;
 			a->state = LEG_EARLY;
 			mem_free(sdp);
@@ -782,7 +797,7 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 	}
 	if (a->state == LEG_CALLING && !a->early_answered) {
 		nua_respond(a->nh, SIP_180_RINGING, LEG_CONTACT(a),
-			    TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
+		            TAG_IF(ident[0], SIPTAG_P_ASSERTED_IDENTITY_STR(ident)), TAG_END());
 		a->state = LEG_EARLY;
 	}
 }
@@ -806,7 +821,9 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	}
 	if (pr != 0 || leg_take_answer(b, &ans) != 0) {
 		log_warn("call", "callee answered without a usable SDP answer (%s)",
-			 pr > 0 ? "none" : why ? why : "no common codec or crypto");
+		         pr > 0 ? "none"
+		         : why  ? why
+		                : "no common codec or crypto");
 		b2b_count_reject("bad_sdp");
 		call_set_end(call, 'b', 488, "callee answer unusable");
 		leg_bye(b, "SIP;cause=488;text=\"Unusable SDP answer\"");
@@ -840,11 +857,12 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	media_session_tone(a->ms, MEDIA_TONE_NONE);
 	media_session_bridge(a->ms, b->ms);
 	const struct conf_trunk *t = a->trunk;
-	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a), TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
-		    TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
-		    TAG_IF(b->peer_identity[0], SIPTAG_P_ASSERTED_IDENTITY_STR(b->peer_identity)),
-		    TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
-		    TAG_IF(t->session_expires_s, NUTAG_MIN_SE(t->min_se_s)), TAG_END());
+	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a),
+	            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+	            TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
+	            TAG_IF(b->peer_identity[0], SIPTAG_P_ASSERTED_IDENTITY_STR(b->peer_identity)),
+	            TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
+	            TAG_IF(t->session_expires_s, NUTAG_MIN_SE(t->min_se_s)), TAG_END());
 	mem_free(sdp);
 	a->state = LEG_ANSWERED;
 	a->final_status = 200;
@@ -923,15 +941,16 @@ static void leg_ack(struct b2b_leg *leg, const sip_t *sip)
 			leg_media_apply(leg, 1);
 		}
 	}
-	nua_ack(leg->nh, TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)), TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
-		LEG_CONTACT(leg), TAG_END());
+	nua_ack(leg->nh, TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+	        TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)), LEG_CONTACT(leg), TAG_END());
 	mem_free(sdp);
 }
 
 static int allows_update(const sip_t *sip)
 {
 	int update = 0;
-	for (const msg_param_t *m = sip && sip->sip_allow ? sip->sip_allow->k_items : NULL; m && *m; m++)
+	for (const msg_param_t *m = sip && sip->sip_allow ? sip->sip_allow->k_items : NULL; m && *m;
+	     m++)
 		update |= strcasecmp(*m, "UPDATE") == 0;
 	return update;
 }
@@ -956,7 +975,7 @@ static void on_refresh_timer(su_root_magic_t *magic, su_timer_t *t, su_timer_arg
 	if (sdp) {
 		leg->refresh_pending = 1;
 		nua_invite(leg->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(sdp),
-			   LEG_CONTACT(leg), TAG_END());
+		           LEG_CONTACT(leg), TAG_END());
 		mem_free(sdp);
 		log_debug("call", "leg %c: session refresh re-INVITE", leg->side);
 	}
@@ -990,7 +1009,7 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 	if (pr < 0) {
 		b2b_count_reject("bad_sdp");
 		nua_respond(leg->nh, 488, "Not Acceptable Here",
-			    SIPTAG_WARNING_STR(why ? "399 vacs \"bad SDP\"" : NULL), TAG_END());
+		            SIPTAG_WARNING_STR(why ? "399 vacs \"bad SDP\"" : NULL), TAG_END());
 		return;
 	}
 	if (pr > 0) {
@@ -1001,9 +1020,9 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 		int rc = leg_accept_offer(leg, &offer, leg->codec);
 		if (rc == -ENOTSUP) /* the other leg's codec is fixed: keep it or refuse */
 			rc = leg_accept_offer(leg, &offer, MEDIA_CODEC_NONE) == 0 &&
-					     leg->codec == other_leg(leg)->codec
-				     ? 0
-				     : -ENOTSUP;
+			             leg->codec == other_leg(leg)->codec
+			         ? 0
+			         : -ENOTSUP;
 		if (rc) {
 			b2b_count_reject(rc == -ENOTSUP ? "no_codec" : "srtp_policy");
 			nua_respond(leg->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
@@ -1018,10 +1037,10 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 		return;
 	}
 	nua_respond(leg->nh, SIP_200_OK, LEG_CONTACT(leg), SIPTAG_CONTENT_TYPE_STR(SDP_TYPE),
-		    SIPTAG_PAYLOAD_STR(sdp),
-		    TAG_END());
+	            SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 	mem_free(sdp);
-	log_info("call", "leg %c re-INVITE %s answered", leg->side, pr > 0 ? "without SDP" : "with SDP");
+	log_info("call", "leg %c re-INVITE %s answered", leg->side,
+	         pr > 0 ? "without SDP" : "with SDP");
 }
 
 static void on_ack(struct b2b_leg *leg, const sip_t *sip)
@@ -1035,7 +1054,10 @@ static void on_ack(struct b2b_leg *leg, const sip_t *sip)
 	int pr = parse_body(sip, &ans, &why);
 	if (pr != 0 || leg_take_answer(leg, &ans) != 0) {
 		log_warn("call", "leg %c: ACK without a usable SDP answer (%s): ending the call",
-			 leg->side, pr > 0 ? "no SDP" : why ? why : "no common codec or crypto");
+		         leg->side,
+		         pr > 0 ? "no SDP"
+		         : why  ? why
+		                : "no common codec or crypto");
 		b2b_count_reject(pr > 0 ? "ack_without_sdp" : "bad_sdp");
 		b2b_call_hangup(leg->call, 488, pr > 0 ? "No SDP in ACK" : "Unusable SDP in ACK");
 		return;
@@ -1077,8 +1099,8 @@ static void on_terminated(struct b2b_leg *leg, int status, const char *phrase)
 		/* This leg ended on its own (session timer expiry, transport error, nua's
 		 * BYE): carry the reason to the other side. */
 		char reason[200];
-		snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", status >= 300 ? status : 200,
-			 phrase ? phrase : "");
+		snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"",
+		         status >= 300 ? status : 200, phrase ? phrase : "");
 		call_set_end(call, leg->side, status, phrase ? phrase : "leg terminated");
 		leg_bye(o, reason);
 	}
@@ -1086,7 +1108,7 @@ static void on_terminated(struct b2b_leg *leg, int status, const char *phrase)
 }
 
 void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
-		    const sip_t *sip, tagi_t tags[])
+                    const sip_t *sip, tagi_t tags[])
 {
 	struct b2b_call *call = leg->call;
 	switch (ev) {
@@ -1139,7 +1161,7 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
  * already sent its automatic 100 Trying and answers 480 when a handle is destroyed, so
  * the handle is kept until the sender's INVITE transaction has timed out (Timer B, 32 s)
  * and destroyed then. Past the ring's size the oldest handle goes early. */
-#define SILENCE_SLOTS 1024
+#define SILENCE_SLOTS   1024
 #define SILENCE_HOLD_MS 40000u
 static struct {
 	nua_handle_t *nh;
@@ -1176,7 +1198,7 @@ static unsigned count_headers(const sip_t *sip)
 }
 
 static void reject(nua_handle_t *nh, int code, const char *phrase, const char *reason,
-		   const char *warning)
+                   const char *warning)
 {
 	b2b_count_reject(reason);
 	log_info("call", "rejected with %d %s (%s)", code, phrase, reason);
@@ -1198,7 +1220,8 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	uint32_t src = 0;
 	uint16_t sport = 0;
 	if (ai && ai->ai_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)ai->ai_addr;
+		const struct sockaddr_in *sin =
+		    (const struct sockaddr_in *)(const void *)ai->ai_addr;
 		src = ntohl(sin->sin_addr.s_addr);
 		sport = ntohs(sin->sin_port);
 	}
@@ -1263,8 +1286,8 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	leg_refresh_method(&call->a, sip);
 	leg_plan_refresh(&call->a, sip, 0);
 	leg_set_contact(&call->a, sip->sip_via && sip->sip_via->v_protocol &&
-					  strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
-					  sip->sip_request->rq_url->url_type != url_sips);
+	                              strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
+	                              sip->sip_request->rq_url->url_type != url_sips);
 	call->next = b2b_g.calls;
 	if (b2b_g.calls)
 		b2b_g.calls->prev = call;
@@ -1277,28 +1300,31 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	/* Numbers: the DID from the Request-URI (To for registration trunks), the caller
 	 * from PAI > RPID > From. Both forms are kept for the record. */
 	const url_t *ru = sip->sip_request->rq_url;
-	if (ru && ru->url_user && !(from->register_enable && from->auth.user &&
-				    strcmp(ru->url_user, from->auth.user) == 0))
+	if (ru && ru->url_user &&
+	    !(from->register_enable && from->auth.user &&
+	      strcmp(ru->url_user, from->auth.user) == 0))
 		url_user(ru, call->called, sizeof(call->called));
 	else
-		url_user(sip->sip_to ? sip->sip_to->a_url : NULL, call->called, sizeof(call->called));
+		url_user(sip->sip_to ? sip->sip_to->a_url : NULL, call->called,
+		         sizeof(call->called));
 	caller_of(sip, call->caller, sizeof(call->caller), call->caller_display,
-		  sizeof(call->caller_display));
+	          sizeof(call->caller_display));
 	call->privacy_id = privacy_id(sip);
 	call->diversion = diversion_of(sip);
 	if (b2b_number_normalise(&from->numbering, call->called, call->called_e164,
-				 sizeof(call->called_e164)) < 0)
+	                         sizeof(call->called_e164)) < 0)
 		snprintf(call->called_e164, sizeof(call->called_e164), "%s", call->called);
 	if (b2b_number_normalise(&from->numbering, call->caller, call->caller_e164,
-				 sizeof(call->caller_e164)) < 0)
+	                         sizeof(call->caller_e164)) < 0)
 		snprintf(call->caller_e164, sizeof(call->caller_e164), "%s", call->caller);
 
 	log_info("call", "INVITE from trunk %s: %s (%s) -> %s (%s)%s", from->name, call->caller,
-		 call->caller_e164, call->called, call->called_e164, pr > 0 ? ", delayed offer" : "");
+	         call->caller_e164, call->called, call->called_e164,
+	         pr > 0 ? ", delayed offer" : "");
 
-	const struct conf_route *route = b2b_route_find(cfg, from->name, call->called_e164,
-							 call->caller_e164, call->target,
-							 sizeof(call->target));
+	const struct conf_route *route =
+	    b2b_route_find(cfg, from->name, call->called_e164, call->caller_e164, call->target,
+	                   sizeof(call->target));
 	int code = 0;
 	const char *phrase = NULL, *reason = NULL;
 	if (!route) {
@@ -1311,12 +1337,14 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		call->b.trunk = route->to_trunk;
 		if (pr == 0) {
 			int rc = leg_accept_offer(&call->a, &offer, MEDIA_CODEC_NONE);
-			/* Pass-through needs one codec on both legs: it must suit the far trunk too. */
+			/* Pass-through needs one codec on both legs: it must suit the far trunk
+			 * too. */
 			if (rc == 0 && !trunk_allows_codec(call->b.trunk, call->a.codec)) {
 				rc = -ENOTSUP;
 				for (unsigned i = 0; i < offer.n_codecs && rc; i++) {
 					enum media_codec c = b2b_sdp_codec_of(&offer.codecs[i]);
-					if (c != MEDIA_CODEC_NONE && trunk_allows_codec(call->b.trunk, c))
+					if (c != MEDIA_CODEC_NONE &&
+					    trunk_allows_codec(call->b.trunk, c))
 						rc = leg_accept_offer(&call->a, &offer, c);
 				}
 			}
@@ -1364,14 +1392,15 @@ void b2b_call_media_events(void)
 				continue;
 			log_set_call(leg->call->id);
 			if (ev[i].type == MEDIA_EV_TIMEOUT) {
-				log_warn("call", "no RTP from leg %c: releasing the call", leg->side);
+				log_warn("call", "no RTP from leg %c: releasing the call",
+				         leg->side);
 				metric_inc(metric_get(METRIC_COUNTER, "vacs_media_timeouts_total",
-						      "Calls released for lack of RTP"));
+				                      "Calls released for lack of RTP"));
 				b2b_call_hangup(leg->call, 408, "RTP timeout");
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
 				leg->call->dtmf_digits++;
 				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,
-					 ev[i].duration_ms, leg->side);
+				         ev[i].duration_ms, leg->side);
 			}
 			log_set_call(NULL);
 		}

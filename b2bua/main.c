@@ -28,10 +28,10 @@ static void on_hup(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vacsd --config FILE      run the daemon\n"
-		   "       vacsd --check-config FILE validate FILE and exit (0 = valid)\n"
-		   "       vacsd --version\n"
-		   "Signals: SIGTERM/SIGINT drain then stop (twice: hang up and stop);\n"
-		   "         SIGHUP reloads trunks and routes (calls in progress keep theirs).\n");
+	           "       vacsd --check-config FILE validate FILE and exit (0 = valid)\n"
+	           "       vacsd --version\n"
+	           "Signals: SIGTERM/SIGINT drain then stop (twice: hang up and stop);\n"
+	           "         SIGHUP reloads trunks and routes (calls in progress keep theirs).\n");
 }
 
 static int log_setup(const struct conf *c)
@@ -48,9 +48,11 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	int check = 0;
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"check-config", required_argument, NULL, 'k'},
-		{"version", no_argument, NULL, 'v'},	  {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", required_argument, NULL, 'k'},
+	    {"version", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "c:k:vh", opts, NULL)) != -1) {
@@ -109,14 +111,15 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct media_config mc = {
-		.address = cfg->media.address,
-		.advertise = cfg->media.advertise && cfg->media.advertise[0] ? cfg->media.advertise : NULL,
-		.port_min = cfg->media.port_min,
-		.port_max = cfg->media.port_max,
-		.workers = cfg->media.workers,
-		.rtp_timeout_ms = cfg->media.rtp_timeout_s * 1000u,
-		.hold_timeout_ms = cfg->media.hold_timeout_s * 1000u,
-		.max_sessions = cfg->media.max_sessions,
+	    .address = cfg->media.address,
+	    .advertise =
+	        cfg->media.advertise && cfg->media.advertise[0] ? cfg->media.advertise : NULL,
+	    .port_min = cfg->media.port_min,
+	    .port_max = cfg->media.port_max,
+	    .workers = cfg->media.workers,
+	    .rtp_timeout_ms = cfg->media.rtp_timeout_s * 1000u,
+	    .hold_timeout_ms = cfg->media.hold_timeout_s * 1000u,
+	    .max_sessions = cfg->media.max_sessions,
 	};
 	struct ctl_config cc = {.address = cfg->http.address, .port = cfg->http.port};
 	int exit_code = 1;

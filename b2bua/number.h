@@ -25,6 +25,6 @@ int b2b_number_egress(const struct conf_numbering *n, const char *e164, char *ou
  * normalised called number (and caller_match the caller, when set). Writes the called
  * number after the route's rewrite into target. Returns the route or NULL. */
 const struct conf_route *b2b_route_find(const struct conf *c, const char *from, const char *called,
-					const char *caller, char *target, size_t tlen);
+                                        const char *caller, char *target, size_t tlen);
 
 #endif

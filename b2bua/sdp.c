@@ -205,8 +205,8 @@ int b2b_sdp_parse(const char *body, size_t len, struct b2b_sdp *out, const char 
 			goto out;
 		}
 		int w = snprintf(out->other_media[out->n_other], sizeof(out->other_media[0]),
-				 "%s 0 %s", m->m_type_name ? m->m_type_name : "unknown",
-				 m->m_proto_name ? m->m_proto_name : "RTP/AVP");
+		                 "%s 0 %s", m->m_type_name ? m->m_type_name : "unknown",
+		                 m->m_proto_name ? m->m_proto_name : "RTP/AVP");
 		if (w < 0 || (size_t)w >= sizeof(out->other_media[0])) {
 			*why = "malformed m= line";
 			goto out;
@@ -306,9 +306,8 @@ static const char *dir_attr(enum b2b_dir d)
 
 int b2b_sdp_build(const struct b2b_sdp_local *l, struct strbuf *sb)
 {
-	str_printf(sb,
-		      "v=0\r\no=VACS %llu %u IN IP4 %s\r\ns=VACS\r\nc=IN IP4 %s\r\nt=0 0\r\n",
-		      (unsigned long long)l->sess_id, l->version, l->addr, l->addr);
+	str_printf(sb, "v=0\r\no=VACS %llu %u IN IP4 %s\r\ns=VACS\r\nc=IN IP4 %s\r\nt=0 0\r\n",
+	           (unsigned long long)l->sess_id, l->version, l->addr, l->addr);
 	/* Rejected m-lines before the audio line keep their position. */
 	const struct b2b_sdp *ans = l->answer_to;
 	unsigned before = ans ? ans->audio_index : 0;
@@ -324,17 +323,18 @@ int b2b_sdp_build(const struct b2b_sdp_local *l, struct strbuf *sb)
 	str_puts(sb, "\r\n");
 	for (unsigned i = 0; i < l->n_codecs; i++)
 		str_printf(sb, "a=rtpmap:%u %s/8000\r\n", b2b_codec_static_pt(l->codecs[i]),
-			      b2b_codec_name(l->codecs[i]));
+		           b2b_codec_name(l->codecs[i]));
 	if (l->pt_dtmf >= 0)
-		str_printf(sb, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n",
-			      l->pt_dtmf, l->pt_dtmf);
+		str_printf(sb, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", l->pt_dtmf,
+		           l->pt_dtmf);
 	str_puts(sb, "a=ptime:20\r\n");
 	for (unsigned i = 0; l->secure && i < l->n_suites; i++) {
 		char b64[96];
 		size_t klen = media_srtp_key_len(l->suites[i]);
 		base64_e(b64, sizeof(b64), (void *)(uintptr_t)l->keys[i], klen);
-		str_printf(sb, "a=crypto:%u %s inline:%s\r\n", l->crypto_tag ? l->crypto_tag : i + 1,
-			      media_srtp_suite_name(l->suites[i]), b64);
+		str_printf(sb, "a=crypto:%u %s inline:%s\r\n",
+		           l->crypto_tag ? l->crypto_tag : i + 1,
+		           media_srtp_suite_name(l->suites[i]), b64);
 	}
 	str_printf(sb, "a=%s\r\n", dir_attr(l->dir));
 	for (unsigned i = before; i < n_other; i++)

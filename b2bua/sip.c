@@ -20,7 +20,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta_tag.h>
 #include <sofia-sip/sip_extra.h>
@@ -39,10 +38,10 @@ extern su_log_t nta_log[], tport_log[], nua_log[];
 /* Formats nta uses when it drops or answers a malformed message itself (400, 413, 505,
  * bad Via, garbage); matched by text so nothing is formatted for the rest. */
 static const char *const malformed_fmts[] = {
-	"nta: %s (%u) is %s\n",
-	"nta: %s (%u) %s\n",
-	"nta: bad version %s for %s (%u)\n",
-	"nta_agent: received garbage from ",
+    "nta: %s (%u) is %s\n",
+    "nta: %s (%u) %s\n",
+    "nta: bad version %s for %s (%u)\n",
+    "nta_agent: received garbage from ",
 };
 
 static void sofia_log(void *stream, char const *fmt, va_list ap)
@@ -62,7 +61,7 @@ static void sofia_log(void *stream, char const *fmt, va_list ap)
 		if (i == 1 && !strstr(line, "sanity check") && !strstr(line, "invalid Via"))
 			break;
 		metric_inc(metric_get(METRIC_COUNTER, "vacs_sip_malformed_total",
-				      "Malformed SIP messages answered or dropped by the stack"));
+		                      "Malformed SIP messages answered or dropped by the stack"));
 		b2b_count_reject("malformed");
 		if (log_ratelimit_ok(&rl))
 			log_warn("sip", "malformed message: %s", line);
@@ -75,7 +74,8 @@ static void sofia_log(void *stream, char const *fmt, va_list ap)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
 	if (line[0])
-		log_msg(strcmp(src, "nta") == 0 ? LOG_DEBUG : LOG_WARN, "sofia", "%s: %s", src, line);
+		log_msg(strcmp(src, "nta") == 0 ? LOG_DEBUG : LOG_WARN, "sofia", "%s: %s", src,
+		        line);
 }
 
 #define ALLOW_METHODS "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO"
@@ -131,9 +131,9 @@ static void do_reload(void)
 	int rc = conf_load(b2b_g.conf->path, &nc, err, sizeof(err));
 	if (rc) {
 		log_err("conf", "reload of %s failed, keeping the running configuration:\n%s",
-			b2b_g.conf->path, err);
+		        b2b_g.conf->path, err);
 		metric_inc(metric_get(METRIC_COUNTER, "vacs_config_reloads_total{result=\"error\"}",
-				      "Configuration reloads"));
+		                      "Configuration reloads"));
 		return;
 	}
 	b2b_trunks_stop(1);
@@ -142,9 +142,9 @@ static void do_reload(void)
 	conf_unref(old); /* calls in progress keep their own reference */
 	b2b_trunks_start();
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_config_reloads_total{result=\"ok\"}",
-			      "Configuration reloads"));
+	                      "Configuration reloads"));
 	log_info("conf", "reloaded %s: %zu trunks, %zu routes; %u calls keep their configuration",
-		 nc->path, nc->n_trunks, nc->n_routes, b2b_g.n_calls);
+	         nc->path, nc->n_trunks, nc->n_routes, b2b_g.n_calls);
 }
 
 static void begin_drain(void)
@@ -154,7 +154,7 @@ static void begin_drain(void)
 		b2b_g.drain_deadline_ms = b2b_now_ms() + 300000u;
 		ctl_set_ready(0, "draining");
 		log_info("sip", "draining: %u calls in progress; new calls and OPTIONS get 503",
-			 b2b_g.n_calls);
+		         b2b_g.n_calls);
 	} else {
 		log_info("sip", "second stop request: hanging up %u calls", b2b_g.n_calls);
 		b2b_calls_hangup_all("shutdown");
@@ -207,7 +207,7 @@ static void on_tick(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
 			start_shutdown();
 	}
 	metric_set(metric_get(METRIC_GAUGE, "vacs_calls_active", "Calls in progress"),
-		   b2b_g.n_calls);
+	           b2b_g.n_calls);
 }
 
 /* Source address of the request being handled now (host order), 0 if unknown. */
@@ -235,18 +235,18 @@ static void on_options(nua_handle_t *nh, const sip_t *sip)
 		char ra[16];
 		snprintf(ra, sizeof(ra), "%u", b2b_g.conf->sip.drain_retry_after_s);
 		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, NUTAG_WITH_THIS(b2b_g.nua),
-			    SIPTAG_RETRY_AFTER_STR(ra), TAG_END());
+		            SIPTAG_RETRY_AFTER_STR(ra), TAG_END());
 	} else {
 		nua_respond(nh, SIP_200_OK, NUTAG_WITH_THIS(b2b_g.nua),
-			    SIPTAG_ALLOW_STR(ALLOW_METHODS), SIPTAG_ACCEPT_STR("application/sdp"),
-			    SIPTAG_SUPPORTED_STR("timer, 100rel"), TAG_END());
+		            SIPTAG_ALLOW_STR(ALLOW_METHODS), SIPTAG_ACCEPT_STR("application/sdp"),
+		            SIPTAG_SUPPORTED_STR("timer, 100rel"), TAG_END());
 	}
 	nua_handle_destroy(nh);
 }
 
 static void nua_callback(nua_event_t event, int status, char const *phrase, nua_t *nua,
-			 nua_magic_t *magic, nua_handle_t *nh, nua_hmagic_t *leg,
-			 sip_t const *sip, tagi_t tags[])
+                         nua_magic_t *magic, nua_handle_t *nh, nua_hmagic_t *leg, sip_t const *sip,
+                         tagi_t tags[])
 {
 	(void)nua;
 	(void)magic;
@@ -292,7 +292,7 @@ static void nua_callback(nua_event_t event, int status, char const *phrase, nua_
 			if (cs == nua_callstate_terminated)
 				nua_handle_destroy(nh);
 		} else if (nh && !leg && event < nua_r_set_params && event != nua_i_active &&
-			   event != nua_i_terminated) {
+		           event != nua_i_terminated) {
 			/* An incoming request nobody handles: nua answered it; drop the handle. */
 			nua_handle_destroy(nh);
 		}
@@ -322,8 +322,8 @@ int b2b_init(struct conf *cfg)
 	b2b_g.cdr_fd = -1;
 	b2b_g.conf = conf_ref(cfg);
 	snprintf(b2b_g.our_host, sizeof(b2b_g.our_host), "%s",
-		 cfg->sip.advertise && cfg->sip.advertise[0] ? cfg->sip.advertise
-							     : cfg->sip.address);
+	         cfg->sip.advertise && cfg->sip.advertise[0] ? cfg->sip.advertise
+	                                                     : cfg->sip.address);
 	if ((rc = open_cdr()))
 		return rc;
 
@@ -353,28 +353,27 @@ int b2b_init(struct conf *cfg)
 	snprintf(sips_url, sizeof(sips_url), "sips:%s:%u", cfg->sip.address, cfg->sip.tls_port);
 	int tls = cfg->sip.tls_port != 0;
 
-	b2b_g.nua = nua_create(
-		b2b_g.root, nua_callback, NULL, NUTAG_URL(url),
-		TAG_IF(tls, NUTAG_SIPS_URL(sips_url)),
-		TAG_IF(tls && cfg->sip.tls_cert_dir && cfg->sip.tls_cert_dir[0],
-		       NUTAG_CERTIFICATE_DIR(cfg->sip.tls_cert_dir)),
-		TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_NONE)),
-		NTATAG_UDP_MTU(cfg->sip.udp_mtu), NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1),
-		TAG_END());
+	b2b_g.nua = nua_create(b2b_g.root, nua_callback, NULL, NUTAG_URL(url),
+	                       TAG_IF(tls, NUTAG_SIPS_URL(sips_url)),
+	                       TAG_IF(tls && cfg->sip.tls_cert_dir && cfg->sip.tls_cert_dir[0],
+	                              NUTAG_CERTIFICATE_DIR(cfg->sip.tls_cert_dir)),
+	                       TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_NONE)),
+	                       NTATAG_UDP_MTU(cfg->sip.udp_mtu), NTATAG_SERVER_RPORT(1),
+	                       NTATAG_CLIENT_RPORT(1), TAG_END());
 	if (!b2b_g.nua) {
 		log_err("sip", "cannot listen on %s%s%s (address in use or not local?)", url,
-			tls ? " / " : "", tls ? sips_url : "");
+		        tls ? " / " : "", tls ? sips_url : "");
 		return -EADDRINUSE;
 	}
 	nua_set_params(b2b_g.nua, NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
-		       NUTAG_ENABLEMESSAGE(0), NUTAG_ENABLEINVITE(1),
-		       NUTAG_APPL_METHOD("OPTIONS"), NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
-		       NUTAG_KEEPALIVE(0), NUTAG_SESSION_TIMER(0), NUTAG_MIN_SE(90),
-		       NUTAG_UPDATE_REFRESH(0), NUTAG_SESSION_REFRESHER(nua_remote_refresher),
-		       NUTAG_AUTOACK(0), /* we ACK: a refresh 200 may carry an offer */
-		       SIPTAG_ALLOW_STR(ALLOW_METHODS), SIPTAG_SUPPORTED_STR("timer, 100rel"),
-		       SIPTAG_USER_AGENT_STR(cfg->sip.user_agent), NUTAG_ONLY183_100REL(1),
-		       TAG_END());
+	               NUTAG_ENABLEMESSAGE(0), NUTAG_ENABLEINVITE(1), NUTAG_APPL_METHOD("OPTIONS"),
+	               NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
+	               NUTAG_KEEPALIVE(0), NUTAG_SESSION_TIMER(0), NUTAG_MIN_SE(90),
+	               NUTAG_UPDATE_REFRESH(0), NUTAG_SESSION_REFRESHER(nua_remote_refresher),
+	               NUTAG_AUTOACK(0), /* we ACK: a refresh 200 may carry an offer */
+	               SIPTAG_ALLOW_STR(ALLOW_METHODS), SIPTAG_SUPPORTED_STR("timer, 100rel"),
+	               SIPTAG_USER_AGENT_STR(cfg->sip.user_agent), NUTAG_ONLY183_100REL(1),
+	               TAG_END());
 
 	b2b_g.sig_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (b2b_g.sig_fd < 0)
@@ -390,7 +389,8 @@ int b2b_init(struct conf *cfg)
 	if ((rc = b2b_trunks_start()))
 		return rc;
 	ctl_set_ready(1, "ready");
-	log_info("sip", "listening on %s (udp, tcp)%s%s", url, tls ? ", " : "", tls ? sips_url : "");
+	log_info("sip", "listening on %s (udp, tcp)%s%s", url, tls ? ", " : "",
+	         tls ? sips_url : "");
 	log_info("main", "vacsd ready");
 	return 0;
 }

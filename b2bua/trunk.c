@@ -27,13 +27,14 @@ static const char *transport_param(enum conf_transport tp)
 	}
 }
 
-int b2b_trunk_uri(const struct conf_trunk *t, unsigned node, const char *user, char *out, size_t len)
+int b2b_trunk_uri(const struct conf_trunk *t, unsigned node, const char *user, char *out,
+                  size_t len)
 {
 	if (node >= t->n_nodes)
 		return -EINVAL;
 	const struct conf_node *n = &t->nodes[node];
 	int w = snprintf(out, len, "sip:%s%s%s:%u%s", user ? user : "", user ? "@" : "", n->host,
-			 n->port, transport_param(t->transport));
+	                 n->port, transport_param(t->transport));
 	return w < 0 || (size_t)w >= len ? -EINVAL : 0;
 }
 
@@ -58,7 +59,8 @@ unsigned b2b_trunk_node_order(const struct conf_trunk *t, unsigned *order, unsig
 			if ((pass == 0) != (up != 0))
 				continue;
 			unsigned j = n++;
-			while (j > start && t->nodes[order[j - 1]].priority > t->nodes[i].priority) {
+			while (j > start &&
+			       t->nodes[order[j - 1]].priority > t->nodes[i].priority) {
 				order[j] = order[j - 1];
 				j--;
 			}
@@ -73,7 +75,7 @@ static void set_node_up(struct b2b_trunk_rt *rt, unsigned i, int up, const char 
 	struct b2b_node_rt *n = &rt->nodes[i];
 	if (n->up != up)
 		log_info("trunk", "%s node %s:%u is %s (%s)", rt->t->name, rt->t->nodes[i].host,
-			 rt->t->nodes[i].port, up ? "up" : "down", why);
+		         rt->t->nodes[i].port, up ? "up" : "down", why);
 	n->up = up;
 	metric_set(n->m_up, up);
 }
@@ -89,8 +91,8 @@ int b2b_trunk_authenticate(const struct conf_trunk *t, nua_handle_t *nh, const s
 {
 	if (!t->auth.user || !t->auth.user[0] || !t->auth.password)
 		return 0;
-	const msg_auth_t *au = sip->sip_www_authenticate ? sip->sip_www_authenticate
-							  : sip->sip_proxy_authenticate;
+	const msg_auth_t *au =
+	    sip->sip_www_authenticate ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
 	if (!au || !au->au_scheme)
 		return 0;
 	const char *realm = msg_params_find(au->au_params, "realm=");
@@ -106,12 +108,12 @@ int b2b_trunk_authenticate(const struct conf_trunk *t, nua_handle_t *nh, const s
 	/* Only the carrier's own realm gets its credentials. */
 	if (t->auth.realm && t->auth.realm[0] && strcmp(r, t->auth.realm) != 0) {
 		log_warn("trunk", "%s: challenge for realm \"%s\" ignored (configured \"%s\")",
-			 t->name, r, t->auth.realm);
+		         t->name, r, t->auth.realm);
 		return 0;
 	}
 	char cred[512];
 	snprintf(cred, sizeof(cred), "%s:\"%s\":%s:%s", au->au_scheme, r, t->auth.user,
-		 t->auth.password);
+	         t->auth.password);
 	nua_authenticate(nh, NUTAG_AUTH(cred), TAG_END());
 	return 1;
 }
@@ -125,8 +127,8 @@ static void send_register(struct b2b_trunk_rt *rt)
 	if (b2b_trunk_uri(t, 0, NULL, registrar, sizeof(registrar)))
 		return;
 	if (!rt->reg.nh) {
-		rt->reg.nh = nua_handle(b2b_g.nua, &rt->reg, SIPTAG_TO_STR(aor), SIPTAG_FROM_STR(aor),
-					TAG_END());
+		rt->reg.nh = nua_handle(b2b_g.nua, &rt->reg, SIPTAG_TO_STR(aor),
+		                        SIPTAG_FROM_STR(aor), TAG_END());
 		if (!rt->reg.nh)
 			return;
 	}
@@ -134,8 +136,9 @@ static void send_register(struct b2b_trunk_rt *rt)
 	snprintf(expires, sizeof(expires), "%u", t->register_expires_s);
 	rt->reg.auth_tries = 0;
 	nua_register(rt->reg.nh, NUTAG_REGISTRAR(registrar), SIPTAG_EXPIRES_STR(expires),
-		     NUTAG_M_USERNAME(t->auth.user), NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
-		     NUTAG_KEEPALIVE(0), TAG_END());
+	             NUTAG_M_USERNAME(t->auth.user),
+	             NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
+	             NUTAG_KEEPALIVE(0), TAG_END());
 	log_info("trunk", "%s: REGISTER %s to %s (expires %s)", t->name, aor, registrar, expires);
 }
 
@@ -147,7 +150,8 @@ static void send_probe(struct b2b_trunk_rt *rt, unsigned i)
 		return;
 	if (n->probe.nh)
 		nua_handle_destroy(n->probe.nh);
-	n->probe.nh = nua_handle(b2b_g.nua, &n->probe, NUTAG_URL(uri), SIPTAG_TO_STR(uri), TAG_END());
+	n->probe.nh =
+	    nua_handle(b2b_g.nua, &n->probe, NUTAG_URL(uri), SIPTAG_TO_STR(uri), TAG_END());
 	if (!n->probe.nh)
 		return;
 	nua_options(n->probe.nh, TAG_END());
@@ -181,7 +185,7 @@ void b2b_trunks_tick(uint64_t now_ms)
 }
 
 void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
-		     const sip_t *sip)
+                     const sip_t *sip)
 {
 	struct b2b_trunk_rt *rt = NULL;
 	unsigned node = 0;
@@ -224,7 +228,8 @@ void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_
 	}
 	char name[160];
 	snprintf(name, sizeof(name), "vacs_trunk_registered{trunk=\"%s\"}", rt->t->name);
-	struct metric *m = metric_get(METRIC_GAUGE, name, "1 when the trunk's registration is active");
+	struct metric *m =
+	    metric_get(METRIC_GAUGE, name, "1 when the trunk's registration is active");
 	if (status >= 200 && status < 300) {
 		if (!rt->registered)
 			log_info("trunk", "%s: registered (%d %s)", rt->t->name, status, phrase);
@@ -242,7 +247,7 @@ void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_
 		backoff = 300;
 	rt->reg_retry_ms = b2b_now_ms() + backoff * 1000u;
 	log_warn("trunk", "%s: registration failed: %d %s; retry in %u s", rt->t->name, status,
-		 phrase, backoff);
+	         phrase, backoff);
 	nua_handle_destroy(rt->reg.nh);
 	rt->reg.nh = NULL;
 }
@@ -263,10 +268,11 @@ int b2b_trunks_start(void)
 			rt->nodes[i].probe.side = 'o';
 			if (i < rt->t->n_nodes) {
 				char name[200];
-				snprintf(name, sizeof(name), "vacs_trunk_node_up{trunk=\"%s\",node=\"%s:%u\"}",
-					 rt->t->name, rt->t->nodes[i].host, rt->t->nodes[i].port);
-				rt->nodes[i].m_up = metric_get(METRIC_GAUGE, name,
-							       "1 when the trunk node answers OPTIONS");
+				snprintf(name, sizeof(name),
+				         "vacs_trunk_node_up{trunk=\"%s\",node=\"%s:%u\"}",
+				         rt->t->name, rt->t->nodes[i].host, rt->t->nodes[i].port);
+				rt->nodes[i].m_up = metric_get(
+				    METRIC_GAUGE, name, "1 when the trunk node answers OPTIONS");
 				metric_set(rt->nodes[i].m_up, 1);
 			}
 		}

@@ -17,8 +17,8 @@ enum conf_trunk_type { CONF_TRUNK_CARRIER = 0, CONF_TRUNK_CUCM };
 enum conf_srtp_mode { CONF_SRTP_OFF = 0, CONF_SRTP_OPTIONAL, CONF_SRTP_MANDATORY };
 enum conf_egress_format {
 	CONF_EGRESS_PLUS_E164 = 0, /* +525512345678 */
-	CONF_EGRESS_E164,	   /* 525512345678 */
-	CONF_EGRESS_NATIONAL,	   /* national_prefix + NSN */
+	CONF_EGRESS_E164,          /* 525512345678 */
+	CONF_EGRESS_NATIONAL,      /* national_prefix + NSN */
 };
 enum conf_unknown_source { CONF_UNKNOWN_REJECT = 0, CONF_UNKNOWN_DROP };
 
@@ -37,8 +37,8 @@ struct conf_node {
 };
 
 struct conf_numbering {
-	char *country_code;	    /* "52" */
-	char *national_prefix;	    /* "" or "0" or "01" */
+	char *country_code;         /* "52" */
+	char *national_prefix;      /* "" or "0" or "01" */
 	char *international_prefix; /* "00" */
 	unsigned national_length;   /* digits of a national significant number, 0 = any */
 	enum conf_egress_format egress;
@@ -48,7 +48,7 @@ struct conf_numbering {
 struct conf_credentials {
 	char *user;
 	char *password; /* read from the environment variable named by password_env */
-	char *realm;	/* only challenges for this realm are answered ("" = the trunk host) */
+	char *realm;    /* only challenges for this realm are answered ("" = the trunk host) */
 };
 
 struct conf_trunk {
@@ -71,28 +71,28 @@ struct conf_trunk {
 	size_t n_srtp_suites;
 	char **codecs; /* "PCMU", "PCMA", in preference order */
 	size_t n_codecs;
-	unsigned dtmf_pt;	    /* our telephone-event PT on this trunk (96..127) */
+	unsigned dtmf_pt;           /* our telephone-event PT on this trunk (96..127) */
 	unsigned session_expires_s; /* 0 = no session timer */
 	unsigned min_se_s;
-	int rel100;		     /* offer/accept 100rel */
+	int rel100;                  /* offer/accept 100rel */
 	unsigned options_interval_s; /* OPTIONS probe period, 0 = off */
 	unsigned invite_timeout_s;   /* no final answer within this -> next node */
-	unsigned max_calls;	     /* 0 = unlimited */
-	int latch;		     /* symmetric RTP latching on this trunk (NAT) */
+	unsigned max_calls;          /* 0 = unlimited */
+	int latch;                   /* symmetric RTP latching on this trunk (NAT) */
 };
 
 enum conf_route_target { CONF_ROUTE_TRUNK = 0, CONF_ROUTE_AI };
 
 struct conf_route {
 	char *name;
-	char *from;  /* trunk name the call arrives on */
-	char *match; /* POSIX ERE on the normalised called number */
+	char *from;         /* trunk name the call arrives on */
+	char *match;        /* POSIX ERE on the normalised called number */
 	char *caller_match; /* optional ERE on the normalised calling number ("" = any) */
 	enum conf_route_target target_type;
 	char *to;      /* trunk name (target_type TRUNK) */
 	char *rewrite; /* replacement with \1..\9 for the called number ("" = unchanged) */
 	const struct conf_trunk *to_trunk; /* resolved at load */
-	void *regex;		/* compiled match (regex_t), private */
+	void *regex;                       /* compiled match (regex_t), private */
 	void *caller_regex;
 };
 
@@ -107,10 +107,10 @@ struct conf {
 	} log;
 
 	struct {
-		char *address; /* bind address */
-		char *advertise; /* address in Contact/Via ("" = address) */
-		uint16_t port; /* UDP and TCP */
-		uint16_t tls_port; /* 0 = off */
+		char *address;      /* bind address */
+		char *advertise;    /* address in Contact/Via ("" = address) */
+		uint16_t port;      /* UDP and TCP */
+		uint16_t tls_port;  /* 0 = off */
 		char *tls_cert_dir; /* agent.pem + cafile.pem */
 		char *user_agent;
 		unsigned udp_mtu;

@@ -6,7 +6,7 @@
 
 struct ctl_config {
 	const char *address; /* bind address, e.g. "127.0.0.1" */
-	uint16_t port;	     /* 0 = HTTP server off */
+	uint16_t port;       /* 0 = HTTP server off */
 };
 
 /* Starts the http thread. 0 or -errno (e.g. -EADDRINUSE). Called once by main. */

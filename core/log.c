@@ -103,11 +103,13 @@ void log_msg(enum log_level lvl, const char *mod, const char *fmt, ...)
 	char line[4096];
 	size_t pos = 0;
 	if (atomic_load(&format) == LOG_FMT_JSON) {
-		pos = (size_t)snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"",
-				       ts, log_level_name(lvl));
+		pos = (size_t)snprintf(line, sizeof(line),
+		                       "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"", ts,
+		                       log_level_name(lvl));
 		json_escape(line, sizeof(line), &pos, mod);
 		if (call_id[0]) {
-			pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"call_id\":\"");
+			pos +=
+			    (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"call_id\":\"");
 			json_escape(line, sizeof(line), &pos, call_id);
 		}
 		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"msg\":\"");
@@ -115,8 +117,8 @@ void log_msg(enum log_level lvl, const char *mod, const char *fmt, ...)
 		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"}\n");
 	} else {
 		pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %-6s %s%s%s%s\n", ts,
-				       log_level_name(lvl), mod, call_id[0] ? "[" : "", call_id,
-				       call_id[0] ? "] " : "", msg);
+		                       log_level_name(lvl), mod, call_id[0] ? "[" : "", call_id,
+		                       call_id[0] ? "] " : "", msg);
 	}
 	if (pos >= sizeof(line)) {
 		pos = sizeof(line) - 1;

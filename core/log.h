@@ -23,7 +23,7 @@ void log_set_call(const char *call_id);
 
 /* One line. Thread-safe; each line is written with a single write(2). */
 void log_msg(enum log_level lvl, const char *mod, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 int log_enabled(enum log_level lvl);
 
 /* Rate limit state: at most `burst` lines per `interval_s`; members are private. */
@@ -38,13 +38,13 @@ int log_ratelimit_ok(struct log_ratelimit *rl);
 const char *log_level_name(enum log_level lvl);
 int log_level_parse(const char *s, enum log_level *out);
 
-#define log_err(mod, ...) log_msg(LOG_ERR, mod, __VA_ARGS__)
+#define log_err(mod, ...)  log_msg(LOG_ERR, mod, __VA_ARGS__)
 #define log_warn(mod, ...) log_msg(LOG_WARN, mod, __VA_ARGS__)
 #define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)
-#define log_debug(mod, ...)                                  \
-	do {                                                 \
-		if (log_enabled(LOG_DEBUG))                  \
-			log_msg(LOG_DEBUG, mod, __VA_ARGS__); \
+#define log_debug(mod, ...)                                                                        \
+	do {                                                                                       \
+		if (log_enabled(LOG_DEBUG))                                                        \
+			log_msg(LOG_DEBUG, mod, __VA_ARGS__);                                      \
 	} while (0)
 
 #endif

@@ -128,11 +128,11 @@ int metric_render(struct strbuf *sb)
 	const struct metric *prev = NULL;
 	for (const struct metric *m = head; m; prev = m, m = m->next) {
 		int same = prev && prev->base_len == m->base_len &&
-			   strncmp(prev->name, m->name, m->base_len) == 0;
+		           strncmp(prev->name, m->name, m->base_len) == 0;
 		if (!same) {
 			str_printf(sb, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)m->base_len,
-				      m->name, m->help, (int)m->base_len, m->name,
-				      m->type == METRIC_COUNTER ? "counter" : "gauge");
+			           m->name, m->help, (int)m->base_len, m->name,
+			           m->type == METRIC_COUNTER ? "counter" : "gauge");
 		}
 		str_printf(sb, "%s %lld\n", m->name, (long long)metric_value(m));
 	}

@@ -16,14 +16,14 @@
  */
 
 struct media_config {
-	const char *address;	  /* local IPv4 address to bind RTP on, e.g. "127.0.0.1" */
-	const char *advertise;	  /* address written in SDP (NULL = address) */
-	uint16_t port_min;	  /* even, inclusive */
-	uint16_t port_max;	  /* inclusive */
-	unsigned workers;	  /* media worker threads (0 = number of CPUs) */
+	const char *address;      /* local IPv4 address to bind RTP on, e.g. "127.0.0.1" */
+	const char *advertise;    /* address written in SDP (NULL = address) */
+	uint16_t port_min;        /* even, inclusive */
+	uint16_t port_max;        /* inclusive */
+	unsigned workers;         /* media worker threads (0 = number of CPUs) */
 	unsigned rtp_timeout_ms;  /* no RTP on an active stream for this long -> event */
 	unsigned hold_timeout_ms; /* same for a stream on hold (0 = never) */
-	unsigned max_sessions;	  /* sessions per worker, preallocated */
+	unsigned max_sessions;    /* sessions per worker, preallocated */
 };
 
 enum media_codec {
@@ -56,16 +56,16 @@ struct media_srtp_params {
 
 /* What one leg's far end negotiated; applied as a whole by media_session_update(). */
 struct media_stream_params {
-	struct sockaddr_in remote_rtp;	/* sin_port 0 = unknown yet (nothing is sent) */
+	struct sockaddr_in remote_rtp;  /* sin_port 0 = unknown yet (nothing is sent) */
 	struct sockaddr_in remote_rtcp; /* ignored when rtcp_mux */
 	int rtcp_mux;
-	int send;		 /* we may send to the far end (it is not sendonly/inactive) */
-	int recv;		 /* the far end sends to us (it is not recvonly/inactive) */
-	int latch;		 /* adopt the source address of the first valid packet (NAT) */
-	enum media_codec codec;	 /* the audio codec on this leg */
-	uint8_t pt_audio;	 /* PT of that codec on this leg */
-	int pt_dtmf;		 /* telephone-event PT on this leg, -1 = none */
-	int pt_cn;		 /* comfort-noise PT on this leg, -1 = none */
+	int send;               /* we may send to the far end (it is not sendonly/inactive) */
+	int recv;               /* the far end sends to us (it is not recvonly/inactive) */
+	int latch;              /* adopt the source address of the first valid packet (NAT) */
+	enum media_codec codec; /* the audio codec on this leg */
+	uint8_t pt_audio;       /* PT of that codec on this leg */
+	int pt_dtmf;            /* telephone-event PT on this leg, -1 = none */
+	int pt_cn;              /* comfort-noise PT on this leg, -1 = none */
 	struct media_srtp_params srtp_tx; /* our key: protects what we send */
 	struct media_srtp_params srtp_rx; /* the far end's key: unprotects what we get */
 };
@@ -78,10 +78,10 @@ enum media_tone {
 /* Quality figures of one leg, read at any time from the control thread. */
 struct media_stats {
 	uint64_t pkts_in, pkts_out, bytes_in, bytes_out;
-	uint64_t pkts_dropped;	/* bad SRTP auth, unknown PT, no peer, pool empty */
-	uint32_t lost;		/* RFC 3550 cumulative loss seen on receive */
-	uint32_t jitter_ms;	/* RFC 3550 interarrival jitter on receive */
-	uint32_t remote_lost;	/* from the far end's RTCP receiver report */
+	uint64_t pkts_dropped; /* bad SRTP auth, unknown PT, no peer, pool empty */
+	uint32_t lost;         /* RFC 3550 cumulative loss seen on receive */
+	uint32_t jitter_ms;    /* RFC 3550 interarrival jitter on receive */
+	uint32_t remote_lost;  /* from the far end's RTCP receiver report */
 	uint32_t remote_jitter_ms;
 	uint32_t rtcp_in, rtcp_out;
 	uint32_t dtmf_events;
@@ -89,13 +89,13 @@ struct media_stats {
 
 enum media_event_type {
 	MEDIA_EV_TIMEOUT = 1, /* no RTP for the configured time */
-	MEDIA_EV_DTMF,	      /* an RFC 4733 event ended */
+	MEDIA_EV_DTMF,        /* an RFC 4733 event ended */
 };
 
 struct media_event {
 	enum media_event_type type;
 	uint64_t owner; /* the owner id given to media_session_create */
-	char digit;	/* '0'-'9', '*', '#', 'A'-'D' */
+	char digit;     /* '0'-'9', '*', '#', 'A'-'D' */
 	uint16_t duration_ms;
 };
 
@@ -116,8 +116,8 @@ unsigned media_events_poll(struct media_event *ev, unsigned max);
  * same worker as pin_with (legs that are bridged must share a worker).
  * `owner` is echoed in events. *out and *local_port set on success. 0 or -errno
  * (-EADDRINUSE when the range is exhausted). */
-int media_session_create(uint64_t owner, struct media_session *pin_with,
-			 struct media_session **out, uint16_t *local_port);
+int media_session_create(uint64_t owner, struct media_session *pin_with, struct media_session **out,
+                         uint16_t *local_port);
 /* Applies the far end's parameters (copied). SSRC/seq/timestamp stay continuous. */
 int media_session_update(struct media_session *s, const struct media_stream_params *p);
 /* Relays packets between a and b (both ways). NULL b unbridges a. */

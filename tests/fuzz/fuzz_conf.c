@@ -1,4 +1,5 @@
-/* libFuzzer harness for the configuration loader: any file must load or fail cleanly, without leaks. */
+/* libFuzzer harness for the configuration loader: any file must load or fail cleanly, without
+ * leaks. */
 #include "conf/conf.h"
 #include "core/mem.h"
 

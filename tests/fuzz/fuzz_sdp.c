@@ -16,9 +16,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	uint8_t key[MEDIA_SRTP_MAX_KEY];
 	memset(key, 7, sizeof(key));
-	struct b2b_sdp_local l = {.addr = "127.0.0.1", .port = 20000, .sess_id = 1, .version = 1,
-				  .dir = B2B_DIR_SENDRECV, .codecs = {MEDIA_CODEC_PCMU}, .n_codecs = 1,
-				  .pt_dtmf = s.pt_dtmf, .answer_to = &s};
+	struct b2b_sdp_local l = {.addr = "127.0.0.1",
+	                          .port = 20000,
+	                          .sess_id = 1,
+	                          .version = 1,
+	                          .dir = B2B_DIR_SENDRECV,
+	                          .codecs = {MEDIA_CODEC_PCMU},
+	                          .n_codecs = 1,
+	                          .pt_dtmf = s.pt_dtmf,
+	                          .answer_to = &s};
 	if (s.n_crypto) {
 		l.secure = 1;
 		l.suites[0] = s.crypto[0].suite;

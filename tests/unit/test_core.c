@@ -112,7 +112,8 @@ static void test_core_metrics_render_prometheus(void **state)
 	str_init(&sb);
 	assert_int_equal(metric_render(&sb), 0);
 	/* One HELP/TYPE per family, samples of a family together. */
-	const char *help = strstr(sb.p, "# HELP t_requests_total Requests\n# TYPE t_requests_total counter\n");
+	const char *help =
+	    strstr(sb.p, "# HELP t_requests_total Requests\n# TYPE t_requests_total counter\n");
 	assert_non_null(help);
 	assert_null(strstr(help + 1, "# HELP t_requests_total"));
 	const char *s200 = strstr(sb.p, "t_requests_total{code=\"200\"} 5\n");
@@ -223,13 +224,15 @@ static void test_core_log_ratelimit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_core_mbox_orders_per_producer_and_wakes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_core_mbox_full_is_eagain, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_core_metrics_render_prometheus, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_core_mem_fault_injection, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_core_strbuf_grows_and_steals, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_core_log_json_lines_carry_call_id, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_core_log_ratelimit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_mbox_orders_per_producer_and_wakes, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_core_mbox_full_is_eagain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_metrics_render_prometheus, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_mem_fault_injection, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_strbuf_grows_and_steals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_log_json_lines_carry_call_id, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_core_log_ratelimit, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

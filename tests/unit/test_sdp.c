@@ -1,4 +1,5 @@
-/* Unit tests for the SDP glue: parsing offers/answers the way CUCM and carriers send them, and our SDP. */
+/* Unit tests for the SDP glue: parsing offers/answers the way CUCM and carriers send them, and our
+ * SDP. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,23 +30,23 @@ static int teardown(void **state)
 }
 
 static const char cucm_offer[] =
-	"v=0\r\n"
-	"o=CiscoSystemsCCM-SIP 2000 1 IN IP4 10.1.1.10\r\n"
-	"s=SIP Call\r\n"
-	"c=IN IP4 10.1.1.20\r\n"
-	"t=0 0\r\n"
-	"m=audio 24580 RTP/SAVP 0 8 101\r\n"
-	"a=rtpmap:0 PCMU/8000\r\n"
-	"a=rtpmap:8 PCMA/8000\r\n"
-	"a=ptime:20\r\n"
-	"a=rtpmap:101 telephone-event/8000\r\n"
-	"a=fmtp:101 0-15\r\n"
-	"a=crypto:1 AEAD_AES_256_GCM inline:"
-	"MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ=\r\n"
-	"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj|2^31\r\n"
-	"a=crypto:3 F8_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n"
-	"a=sendrecv\r\n"
-	"m=video 0 RTP/AVP 126\r\n";
+    "v=0\r\n"
+    "o=CiscoSystemsCCM-SIP 2000 1 IN IP4 10.1.1.10\r\n"
+    "s=SIP Call\r\n"
+    "c=IN IP4 10.1.1.20\r\n"
+    "t=0 0\r\n"
+    "m=audio 24580 RTP/SAVP 0 8 101\r\n"
+    "a=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:8 PCMA/8000\r\n"
+    "a=ptime:20\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\n"
+    "a=fmtp:101 0-15\r\n"
+    "a=crypto:1 AEAD_AES_256_GCM inline:"
+    "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ=\r\n"
+    "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj|2^31\r\n"
+    "a=crypto:3 F8_128_HMAC_SHA1_80 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\n"
+    "a=sendrecv\r\n"
+    "m=video 0 RTP/AVP 126\r\n";
 
 static void test_sdp_parses_cucm_srtp_offer(void **state)
 {
@@ -76,12 +77,14 @@ static void test_sdp_parses_cucm_srtp_offer(void **state)
 static void test_sdp_hold_forms(void **state)
 {
 	(void)state;
-	const char *sendonly = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-			       "m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
-	const char *session_inactive = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\n"
-				       "t=0 0\r\na=inactive\r\nm=audio 4000 RTP/AVP 0\r\n";
+	const char *sendonly =
+	    "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+	const char *session_inactive =
+	    "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\n"
+	    "t=0 0\r\na=inactive\r\nm=audio 4000 RTP/AVP 0\r\n";
 	const char *zero = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
-			   "m=audio 4000 RTP/AVP 8\r\n";
+	                   "m=audio 4000 RTP/AVP 8\r\n";
 	struct b2b_sdp s;
 	const char *why;
 	assert_int_equal(b2b_sdp_parse(sendonly, strlen(sendonly), &s, &why), 0);
@@ -100,19 +103,21 @@ static void test_sdp_rejects_bad_input(void **state)
 	struct b2b_sdp s;
 	const char *why = NULL;
 	const char *bad_c = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 999.1.1\r\nt=0 0\r\n"
-			    "m=audio 4000 RTP/AVP 0\r\n";
+	                    "m=audio 4000 RTP/AVP 0\r\n";
 	assert_int_equal(b2b_sdp_parse(bad_c, strlen(bad_c), &s, &why), -EINVAL);
 	assert_non_null(why);
-	const char *no_audio = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-			       "m=video 4000 RTP/AVP 96\r\n";
+	const char *no_audio =
+	    "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=video 4000 RTP/AVP 96\r\n";
 	assert_int_equal(b2b_sdp_parse(no_audio, strlen(no_audio), &s, &why), -EINVAL);
 	assert_string_equal(why, "no audio stream");
 	const char *garbage = "this is not SDP at all\r\n";
 	assert_int_equal(b2b_sdp_parse(garbage, strlen(garbage), &s, &why), -EINVAL);
 	const char *truncated = "v=0\r\no=x 1 2 IN IP4";
 	assert_int_equal(b2b_sdp_parse(truncated, strlen(truncated), &s, &why), -EINVAL);
-	const char *bad_key = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-			      "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=\r\n";
+	const char *bad_key =
+	    "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=\r\n";
 	assert_int_equal(b2b_sdp_parse(bad_key, strlen(bad_key), &s, &why), 0);
 	assert_int_equal(s.n_crypto, 0); /* a key of the wrong length is not usable */
 }
@@ -123,12 +128,12 @@ static void test_sdp_rejects_malformed_mline_before_sofia(void **state)
 	/* These m= lines make sofia's parser try multi-gigabyte allocations (one took a
 	 * minute of CPU): they must be refused before it sees them. */
 	const char *bad[] = {
-		"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-		"m=audio 4000TP /RSAVP 0\r\n",
-		"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-		"m=audio 4000 XX inlinAAAAAAAA==\r\n",
-		"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-		"m=audio 4000 RTP/AVP\r\n",
+	    "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 4000TP /RSAVP 0\r\n",
+	    "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 4000 XX inlinAAAAAAAA==\r\n",
+	    "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 4000 RTP/AVP\r\n",
 	};
 	struct b2b_sdp s;
 	const char *why = NULL;
@@ -136,8 +141,9 @@ static void test_sdp_rejects_malformed_mline_before_sofia(void **state)
 		assert_int_equal(b2b_sdp_parse(bad[i], strlen(bad[i]), &s, &why), -EINVAL);
 		assert_string_equal(why, "malformed m= line");
 	}
-	const char *ok = "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-			 "m=audio 4000/2 RTP/AVP 0 8 18 96 97 98 101\nm=application 9 UDP/BFCP *\r\n";
+	const char *ok =
+	    "v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=audio 4000/2 RTP/AVP 0 8 18 96 97 98 101\nm=application 9 UDP/BFCP *\r\n";
 	assert_int_equal(b2b_sdp_parse(ok, strlen(ok), &s, &why), 0);
 }
 
@@ -145,8 +151,8 @@ static void test_sdp_only_unknown_codecs(void **state)
 {
 	(void)state;
 	const char *g729 = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-			   "m=audio 4000 RTP/AVP 18 96\r\na=rtpmap:18 G729/8000\r\n"
-			   "a=rtpmap:96 opus/48000/2\r\n";
+	                   "m=audio 4000 RTP/AVP 18 96\r\na=rtpmap:18 G729/8000\r\n"
+	                   "a=rtpmap:96 opus/48000/2\r\n";
 	struct b2b_sdp s;
 	const char *why;
 	assert_int_equal(b2b_sdp_parse(g729, strlen(g729), &s, &why), 0);
@@ -161,18 +167,18 @@ static void test_sdp_build_offer_and_reparse(void **state)
 	memset(k1, 0x11, sizeof(k1));
 	memset(k2, 0x22, sizeof(k2));
 	struct b2b_sdp_local l = {
-		.addr = "127.0.0.1",
-		.port = 20000,
-		.sess_id = 42,
-		.version = 3,
-		.dir = B2B_DIR_SENDRECV,
-		.secure = 1,
-		.codecs = {MEDIA_CODEC_PCMA, MEDIA_CODEC_PCMU},
-		.n_codecs = 2,
-		.pt_dtmf = 96,
-		.suites = {MEDIA_SRTP_AEAD_AES_128_GCM, MEDIA_SRTP_AES_CM_128_HMAC_SHA1_80},
-		.keys = {k1, k2},
-		.n_suites = 2,
+	    .addr = "127.0.0.1",
+	    .port = 20000,
+	    .sess_id = 42,
+	    .version = 3,
+	    .dir = B2B_DIR_SENDRECV,
+	    .secure = 1,
+	    .codecs = {MEDIA_CODEC_PCMA, MEDIA_CODEC_PCMU},
+	    .n_codecs = 2,
+	    .pt_dtmf = 96,
+	    .suites = {MEDIA_SRTP_AEAD_AES_128_GCM, MEDIA_SRTP_AES_CM_128_HMAC_SHA1_80},
+	    .keys = {k1, k2},
+	    .n_suites = 2,
 	};
 	struct strbuf sb;
 	str_init(&sb);
@@ -198,16 +204,23 @@ static void test_sdp_build_offer_and_reparse(void **state)
 static void test_sdp_answer_keeps_mline_order(void **state)
 {
 	(void)state;
-	const char *offer = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-			    "m=video 5000 RTP/AVP 96\r\nm=audio 4000 RTP/AVP 0 101\r\n"
-			    "a=rtpmap:101 telephone-event/8000\r\nm=application 6000 UDP/BFCP *\r\n";
+	const char *offer =
+	    "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	    "m=video 5000 RTP/AVP 96\r\nm=audio 4000 RTP/AVP 0 101\r\n"
+	    "a=rtpmap:101 telephone-event/8000\r\nm=application 6000 UDP/BFCP *\r\n";
 	struct b2b_sdp s;
 	const char *why;
 	assert_int_equal(b2b_sdp_parse(offer, strlen(offer), &s, &why), 0);
 	assert_int_equal(s.audio_index, 1);
-	struct b2b_sdp_local l = {.addr = "127.0.0.1", .port = 20002, .sess_id = 1, .version = 1,
-				  .dir = B2B_DIR_RECVONLY, .codecs = {MEDIA_CODEC_PCMU}, .n_codecs = 1,
-				  .pt_dtmf = 101, .answer_to = &s};
+	struct b2b_sdp_local l = {.addr = "127.0.0.1",
+	                          .port = 20002,
+	                          .sess_id = 1,
+	                          .version = 1,
+	                          .dir = B2B_DIR_RECVONLY,
+	                          .codecs = {MEDIA_CODEC_PCMU},
+	                          .n_codecs = 1,
+	                          .pt_dtmf = 101,
+	                          .answer_to = &s};
 	struct strbuf sb;
 	str_init(&sb);
 	assert_int_equal(b2b_sdp_build(&l, &sb), 0);
@@ -225,13 +238,14 @@ static void test_sdp_answer_keeps_mline_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_sdp_parses_cucm_srtp_offer, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdp_hold_forms, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdp_rejects_bad_input, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdp_only_unknown_codecs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdp_rejects_malformed_mline_before_sofia, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdp_build_offer_and_reparse, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sdp_answer_keeps_mline_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_parses_cucm_srtp_offer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_hold_forms, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_rejects_bad_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_only_unknown_codecs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_rejects_malformed_mline_before_sofia, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_build_offer_and_reparse, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sdp_answer_keeps_mline_order, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("sdp", tests, NULL, NULL);
 }

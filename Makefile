@@ -38,7 +38,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all clean test unit interop demo bench deps format format-check asan tsan fuzz
+.PHONY: all clean test unit interop demo bench deps format format-check asan tsan fuzz FORCE
 
 all: $(BUILD)/vacsd $(BUILD)/vacsctl $(TOOL_BIN)
 
@@ -100,5 +100,12 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# Objects that print the version are rebuilt when it changes (a new commit).
+$(BUILD)/.version: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/b2bua/main.o $(BUILD)/conf/conf.o $(BUILD)/control/vacsctl/vacsctl.o: $(BUILD)/.version
+FORCE:
 
 -include $(DEPS)

@@ -1111,6 +1111,14 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
                     const sip_t *sip, tagi_t tags[])
 {
 	struct b2b_call *call = leg->call;
+	/* A carrier may challenge in-dialog requests too (BYE, refresh re-INVITE, UPDATE):
+	 * answered with the trunk's credentials, for its realm only. */
+	if ((ev == nua_r_bye || ev == nua_r_update || (ev == nua_r_invite && leg->state != LEG_CALLING)) &&
+	    (status == 401 || status == 407) && sip && leg->nh && leg->auth_tries < 4 &&
+	    b2b_trunk_authenticate(leg->trunk, leg->nh, sip)) {
+		leg->auth_tries++;
+		return;
+	}
 	switch (ev) {
 	case nua_i_invite:
 		on_reinvite(leg, sip);

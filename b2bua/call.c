@@ -507,16 +507,23 @@ static void write_cdr(struct b2b_call *c)
 	free(line);
 }
 
+static void timer_drop(su_timer_t **t)
+{
+	if (*t) {
+		su_timer_destroy(*t);
+		*t = NULL;
+	}
+}
+
+static void stop_timer(struct b2b_leg *leg)
+{
+	timer_drop(&leg->invite_timer);
+}
+
 static void leg_deinit(struct b2b_leg *leg)
 {
-	if (leg->invite_timer) {
-		su_timer_destroy(leg->invite_timer);
-		leg->invite_timer = NULL;
-	}
-	if (leg->refresh_timer) {
-		su_timer_destroy(leg->refresh_timer);
-		leg->refresh_timer = NULL;
-	}
+	timer_drop(&leg->invite_timer);
+	timer_drop(&leg->refresh_timer);
 	media_session_destroy(leg->ms);
 	leg->ms = NULL;
 }
@@ -618,10 +625,7 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 		nua_handle_destroy(b->nh);
 		b->nh = NULL;
 	}
-	if (b->invite_timer) {
-		su_timer_destroy(b->invite_timer);
-		b->invite_timer = NULL;
-	}
+	stop_timer(b);
 	int retry = (status == 503 || status == 408 || status == 500) &&
 	            b->node + 1 < call->n_nodes && a->nh && a->state != LEG_ENDING;
 	if (retry) {
@@ -732,8 +736,7 @@ static void on_invite_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_ar
 	struct b2b_leg *b = arg;
 	struct b2b_call *call = b->call;
 	log_set_call(call->id);
-	su_timer_destroy(b->invite_timer);
-	b->invite_timer = NULL;
+	stop_timer(b);
 	if (b->state != LEG_CALLING)
 		return;
 	log_warn("call", "no answer from %s within %u s", b->trunk->name,
@@ -745,14 +748,6 @@ static void on_invite_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_ar
 }
 
 /* ---- answering the caller ---- */
-
-static void stop_timer(struct b2b_leg *leg)
-{
-	if (leg->invite_timer) {
-		su_timer_destroy(leg->invite_timer);
-		leg->invite_timer = NULL;
-	}
-}
 
 /* Before the caller gets our answer: use the callee's codec on both legs when the caller
  * offered it, so no conversion is needed. */
@@ -1113,7 +1108,8 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 	struct b2b_call *call = leg->call;
 	/* A carrier may challenge in-dialog requests too (BYE, refresh re-INVITE, UPDATE):
 	 * answered with the trunk's credentials, for its realm only. */
-	if ((ev == nua_r_bye || ev == nua_r_update || (ev == nua_r_invite && leg->state != LEG_CALLING)) &&
+	if ((ev == nua_r_bye || ev == nua_r_update ||
+	     (ev == nua_r_invite && leg->state != LEG_CALLING)) &&
 	    (status == 401 || status == 407) && sip && leg->nh && leg->auth_tries < 4 &&
 	    b2b_trunk_authenticate(leg->trunk, leg->nh, sip)) {
 		leg->auth_tries++;

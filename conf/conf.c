@@ -628,29 +628,57 @@ static void free_nodes(void *base)
 	t->n_nodes = 0;
 }
 
+/* Called for each element of a list of groups once its keys are parsed. */
+typedef void (*elem_finish_cb)(struct ld *ld, const config_setting_t *es, void *elems, int i);
+
+/* Parses "( { ... }, { ... } )": one zeroed element of elem_size per group, defaults
+ * applied, keys parsed, then finish(). *out gets the array (owned by the caller's
+ * struct), the count is returned; 0 on an empty or invalid list or out of memory. */
+static size_t parse_group_array(struct ld *ld, const config_setting_t *s, const struct key *keys,
+                                size_t elem_size, void **out, elem_finish_cb finish)
+{
+	*out = NULL;
+	if (!s || !is_group_list(ld, s))
+		return 0;
+	int n = config_setting_length(s);
+	if (n == 0)
+		return 0;
+	unsigned char *arr = mem_zalloc((size_t)n * elem_size);
+	if (!arr) {
+		ld->oom = 1;
+		return 0;
+	}
+	*out = arr;
+	for (int i = 0; i < n && !ld->oom; i++) {
+		const config_setting_t *es = config_setting_get_elem(s, (unsigned)i);
+		void *e = arr + (size_t)i * elem_size;
+		apply_defaults(ld, keys, e);
+		if (ld->oom)
+			break;
+		if (!config_setting_is_group(es)) {
+			ld_report(ld, es, NULL, "must be a group { ... }");
+			continue;
+		}
+		parse_group(ld, es, keys, e);
+		if (!ld->oom && finish)
+			finish(ld, es, arr, i);
+	}
+	return (size_t)n;
+}
+
 static void parse_nodes(struct ld *ld, const config_setting_t *s, void *base)
 {
 	struct conf_trunk *t = base;
 	if (!s || !is_group_list(ld, s))
 		return;
-	int n = config_setting_length(s);
-	if (n == 0) {
+	if (config_setting_length(s) == 0) {
 		ld_report(ld, s, NULL, "must list at least one node");
 		return;
 	}
 	free_nodes(t);
-	t->nodes = mem_zalloc((size_t)n * sizeof(*t->nodes));
-	if (!t->nodes) {
-		ld->oom = 1;
-		return;
-	}
-	t->n_nodes = (size_t)n;
-	for (int i = 0; i < n && !ld->oom; i++) {
-		apply_defaults(ld, node_keys, &t->nodes[i]);
-		if (!ld->oom)
-			parse_group(ld, config_setting_get_elem(s, (unsigned)i), node_keys,
-			            &t->nodes[i]);
-	}
+	void *arr;
+	t->n_nodes = parse_group_array(ld, s, node_keys, sizeof(*t->nodes), &arr, NULL);
+	t->nodes = arr;
 }
 
 static int acl_append(struct ld *ld, struct conf_trunk *t, struct conf_cidr e)
@@ -1005,47 +1033,33 @@ static void free_trunks(void *base)
 	c->n_trunks = 0;
 }
 
+static void trunk_elem_finish(struct ld *ld, const config_setting_t *ts, void *elems, int i)
+{
+	struct conf_trunk *trunks = elems, *t = &trunks[i];
+	trunk_finish(ld, ts, t);
+	if (ld->oom)
+		return;
+	const config_setting_t *ns = config_setting_get_member(ts, "name");
+	if (strcmp(t->name, "ai") == 0)
+		ld_report(ld, ns, NULL, "\"ai\" is reserved (routes use to = \"ai\")");
+	for (int j = 0; j < i && t->name[0]; j++) {
+		if (strcmp(trunks[j].name, t->name) == 0) {
+			const config_setting_t *o =
+			    config_setting_get_elem(config_setting_parent(ts), (unsigned)j);
+			ld_report(ld, ns, NULL, "duplicate trunk name \"%s\" (first at line %u)",
+			          t->name, config_setting_source_line(o));
+			break;
+		}
+	}
+}
+
 static void parse_trunks(struct ld *ld, const config_setting_t *s, void *base)
 {
 	struct conf *c = base;
-	if (!s || !is_group_list(ld, s))
-		return;
-	int n = config_setting_length(s);
-	if (n == 0)
-		return;
-	c->trunks = mem_zalloc((size_t)n * sizeof(*c->trunks));
-	if (!c->trunks) {
-		ld->oom = 1;
-		return;
-	}
-	c->n_trunks = (size_t)n;
-	for (int i = 0; i < n && !ld->oom; i++) {
-		const config_setting_t *ts = config_setting_get_elem(s, (unsigned)i);
-		struct conf_trunk *t = &c->trunks[i];
-		apply_defaults(ld, trunk_keys, t);
-		if (ld->oom)
-			return;
-		if (!config_setting_is_group(ts)) {
-			ld_report(ld, ts, NULL, "must be a group { ... }");
-			continue;
-		}
-		parse_group(ld, ts, trunk_keys, t);
-		trunk_finish(ld, ts, t);
-		if (ld->oom)
-			return;
-		const config_setting_t *ns = config_setting_get_member(ts, "name");
-		if (strcmp(t->name, "ai") == 0)
-			ld_report(ld, ns, NULL, "\"ai\" is reserved (routes use to = \"ai\")");
-		for (int j = 0; j < i && t->name[0]; j++) {
-			if (strcmp(c->trunks[j].name, t->name) == 0) {
-				const config_setting_t *o = config_setting_get_elem(s, (unsigned)j);
-				ld_report(ld, ns, NULL,
-				          "duplicate trunk name \"%s\" (first at line %u)", t->name,
-				          config_setting_source_line(o));
-				break;
-			}
-		}
-	}
+	void *arr;
+	c->n_trunks =
+	    parse_group_array(ld, s, trunk_keys, sizeof(*c->trunks), &arr, trunk_elem_finish);
+	c->trunks = arr;
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -1124,52 +1138,35 @@ static void check_rewrite(struct ld *ld, const config_setting_t *s, const char *
 	}
 }
 
+static void route_elem_finish(struct ld *ld, const config_setting_t *rs, void *elems, int i)
+{
+	struct conf_route *routes = elems, *r = &routes[i];
+	const config_setting_t *ms = config_setting_get_member(rs, "match");
+	if (r->match[0]) {
+		r->regex = regex_compile(ld, ms, r->match, 0);
+		const config_setting_t *ws = config_setting_get_member(rs, "rewrite");
+		if (r->regex && ws)
+			check_rewrite(ld, ws, r->rewrite, ((regex_t *)r->regex)->re_nsub);
+	}
+	if (r->caller_match[0])
+		r->caller_regex = regex_compile(ld, config_setting_get_member(rs, "caller_match"),
+		                                r->caller_match, REG_NOSUB);
+	const config_setting_t *nms = config_setting_get_member(rs, "name");
+	for (int j = 0; j < i && r->name[0]; j++) {
+		if (strcmp(routes[j].name, r->name) == 0) {
+			ld_report(ld, nms, NULL, "duplicate route name \"%s\"", r->name);
+			break;
+		}
+	}
+}
+
 static void parse_routes(struct ld *ld, const config_setting_t *s, void *base)
 {
 	struct conf *c = base;
-	if (!s || !is_group_list(ld, s))
-		return;
-	int n = config_setting_length(s);
-	if (n == 0)
-		return;
-	c->routes = mem_zalloc((size_t)n * sizeof(*c->routes));
-	if (!c->routes) {
-		ld->oom = 1;
-		return;
-	}
-	c->n_routes = (size_t)n;
-	for (int i = 0; i < n && !ld->oom; i++) {
-		const config_setting_t *rs = config_setting_get_elem(s, (unsigned)i);
-		struct conf_route *r = &c->routes[i];
-		apply_defaults(ld, route_keys, r);
-		if (ld->oom)
-			return;
-		if (!config_setting_is_group(rs)) {
-			ld_report(ld, rs, NULL, "must be a group { ... }");
-			continue;
-		}
-		parse_group(ld, rs, route_keys, r);
-		if (ld->oom)
-			return;
-		const config_setting_t *ms = config_setting_get_member(rs, "match");
-		if (r->match[0]) {
-			r->regex = regex_compile(ld, ms, r->match, 0);
-			const config_setting_t *ws = config_setting_get_member(rs, "rewrite");
-			if (r->regex && ws)
-				check_rewrite(ld, ws, r->rewrite, ((regex_t *)r->regex)->re_nsub);
-		}
-		if (r->caller_match[0])
-			r->caller_regex =
-			    regex_compile(ld, config_setting_get_member(rs, "caller_match"),
-			                  r->caller_match, REG_NOSUB);
-		const config_setting_t *nms = config_setting_get_member(rs, "name");
-		for (int j = 0; j < i && r->name[0]; j++) {
-			if (strcmp(c->routes[j].name, r->name) == 0) {
-				ld_report(ld, nms, NULL, "duplicate route name \"%s\"", r->name);
-				break;
-			}
-		}
-	}
+	void *arr;
+	c->n_routes =
+	    parse_group_array(ld, s, route_keys, sizeof(*c->routes), &arr, route_elem_finish);
+	c->routes = arr;
 }
 
 /* Routes may come before trunks in the file: they are resolved once everything is read. */

@@ -137,7 +137,6 @@ struct b2b_leg {
 	unsigned n_offer_suites;
 	int offer_pending;  /* we sent an offer; the answer comes in ACK/200 */
 	int early_answered; /* a 18x with SDP went out (a leg) */
-	int reliable_18x;   /* and it was sent reliably (100rel) */
 
 	struct b2b_sdp remote;
 	int have_remote;

@@ -267,7 +267,7 @@ static int leg_accept_offer(struct b2b_leg *leg, const struct b2b_sdp *offer,
 	leg->codec = codec;
 	leg->pt_dtmf = offer->pt_dtmf;
 	/* New keys for every answer (re-INVITEs re-key). */
-	if (secure && (!leg->secure || leg->suite != suite || 1))
+	if (secure)
 		media_srtp_keygen(suite, leg->key);
 	leg->secure = secure;
 	leg->suite = suite;
@@ -841,11 +841,12 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	char *sdp = NULL;
 	a_follow_codec(call);
 	if (a->have_remote) {
-		/* An answer already sent reliably in a 18x is not repeated. */
-		if (!(a->early_answered && a->reliable_18x))
-			sdp = leg_make_answer(a);
+		/* After a 183 the 200 repeats the same answer (same o= version): a caller that
+		 * took it from the 183 ignores the copy (RFC 3261 13.2.1), one that did not
+		 * PRACK an unreliable 183 needs it. */
 		if (a->early_answered)
-			a->sdp_version--; /* the same answer again: same o= version */
+			a->sdp_version--;
+		sdp = leg_make_answer(a);
 	} else {
 		sdp = leg_make_offer(a, b->codec, 1u << b->codec);
 	}

@@ -694,10 +694,10 @@ static void send_b_invite(struct b2b_call *call)
 		hdr.p[hdr.len -= 2] =
 		    '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
 
-	/* The caller's codec first, then whatever else both the caller and this trunk know
-	 * (PCMU and PCMA are converted into each other when the legs differ). */
-	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE,
-	                             a->have_remote ? sdp_codec_mask(&a->remote) : 0);
+	/* The caller's codec first, then the trunk's others: PCMU and PCMA legs are
+	 * converted into each other, so a callee that takes only the other law still
+	 * gets a call. */
+	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE, 0);
 	b->nh = nua_handle(b2b_g.nua, b, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
 	                   TAG_END());
 	if (!b->nh || !offer) {
@@ -1004,8 +1004,9 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 	char *sdp = NULL;
 	if (pr < 0) {
 		b2b_count_reject("bad_sdp");
-		nua_respond(leg->nh, 488, "Not Acceptable Here",
-		            SIPTAG_WARNING_STR(why ? "399 vacs \"bad SDP\"" : NULL), TAG_END());
+		char w[128];
+		snprintf(w, sizeof(w), "399 %s \"%s\"", b2b_g.our_host, why ? why : "bad SDP");
+		nua_respond(leg->nh, SIP_488_NOT_ACCEPTABLE, SIPTAG_WARNING_STR(w), TAG_END());
 		return;
 	}
 	if (pr > 0) {
@@ -1014,11 +1015,10 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 		sdp = leg_make_offer(leg, leg->codec, 0);
 	} else {
 		int rc = leg_accept_offer(leg, &offer, leg->codec);
-		if (rc == -ENOTSUP) /* the other leg's codec is fixed: keep it or refuse */
-			rc = leg_accept_offer(leg, &offer, MEDIA_CODEC_NONE) == 0 &&
-			             leg->codec == other_leg(leg)->codec
-			         ? 0
-			         : -ENOTSUP;
+		/* Keep this leg's codec if offered; else the other G.711 law (the media
+		 * workers convert between PCMU and PCMA legs). */
+		if (rc == -ENOTSUP)
+			rc = leg_accept_offer(leg, &offer, MEDIA_CODEC_NONE);
 		if (rc) {
 			b2b_count_reject(rc == -ENOTSUP ? "no_codec" : "srtp_policy");
 			nua_respond(leg->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
@@ -1342,15 +1342,16 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		call->b.trunk = route->to_trunk;
 		if (pr == 0) {
 			int rc = leg_accept_offer(&call->a, &offer, MEDIA_CODEC_NONE);
-			/* Pass-through needs one codec on both legs: it must suit the far trunk
-			 * too. */
+			/* Prefer a codec the far trunk takes too (no conversion needed). */
 			if (rc == 0 && !trunk_allows_codec(call->b.trunk, call->a.codec)) {
-				rc = -ENOTSUP;
-				for (unsigned i = 0; i < offer.n_codecs && rc; i++) {
+				for (unsigned i = 0; i < offer.n_codecs; i++) {
 					enum media_codec c = b2b_sdp_codec_of(&offer.codecs[i]);
 					if (c != MEDIA_CODEC_NONE &&
-					    trunk_allows_codec(call->b.trunk, c))
+					    trunk_allows_codec(call->b.trunk, c) &&
+					    trunk_allows_codec(call->a.trunk, c)) {
 						rc = leg_accept_offer(&call->a, &offer, c);
+						break;
+					}
 				}
 			}
 			if (rc == -ENOTSUP)

@@ -1212,6 +1212,29 @@ static void reject(nua_handle_t *nh, int code, const char *phrase, const char *r
 	nua_respond(nh, code, phrase, TAG_IF(warning, SIPTAG_WARNING_STR(warning)), TAG_END());
 }
 
+/* Token bucket for new calls: max_cps tokens a second, at most one second's worth kept.
+ * An overloaded sip thread answers late and the carrier retransmits, which makes it
+ * worse; a 503 at once sheds the call cheaply. */
+static int cps_admit(unsigned max_cps)
+{
+	static uint64_t last_us;
+	static double tokens;
+	if (!max_cps)
+		return 1;
+	uint64_t now = clock_now_us();
+	if (!last_us)
+		tokens = max_cps;
+	else
+		tokens += (double)(now - last_us) * max_cps / 1e6;
+	last_us = now;
+	if (tokens > max_cps)
+		tokens = max_cps;
+	if (tokens < 1.0)
+		return 0;
+	tokens -= 1.0;
+	return 1;
+}
+
 void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 {
 	const struct conf *cfg = b2b_g.conf;
@@ -1242,6 +1265,12 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	}
 	if (b2b_g.draining) {
 		reject(nh, SIP_503_SERVICE_UNAVAILABLE, "draining", NULL);
+		return;
+	}
+	if (!cps_admit(cfg->sip.max_cps)) {
+		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("1"),
+		            TAG_END());
+		b2b_count_reject("cps_limit");
 		return;
 	}
 	struct b2b_trunk_rt *frt = b2b_trunk_rt(from);

@@ -1248,6 +1248,7 @@ static const struct key sip_keys[] = {
      .min = 8,
      .max = 4096,
      .def_int = 256},
+    {.name = "max_cps", .type = KT_UINT, .off = CF(sip.max_cps), .min = 0, .max = 100000},
     {.type = KT_END},
 };
 

@@ -117,6 +117,7 @@ struct conf {
 		unsigned drain_retry_after_s;
 		enum conf_unknown_source unknown_source;
 		unsigned max_headers; /* requests with more header lines get 400 */
+		unsigned max_cps;     /* new calls per second before 503 (0 = no limit) */
 	} sip;
 
 	struct {

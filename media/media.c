@@ -225,7 +225,6 @@ static struct {
 	unsigned n_workers;
 	struct media_worker *workers;
 	struct mbox *events;
-	int srtp_up;
 	struct metric *m_in, *m_out, *m_drop[DROP_N], *m_sessions;
 } eng;
 
@@ -1128,8 +1127,6 @@ void media_close(void)
 	eng.workers = NULL;
 out:
 	mbox_destroy(eng.events);
-	if (eng.srtp_up)
-		media_srtp_lib_close();
 	memset(&eng, 0, sizeof(eng));
 }
 
@@ -1169,12 +1166,6 @@ int media_init(const struct media_config *cfg)
 	if (nw > 1024)
 		nw = 1024;
 
-	err = media_srtp_lib_init();
-	if (err) {
-		log_err(MOD, "libsrtp init failed");
-		return err;
-	}
-	eng.srtp_up = 1;
 	eng.m_in = metric_get(METRIC_COUNTER, "vacs_media_packets_total{dir=\"in\"}",
 	                      "RTP packets received and sent by the media workers");
 	eng.m_out = metric_get(METRIC_COUNTER, "vacs_media_packets_total{dir=\"out\"}",

@@ -177,9 +177,6 @@ char media_rfc4733_digit(uint8_t event);
 
 struct media_srtp; /* keys and per-SSRC state of one direction; opaque outside srtp.c */
 
-/* Kept for the engine's start/stop order; OpenSSL needs no global setup. Always 0. */
-int media_srtp_lib_init(void);
-void media_srtp_lib_close(void);
 /* Creates a context for one direction: outbound protects what we send, inbound checks what
  * we get; like libsrtp's ssrc_any_outbound/ssrc_any_inbound, every SSRC gets its own stream
  * state (an inbound one only once a packet of it authenticated). key holds

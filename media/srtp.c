@@ -136,15 +136,6 @@ int media_srtp_keygen(enum media_srtp_suite s, uint8_t *key)
 	return 0;
 }
 
-int media_srtp_lib_init(void)
-{
-	return 0;
-}
-
-void media_srtp_lib_close(void)
-{
-}
-
 /* ---- HMAC-SHA1 from precomputed states ----
  * The low-level SHA1_* calls are deprecated in OpenSSL 3, but the EVP replacements cannot
  * reuse a keyed state without allocating: EVP_MD_CTX_copy_ex and EVP_MAC_init(NULL key)

@@ -101,15 +101,12 @@ static int leak_setup(void **state)
 {
 	(void)state;
 	live_before = mem_live_blocks();
-	if (srtp_init() != srtp_err_status_ok)
-		return -1;
-	return media_srtp_lib_init();
+	return srtp_init() == srtp_err_status_ok ? 0 : -1;
 }
 
 static int leak_teardown(void **state)
 {
 	(void)state;
-	media_srtp_lib_close();
 	srtp_shutdown();
 	assert_int_equal(mem_live_blocks(), live_before);
 	return 0;

@@ -6,7 +6,8 @@ CC      ?= cc
 SAN     ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
-PKGS      := sofia-sip-ua libsrtp2 libconfig libwebsockets jansson libcrypto
+PKGS      := sofia-sip-ua libsrtp2 libconfig libwebsockets jansson libcrypto \
+             opus speexdsp spandsp libbcg729
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -158,7 +159,8 @@ static char *leg_make_offer(struct b2b_leg *leg, enum media_codec prefer, unsign
 	const struct conf_trunk *t = leg->trunk;
 	struct b2b_sdp_local l;
 	local_base(leg, &l);
-	if (prefer != MEDIA_CODEC_NONE)
+	/* The other leg's codec first, when this trunk takes it: no transcoding then. */
+	if (prefer != MEDIA_CODEC_NONE && trunk_allows_codec(t, prefer))
 		l.codecs[l.n_codecs++] = prefer;
 	for (size_t i = 0; i < t->n_codecs && l.n_codecs < 4; i++) {
 		enum media_codec c = b2b_codec_parse(t->codecs[i]);
@@ -787,7 +789,10 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 			mem_free(sdp);
 		}
 		leg_media_apply(a, 1);
-		media_session_tone(a->ms, ringback ? MEDIA_TONE_RINGBACK : MEDIA_TONE_NONE);
+		/* The caller hears the ringback of the country its trunk is in. */
+		const char *cc = a->trunk ? a->trunk->numbering.country_code : NULL;
+		enum media_tone rb = media_ringback_for_country(cc ? (unsigned)atoi(cc) : 1u);
+		media_session_tone(a->ms, ringback ? rb : MEDIA_TONE_NONE);
 		return;
 	}
 	if (a->state == LEG_CALLING && !a->early_answered) {

@@ -21,27 +21,47 @@ const char *b2b_codec_name(enum media_codec c)
 		return "PCMU";
 	case MEDIA_CODEC_PCMA:
 		return "PCMA";
+	case MEDIA_CODEC_G722:
+		return "G722";
+	case MEDIA_CODEC_G729:
+		return "G729";
 	default:
 		return "none";
 	}
 }
 
+/* Codecs with a static payload type (RFC 3551) that SIP legs negotiate. Opus (dynamic
+ * PT, 48 kHz clock) is handled by the media engine but not offered on SIP trunks yet. */
 enum media_codec b2b_codec_parse(const char *name)
 {
 	if (strcasecmp(name, "PCMU") == 0)
 		return MEDIA_CODEC_PCMU;
 	if (strcasecmp(name, "PCMA") == 0)
 		return MEDIA_CODEC_PCMA;
+	if (strcasecmp(name, "G722") == 0)
+		return MEDIA_CODEC_G722;
+	if (strcasecmp(name, "G729") == 0)
+		return MEDIA_CODEC_G729;
 	return MEDIA_CODEC_NONE;
 }
 
 uint8_t b2b_codec_static_pt(enum media_codec c)
 {
-	return c == MEDIA_CODEC_PCMA ? 8 : 0;
+	switch (c) {
+	case MEDIA_CODEC_PCMA:
+		return 8;
+	case MEDIA_CODEC_G722:
+		return 9;
+	case MEDIA_CODEC_G729:
+		return 18;
+	default:
+		return 0;
+	}
 }
 
 enum media_codec b2b_sdp_codec_of(const struct b2b_sdp_codec *c)
 {
+	/* G.722's RTP clock is 8000 although it samples at 16 kHz (RFC 3551 4.5.2). */
 	if (c->rate != 8000)
 		return MEDIA_CODEC_NONE;
 	return b2b_codec_parse(c->name);
@@ -324,6 +344,9 @@ int b2b_sdp_build(const struct b2b_sdp_local *l, struct strbuf *sb)
 	for (unsigned i = 0; i < l->n_codecs; i++)
 		str_printf(sb, "a=rtpmap:%u %s/8000\r\n", b2b_codec_static_pt(l->codecs[i]),
 		           b2b_codec_name(l->codecs[i]));
+	for (unsigned i = 0; i < l->n_codecs; i++)
+		if (l->codecs[i] == MEDIA_CODEC_G729) /* Annex A without B: no VAD/CNG frames */
+			str_puts(sb, "a=fmtp:18 annexb=no\r\n");
 	if (l->pt_dtmf >= 0)
 		str_printf(sb, "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-16\r\n", l->pt_dtmf,
 		           l->pt_dtmf);

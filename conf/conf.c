@@ -592,7 +592,7 @@ static const char *const trunk_type_names[] = {"carrier", "cucm", NULL};
 static const char *const srtp_names[] = {"off", "optional", "mandatory", NULL};
 static const char *const egress_names[] = {"plus_e164", "e164", "national", NULL};
 static const char *const unknown_names[] = {"reject", "drop", NULL};
-static const char *const codec_names[] = {"PCMU", "PCMA", "G722", "opus", NULL};
+static const char *const codec_names[] = {"PCMU", "PCMA", "G722", "G729", NULL};
 static const char *const suite_names[] = {"AEAD_AES_256_GCM", "AEAD_AES_128_GCM",
                                           "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32",
                                           NULL};

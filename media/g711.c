@@ -1,7 +1,5 @@
-/* G.711 µ-law/A-law by table lookup, and the tone generator built on it. */
+/* G.711 µ-law/A-law by table lookup. */
 #include "media/media_int.h"
-
-#include <math.h>
 
 uint8_t media_g711_ulaw_enc_tab[16384];
 uint8_t media_g711_alaw_enc_tab[8192];
@@ -9,9 +7,6 @@ int16_t media_g711_ulaw_dec_tab[256];
 int16_t media_g711_alaw_dec_tab[256];
 uint8_t media_g711_ulaw_to_alaw_tab[256];
 uint8_t media_g711_alaw_to_ulaw_tab[256];
-
-/* One period (25 ms) of 440 Hz + 480 Hz, each at about -19 dBm0. */
-static int16_t ringback_pcm[MEDIA_RINGBACK_PERIOD];
 
 /* Reference segment encoders (ITU-T G.711; the classic Sun implementation), used only
  * to fill the tables. Input is 14-bit (µ-law) or 13-bit (A-law) two's complement. */
@@ -94,12 +89,6 @@ __attribute__((constructor)) static void g711_tables_init(void)
 		media_g711_ulaw_to_alaw_tab[i] = media_g711_alaw_encode(media_g711_ulaw_dec_tab[i]);
 		media_g711_alaw_to_ulaw_tab[i] = media_g711_ulaw_encode(media_g711_alaw_dec_tab[i]);
 	}
-	const double amp = 2540.0; /* -19 dBm0 per tone (0 dBm0 = 22706 peak in 16-bit) */
-	for (unsigned n = 0; n < MEDIA_RINGBACK_PERIOD; n++) {
-		double t = (double)n / MEDIA_CLOCK_RATE;
-		double v = amp * sin(2.0 * M_PI * 440.0 * t) + amp * sin(2.0 * M_PI * 480.0 * t);
-		ringback_pcm[n] = (int16_t)lrint(v);
-	}
 }
 
 void media_g711_encode(enum media_codec c, const int16_t *pcm, uint8_t *out, size_t n)
@@ -129,20 +118,4 @@ void media_g711_transcode(enum media_codec from, enum media_codec to, uint8_t *b
 	tab = from == MEDIA_CODEC_PCMU ? media_g711_ulaw_to_alaw_tab : media_g711_alaw_to_ulaw_tab;
 	for (size_t i = 0; i < n; i++)
 		buf[i] = tab[buf[i]];
-}
-
-void media_tone_frame(enum media_tone tone, enum media_codec c, uint32_t pos, uint8_t *out,
-                      size_t n)
-{
-	uint8_t silence = c == MEDIA_CODEC_PCMA ? 0xd5 : 0xff;
-	for (size_t i = 0; i < n; i++, pos++) {
-		uint32_t in_cycle = pos % MEDIA_RINGBACK_CYCLE;
-		if (tone != MEDIA_TONE_RINGBACK || in_cycle >= MEDIA_RINGBACK_ON) {
-			out[i] = silence;
-			continue;
-		}
-		int16_t s = ringback_pcm[in_cycle % MEDIA_RINGBACK_PERIOD];
-		out[i] =
-		    c == MEDIA_CODEC_PCMA ? media_g711_alaw_encode(s) : media_g711_ulaw_encode(s);
-	}
 }

@@ -6,7 +6,9 @@
 #include "core/mbox.h"
 #include "core/mem.h"
 #include "core/metric.h"
+#include "media/dsp_int.h"
 #include "media/media_int.h"
+#include "media/wav_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,6 +53,7 @@
 #define MAX_CATCHUP_FRAMES 5u
 #define SEQ_REBASE_GAP     500 /* an input seq jump this large starts a new output segment */
 #define CMD_RETRY_MS       2000u
+#define MAX_NOTIFY         8 /* distinct AI threads woken per tick */
 
 enum ev_kind { KIND_TIMER = 0, KIND_MBOX, KIND_RTP, KIND_RTCP };
 
@@ -97,6 +100,11 @@ struct media_session {
 	uint64_t owner;
 	int rtp_fd, rtcp_fd;
 	uint16_t port;
+	/* Control thread only: what was last handed to the worker about codec and dsp. */
+	int ctl_dsp;
+	enum media_codec ctl_codec, ctl_dsp_codec;
+	int ctl_te, ctl_dsp_te, ctl_rec;
+	struct media_session *ctl_peer;
 	/* Control thread only: the keys last handed to the worker, to rebuild SRTP only on
 	 * a real key change (a rebuild would reset the rollover counter). */
 	struct media_srtp_params ctl_tx, ctl_rx;
@@ -112,7 +120,12 @@ struct media_session {
 
 	enum media_tone tone;
 	uint32_t tone_pos; /* samples since the tone started */
-	int tone_live;     /* the previous output packet was a tone frame */
+	int tone_live;     /* the previous output packet was locally made (tone or dsp) */
+	unsigned clock;    /* RTP clock of the leg's codec, Hz */
+
+	/* Audio processing instead of relay (NULL: a plain relay leg). Both legs of a
+	 * bridge have one or neither does. */
+	struct media_dsp *dsp;
 
 	/* What the far end sees from us. out_seq/out_ts are the highest sent. */
 	uint32_t out_ssrc;
@@ -144,7 +157,21 @@ struct media_session {
 	uint8_t cname_len;
 };
 
-enum cmd_type { CMD_ADD = 1, CMD_UPDATE, CMD_BRIDGE, CMD_TONE, CMD_DESTROY, CMD_STOP };
+enum cmd_type {
+	CMD_ADD = 1,
+	CMD_UPDATE,
+	CMD_BRIDGE,
+	CMD_TONE,
+	CMD_DESTROY,
+	CMD_STOP,
+	CMD_DSP,       /* install dsp (first time) */
+	CMD_DSP_CODEC, /* replace the codec part (dk) and has_te */
+	CMD_AI,        /* attach ai (NULL detaches) */
+	CMD_PLAY,      /* prompt, loop, id (NULL prompt stops) */
+	CMD_REC,       /* start rec (NULL stops) */
+	CMD_AMD,       /* start amd */
+	CMD_DTMF,      /* send digit for dur_ms */
+};
 
 /* Fixed-size command from the control thread to a worker. */
 struct media_cmd {
@@ -155,6 +182,18 @@ struct media_cmd {
 	int new_rx, new_tx;           /* replace the SRTP context (rx/tx may be NULL) */
 	struct media_srtp *rx, *tx;   /* built on the control thread; worker takes them */
 	struct media_stream_params p; /* keys wiped: the contexts above carry them */
+	/* dsp commands: the worker takes ownership of the pointers. */
+	struct media_dsp *dsp;
+	struct media_dsp_codec *dk;
+	int has_te;
+	struct media_ai_port *ai;
+	struct media_prompt *prompt;
+	int loop;
+	uint32_t id;
+	struct media_recorder *rec;
+	struct media_amd *amd;
+	char digit;
+	unsigned dur_ms;
 };
 
 struct media_worker {
@@ -186,6 +225,10 @@ struct media_worker {
 	struct iovec tx_iov[BATCH];
 	uint64_t rng;
 	uint64_t m_in, m_out, m_drop[DROP_N]; /* not yet added to the metrics */
+	unsigned n_dsp;                       /* sessions with a dsp */
+	unsigned n_notify;
+	media_ai_notify_cb notify_cb[MAX_NOTIFY];
+	void *notify_arg[MAX_NOTIFY];
 };
 
 /* Port pairs held by our sessions, one bit per even port (bit = port / 2). Set by the
@@ -226,6 +269,7 @@ static struct {
 	struct media_worker *workers;
 	struct mbox *events;
 	struct metric *m_in, *m_out, *m_drop[DROP_N], *m_sessions;
+	int recorder_up;
 } eng;
 
 static unsigned rtcp_interval_ms = RTCP_INTERVAL_MS;
@@ -284,6 +328,11 @@ static int post_event(enum media_event_type type, uint64_t owner, char digit, ui
 	return mbox_post(eng.events, &ev);
 }
 
+static int post_event_full(const struct media_event *ev)
+{
+	return mbox_post(eng.events, ev);
+}
+
 static uint64_t ntp_now(void)
 {
 	struct timespec ts;
@@ -322,9 +371,10 @@ static void out_next(const struct media_session *o, uint64_t now, uint16_t *seq,
 		*ts = o->out_ts;
 		return;
 	}
-	uint64_t adv = (now - o->out_ts_us) / (1000000u / MEDIA_CLOCK_RATE);
-	if (adv < MEDIA_FRAME_SAMPLES)
-		adv = MEDIA_FRAME_SAMPLES;
+	unsigned clk = o->clock ? o->clock : MEDIA_CLOCK_RATE;
+	uint64_t adv = (now - o->out_ts_us) * clk / 1000000u;
+	if (adv < clk / 50u)
+		adv = clk / 50u;
 	*seq = (uint16_t)(o->out_seq + 1u);
 	*ts = o->out_ts + (uint32_t)adv;
 }
@@ -369,6 +419,21 @@ static int out_map(struct media_session *o, const struct media_rtp_hdr *h, uint6
 
 /* ---- receive path ---- */
 
+/* A digit that ended on one dsp leg is sent on to the bridged dsp leg: as RFC 4733 when
+ * that leg negotiated telephone-event, else as an in-band tone. */
+static void dtmf_regenerate(struct media_session *o, char digit, uint32_t ms)
+{
+	struct media_dsp *d = o->dsp;
+	if (!d->k)
+		return;
+	if (ms < 40)
+		ms = 40;
+	if (d->has_te)
+		media_rfc4733_tx_start(&d->tx4733, digit, ms, o->clock);
+	else
+		media_dtmf_gen_start(d->k->gen, digit, ms);
+}
+
 static void dtmf_input(struct media_session *s, const struct media_rtp_hdr *h,
                        const uint8_t *payload)
 {
@@ -383,9 +448,11 @@ static void dtmf_input(struct media_session *s, const struct media_rtp_hdr *h,
 	char digit = media_rfc4733_digit(ev.event);
 	if (!digit)
 		return;
-	uint32_t ms = (uint32_t)ev.duration * 1000u / MEDIA_CLOCK_RATE;
+	uint32_t ms = (uint32_t)ev.duration * 1000u / (s->clock ? s->clock : MEDIA_CLOCK_RATE);
 	if (post_event(MEDIA_EV_DTMF, s->owner, digit, (uint16_t)ms) == 0)
 		CTR_ADD(s->st.dtmf_events, 1);
+	if (s->dsp && s->peer && s->peer->dsp)
+		dtmf_regenerate(s->peer, digit, ms);
 }
 
 static void rx_stats(struct media_session *s, const struct media_rtp_hdr *h, uint32_t arrival)
@@ -584,6 +651,14 @@ static void rtp_readable(struct media_worker *w, struct media_session *s)
 		if (s->p.pt_dtmf >= 0 && h.pt == (uint8_t)s->p.pt_dtmf)
 			dtmf_input(s, &h, payload);
 
+		if (s->dsp) {
+			/* Decoded on the tick; telephone events were handled above, comfort
+			 * noise and unknown types go no further. */
+			if (h.pt == s->p.pt_audio && s->p.recv)
+				media_dsp_rx_packet(s->dsp, h.ssrc, h.seq, h.ts, payload,
+				                    h.payload_len, now);
+			continue;
+		}
 		if (!fwd) {
 			if (!mute)
 				drop(w, s, DROP_NO_PEER);
@@ -667,10 +742,15 @@ static void rtcp_readable(struct media_worker *w, struct media_session *s)
 
 /* ---- locally generated packets (tick) ---- */
 
-static void tone_send(struct media_worker *w, struct media_session *s, uint64_t now)
+/* Sends one locally made packet (tone, prompt, AI audio, transcoded audio, RFC 4733
+ * event) on this leg, continuing its seq/ts: step timestamp units after the previous
+ * local packet, or a new segment with the marker bit after relayed audio or a pause.
+ * An event packet carries its segment's start timestamp (this tick's minus ev_off)
+ * while the audio clock keeps running underneath. */
+static void send_local(struct media_worker *w, struct media_session *s, uint64_t now,
+                       const uint8_t *payload, size_t plen, uint8_t pt, uint32_t step, int ev,
+                       uint32_t ev_off, int ev_marker)
 {
-	uint32_t pos = s->tone_pos;
-	s->tone_pos += MEDIA_FRAME_SAMPLES;
 	if (!s->p.send || !s->rtp_dst.sin_port)
 		return;
 	int si = slot_get(w);
@@ -683,23 +763,27 @@ static void tone_send(struct media_worker *w, struct media_session *s, uint64_t 
 	memset(&h, 0, sizeof(h));
 	if (s->tone_live) {
 		h.seq = (uint16_t)(s->out_seq + 1u);
-		h.ts = s->out_ts + MEDIA_FRAME_SAMPLES;
+		h.ts = s->out_ts + step;
 	} else {
 		out_next(s, now, &h.seq, &h.ts);
 		h.marker = 1;
 	}
-	h.pt = s->p.pt_audio;
+	uint32_t audio_ts = h.ts;
+	if (ev) {
+		h.ts = audio_ts - ev_off;
+		h.marker = (uint8_t)ev_marker;
+	}
+	h.pt = pt;
 	h.ssrc = s->out_ssrc;
-	int hl = media_rtp_build(buf, MEDIA_SLOT_MAX_PKT, &h, NULL, NULL, NULL); /* header only */
+	h.payload_len = (uint16_t)plen;
+	int hl = media_rtp_build(buf, MEDIA_SLOT_MAX_PKT, &h, NULL, NULL, payload);
 	if (hl < 0)
 		goto out;
-	media_tone_frame(s->tone, s->p.codec, pos, buf + hl, MEDIA_FRAME_SAMPLES);
-	hl += (int)MEDIA_FRAME_SAMPLES;
-	out_note(s, h.seq, h.ts, now);
+	out_note(s, h.seq, audio_ts, now);
 	s->tone_live = 1;
-	s->map_valid = 0; /* forwarded audio resumes as a new segment after the tone */
+	s->map_valid = 0; /* relayed audio resumes as a new segment */
 	s->out_pkts++;
-	s->out_octets += MEDIA_FRAME_SAMPLES;
+	s->out_octets += (uint32_t)plen;
 	size_t len = (size_t)hl;
 	if (s->srtp_tx && media_srtp_protect(s->srtp_tx, buf, &len) != 0) {
 		drop(w, s, DROP_SRTP);
@@ -715,6 +799,106 @@ static void tone_send(struct media_worker *w, struct media_session *s, uint64_t 
 	CTR_ADD(s->st.bytes_out, len);
 out:
 	slot_put(w, (unsigned)si);
+}
+
+static void tone_send(struct media_worker *w, struct media_session *s, uint64_t now)
+{
+	uint8_t frame[MEDIA_FRAME_SAMPLES];
+	media_tone_frame(s->tone, s->p.codec, s->tone_pos, frame, MEDIA_FRAME_SAMPLES);
+	s->tone_pos += MEDIA_FRAME_SAMPLES;
+	send_local(w, s, now, frame, MEDIA_FRAME_SAMPLES, s->p.pt_audio, MEDIA_FRAME_SAMPLES, 0, 0,
+	           0);
+}
+
+/* ---- dsp legs (media/dsp.c does the audio; this turns its results into packets and
+ * events) ---- */
+
+static void notify_add(struct media_worker *w, const struct media_dsp *d)
+{
+	media_ai_notify_cb cb;
+	void *arg;
+	media_ai_port_notify_target(d->ai, &cb, &arg);
+	if (!cb)
+		return;
+	for (unsigned i = 0; i < w->n_notify; i++)
+		if (w->notify_cb[i] == cb && w->notify_arg[i] == arg)
+			return;
+	if (w->n_notify < MAX_NOTIFY) {
+		w->notify_cb[w->n_notify] = cb;
+		w->notify_arg[w->n_notify++] = arg;
+	} else {
+		cb(arg); /* more targets than slots: wake this one now */
+	}
+}
+
+static void dsp_rx(struct media_worker *w, struct media_session *s, uint64_t now)
+{
+	struct media_dsp_emit em;
+	media_dsp_rx_tick(s->dsp, now, &em);
+	if (em.notify)
+		notify_add(w, s->dsp);
+	for (unsigned i = 0; i < em.n_digits; i++) {
+		struct media_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = MEDIA_EV_DTMF;
+		ev.owner = s->owner;
+		ev.digit = em.digits[i].digit;
+		ev.inband = 1;
+		ev.duration_ms = (uint16_t)em.digits[i].duration_ms;
+		if (post_event_full(&ev) == 0)
+			CTR_ADD(s->st.dtmf_events, 1);
+		if (s->peer && s->peer->dsp)
+			dtmf_regenerate(s->peer, ev.digit, ev.duration_ms);
+	}
+	if (em.amd) {
+		struct media_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = MEDIA_EV_AMD;
+		ev.owner = s->owner;
+		ev.result = em.amd_verdict;
+		ev.ms = em.amd_ms;
+		ev.why = em.amd_why;
+		post_event_full(&ev);
+	}
+}
+
+static void dsp_tx(struct media_worker *w, struct media_session *s, uint64_t now)
+{
+	struct media_dsp_emit em;
+	struct media_dsp_tx tx;
+	uint8_t payload[MEDIA_CODED_FRAME_MAX];
+	struct media_dsp *d = s->dsp;
+	const struct media_dsp *pd = s->peer ? s->peer->dsp : NULL;
+	int any =
+	    media_dsp_tx_tick(d, pd, s->tone, s->tone_pos, now, payload, sizeof(payload), &em, &tx);
+	if (s->tone != MEDIA_TONE_NONE)
+		s->tone_pos += MEDIA_FRAME_SAMPLES;
+	uint32_t step = d->k ? d->k->ts_step : MEDIA_FRAME_SAMPLES;
+	if (any && tx.dtmf && s->p.pt_dtmf >= 0)
+		send_local(w, s, now, payload, tx.len, (uint8_t)s->p.pt_dtmf, step, 1, tx.ts_off,
+		           tx.marker);
+	else if (any && !tx.dtmf)
+		send_local(w, s, now, payload, tx.len, s->p.pt_audio, step, 0, 0, 0);
+	else
+		s->tone_live = 0; /* nothing this tick: the next packet starts a new segment */
+	for (unsigned i = 0; i < em.n_marks; i++) {
+		struct media_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = MEDIA_EV_MARK;
+		ev.owner = s->owner;
+		ev.id = em.marks[i].id;
+		ev.result = em.marks[i].played;
+		post_event_full(&ev);
+	}
+	if (em.play_done) {
+		struct media_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = MEDIA_EV_PLAY_DONE;
+		ev.owner = s->owner;
+		ev.id = em.play_id;
+		ev.result = 1;
+		post_event_full(&ev);
+	}
 }
 
 static void rtcp_send(struct media_worker *w, struct media_session *s, uint64_t now)
@@ -733,8 +917,8 @@ static void rtcp_send(struct media_worker *w, struct media_session *s, uint64_t 
 		uint64_t ntp = ntp_now();
 		sr.ntp_sec = (uint32_t)(ntp >> 32);
 		sr.ntp_frac = (uint32_t)ntp;
-		sr.rtp_ts =
-		    s->out_ts + (uint32_t)((now - s->out_ts_us) / (1000000u / MEDIA_CLOCK_RATE));
+		unsigned clk = s->clock ? s->clock : MEDIA_CLOCK_RATE;
+		sr.rtp_ts = s->out_ts + (uint32_t)((now - s->out_ts_us) * clk / 1000000u);
 		sr.pkt_count = s->out_pkts;
 		sr.octet_count = s->out_octets;
 		srp = &sr;
@@ -775,8 +959,23 @@ static void tick(struct media_worker *w, uint64_t expirations)
 	uint64_t now = clock_now_us();
 	unsigned frames =
 	    expirations > MAX_CATCHUP_FRAMES ? MAX_CATCHUP_FRAMES : (unsigned)expirations;
+	/* dsp legs: every rx stage before any tx stage, so a bridged peer's frame is this
+	 * tick's; a late tick catches up frame by frame to keep the 20 ms cadence. */
+	if (w->n_dsp) {
+		for (unsigned f = 0; f < frames; f++) {
+			for (struct media_session *s = w->active; s; s = s->act_next)
+				if (s->dsp)
+					dsp_rx(w, s, now);
+			for (struct media_session *s = w->active; s; s = s->act_next)
+				if (s->dsp)
+					dsp_tx(w, s, now);
+		}
+		for (unsigned i = 0; i < w->n_notify; i++)
+			w->notify_cb[i](w->notify_arg[i]);
+		w->n_notify = 0;
+	}
 	for (struct media_session *s = w->active; s; s = s->act_next) {
-		if (s->tone != MEDIA_TONE_NONE) {
+		if (s->tone != MEDIA_TONE_NONE && !s->dsp) {
 			for (unsigned f = 0; f < frames; f++)
 				tone_send(w, s, now);
 		}
@@ -847,6 +1046,23 @@ static void unlink_peer(struct media_session *s)
 	s->map_valid = 0;
 }
 
+/* Ends the prompt a dsp leg was playing, telling the control thread it was stopped. */
+static void play_stopped(struct media_session *s)
+{
+	struct media_dsp *d = s->dsp;
+	if (!d->prompt)
+		return;
+	struct media_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MEDIA_EV_PLAY_DONE;
+	ev.owner = s->owner;
+	ev.id = d->play_id;
+	ev.result = 0;
+	post_event_full(&ev);
+	media_prompt_unref(d->prompt);
+	d->prompt = NULL;
+}
+
 /* Worker or (after the worker stopped) media_close. Releases the slot last. */
 static void session_release(struct media_worker *w, struct media_session *s)
 {
@@ -864,6 +1080,12 @@ static void session_release(struct media_worker *w, struct media_session *s)
 		media_srtp_destroy(s->srtp_rx);
 		media_srtp_destroy(s->srtp_tx);
 		s->srtp_rx = s->srtp_tx = NULL;
+		if (s->dsp) {
+			play_stopped(s);
+			media_dsp_destroy(s->dsp);
+			s->dsp = NULL;
+			w->n_dsp--;
+		}
 		s->active = 0;
 	}
 	if (s->rtp_fd >= 0)
@@ -891,6 +1113,8 @@ static void session_update(struct media_session *s, struct media_cmd *c, uint64_
 		c->tx = NULL;
 	}
 	s->p = c->p;
+	const struct media_codec_desc *cd = media_codec_desc(c->p.codec);
+	s->clock = cd ? cd->rtp_clock : MEDIA_CLOCK_RATE;
 	s->rtp_dst = c->p.remote_rtp;
 	if (c->p.rtcp_mux) {
 		s->rtcp_dst = s->rtp_dst;
@@ -917,12 +1141,91 @@ static void session_bridge(struct media_session *a, struct media_session *b)
 	b->peer = a;
 }
 
+/* Frees what a command carried that the worker did not take. */
 static void cmd_discard(struct media_cmd *c)
 {
-	if (c->type == CMD_UPDATE) {
+	switch (c->type) {
+	case CMD_UPDATE:
 		media_srtp_destroy(c->rx);
 		media_srtp_destroy(c->tx);
 		c->rx = c->tx = NULL;
+		break;
+	case CMD_DSP:
+		media_dsp_destroy(c->dsp);
+		break;
+	case CMD_DSP_CODEC:
+		media_dsp_codec_destroy(c->dk);
+		break;
+	case CMD_AI:
+		media_ai_port_release(c->ai);
+		break;
+	case CMD_PLAY:
+		media_prompt_unref(c->prompt);
+		break;
+	case CMD_REC:
+		if (c->rec)
+			media_recorder_finish(c->rec);
+		break;
+	case CMD_AMD:
+		media_amd_destroy(c->amd);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The dsp commands: each takes its objects when the session is a live dsp leg, else
+ * they are discarded. */
+static void handle_dsp_cmd(struct media_worker *w, struct media_session *s, struct media_cmd *c)
+{
+	struct media_dsp *d = s->dsp;
+	if (!s->active || (c->type != CMD_DSP && !d)) {
+		cmd_discard(c);
+		return;
+	}
+	switch (c->type) {
+	case CMD_DSP:
+		if (d) {
+			cmd_discard(c);
+			return;
+		}
+		s->dsp = c->dsp;
+		w->n_dsp++;
+		break;
+	case CMD_DSP_CODEC:
+		media_dsp_codec_destroy(d->k);
+		d->k = c->dk;
+		d->has_te = c->has_te;
+		d->amd_done = d->amd ? d->amd_done : 0;
+		break;
+	case CMD_AI:
+		if (c->ai)
+			session_bridge(s, NULL);
+		media_ai_port_release(d->ai);
+		d->ai = c->ai;
+		break;
+	case CMD_PLAY:
+		play_stopped(s);
+		d->prompt = c->prompt;
+		d->loop = c->loop;
+		d->play_id = c->id;
+		d->prompt_frame = 0;
+		break;
+	case CMD_REC:
+		if (d->rec)
+			media_recorder_finish(d->rec);
+		d->rec = c->rec;
+		break;
+	case CMD_AMD:
+		media_amd_destroy(d->amd);
+		d->amd = c->amd;
+		d->amd_done = 0;
+		break;
+	case CMD_DTMF:
+		dtmf_regenerate(s, c->digit, c->dur_ms);
+		break;
+	default:
+		break;
 	}
 }
 
@@ -955,6 +1258,15 @@ static void handle_cmd(struct media_worker *w, struct media_cmd *c)
 		break;
 	case CMD_STOP:
 		w->stop = 1;
+		break;
+	case CMD_DSP:
+	case CMD_DSP_CODEC:
+	case CMD_AI:
+	case CMD_PLAY:
+	case CMD_REC:
+	case CMD_AMD:
+	case CMD_DTMF:
+		handle_dsp_cmd(w, s, c);
 		break;
 	}
 }
@@ -1092,6 +1404,13 @@ static int worker_setup(struct media_worker *w, unsigned idx)
 	return 0;
 }
 
+static void cmd_init(struct media_cmd *c, enum cmd_type type, struct media_session *s)
+{
+	memset(c, 0, sizeof(*c));
+	c->type = type;
+	c->s = s;
+}
+
 static int post_cmd(struct media_worker *w, const struct media_cmd *c, int must)
 {
 	unsigned waited = 0;
@@ -1103,6 +1422,20 @@ static int post_cmd(struct media_worker *w, const struct media_cmd *c, int must)
 		nanosleep(&ts, NULL);
 		waited++;
 	}
+}
+
+/* The recorder's writer thread closed a file. */
+static void recording_done(uint64_t owner, int result, uint64_t bytes, void *arg)
+{
+	(void)arg;
+	struct media_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MEDIA_EV_RECORDING;
+	ev.owner = owner;
+	ev.result = result;
+	ev.bytes = bytes;
+	if (eng.events)
+		post_event_full(&ev);
 }
 
 void media_close(void)
@@ -1126,6 +1459,9 @@ void media_close(void)
 	mem_free(eng.workers);
 	eng.workers = NULL;
 out:
+	/* After the workers: their recordings were finished at session release. */
+	if (eng.recorder_up)
+		media_recorder_close();
 	mbox_destroy(eng.events);
 	memset(&eng, 0, sizeof(eng));
 }
@@ -1183,6 +1519,10 @@ int media_init(const struct media_config *cfg)
 	err = mbox_create(&eng.events, sizeof(struct media_event), EVENT_QUEUE);
 	if (err)
 		goto out;
+	err = media_recorder_init(recording_done, NULL);
+	if (err)
+		goto out;
+	eng.recorder_up = 1;
 	eng.workers = mem_zalloc(sizeof(*eng.workers) * nw);
 	if (!eng.workers) {
 		err = -ENOMEM;
@@ -1354,6 +1694,9 @@ int media_session_create(uint64_t owner, struct media_session *pin_with, struct 
 	s->port = port;
 	memset(&s->ctl_tx, 0, sizeof(s->ctl_tx));
 	memset(&s->ctl_rx, 0, sizeof(s->ctl_rx));
+	s->ctl_dsp = s->ctl_te = s->ctl_dsp_te = s->ctl_rec = 0;
+	s->ctl_codec = s->ctl_dsp_codec = MEDIA_CODEC_NONE;
+	s->ctl_peer = NULL;
 	CTR_SET(s->st.pkts_in, 0);
 	CTR_SET(s->st.pkts_out, 0);
 	CTR_SET(s->st.bytes_in, 0);
@@ -1368,9 +1711,7 @@ int media_session_create(uint64_t owner, struct media_session *pin_with, struct 
 	CTR_SET(s->st.dtmf_events, 0);
 	atomic_fetch_add(&w->load, 1);
 	struct media_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.type = CMD_ADD;
-	c.s = s;
+	cmd_init(&c, CMD_ADD, s);
 	err = post_cmd(w, &c, 0);
 	if (err) {
 		close(rtp_fd);
@@ -1402,8 +1743,7 @@ static int params_valid(const struct media_stream_params *p)
 		return 0;
 	if (!p->rtcp_mux && p->remote_rtcp.sin_port && p->remote_rtcp.sin_family != AF_INET)
 		return 0;
-	if (p->codec != MEDIA_CODEC_NONE && p->codec != MEDIA_CODEC_PCMU &&
-	    p->codec != MEDIA_CODEC_PCMA)
+	if ((unsigned)p->codec >= MEDIA_CODEC_COUNT)
 		return 0;
 	if (p->pt_audio > 127 || p->pt_dtmf < -1 || p->pt_dtmf > 127 || p->pt_cn < -1 ||
 	    p->pt_cn > 127)
@@ -1413,6 +1753,77 @@ static int params_valid(const struct media_stream_params *p)
 	if (p->srtp_rx.suite != MEDIA_SRTP_NONE && media_srtp_key_len(p->srtp_rx.suite) == 0)
 		return 0;
 	return 1;
+}
+
+static int is_g711(enum media_codec c)
+{
+	return c == MEDIA_CODEC_PCMU || c == MEDIA_CODEC_PCMA;
+}
+
+/* Whether a bridge of a and b needs audio processing rather than relay: different
+ * codecs other than the two G.711 laws (converted in place), DTMF that must change form
+ * (telephone-event on one leg only), or a leg that already is a dsp leg. */
+static int need_dsp(const struct media_session *a, const struct media_session *b)
+{
+	if (a->ctl_dsp || b->ctl_dsp)
+		return 1;
+	if (a->ctl_codec == MEDIA_CODEC_NONE || b->ctl_codec == MEDIA_CODEC_NONE)
+		return 0;
+	if (a->ctl_codec != b->ctl_codec && !(is_g711(a->ctl_codec) && is_g711(b->ctl_codec)))
+		return 1;
+	return a->ctl_te != b->ctl_te;
+}
+
+/* Gives a dsp leg the codec part of its current codec when that changed. */
+static int ctl_dsp_sync(struct media_session *s)
+{
+	if (!s->ctl_dsp || s->ctl_codec == MEDIA_CODEC_NONE ||
+	    (s->ctl_codec == s->ctl_dsp_codec && s->ctl_te == s->ctl_dsp_te))
+		return 0;
+	struct media_cmd c;
+	cmd_init(&c, CMD_DSP_CODEC, s);
+	c.has_te = s->ctl_te;
+	int err = media_dsp_codec_create(&c.dk, s->ctl_codec);
+	if (err)
+		return err;
+	err = post_cmd(s->w, &c, 1);
+	if (err) {
+		media_dsp_codec_destroy(c.dk);
+		return err;
+	}
+	s->ctl_dsp_codec = s->ctl_codec;
+	s->ctl_dsp_te = s->ctl_te;
+	return 0;
+}
+
+/* Makes s a dsp leg (once; it stays one). */
+static int ctl_dsp_ensure(struct media_session *s)
+{
+	if (!s->ctl_dsp) {
+		struct media_cmd c;
+		cmd_init(&c, CMD_DSP, s);
+		c.dsp = mem_zalloc(sizeof(*c.dsp));
+		if (!c.dsp)
+			return -ENOMEM;
+		media_rfc4733_tx_init(&c.dsp->tx4733);
+		int err = post_cmd(s->w, &c, 1);
+		if (err) {
+			mem_free(c.dsp);
+			return err;
+		}
+		s->ctl_dsp = 1;
+		s->ctl_dsp_codec = MEDIA_CODEC_NONE;
+	}
+	return ctl_dsp_sync(s);
+}
+
+/* Makes s and the leg it is bridged to dsp legs. */
+static int ctl_dsp_pair(struct media_session *s)
+{
+	int err = ctl_dsp_ensure(s);
+	if (!err && s->ctl_peer)
+		err = ctl_dsp_ensure(s->ctl_peer);
+	return err;
 }
 
 int media_session_update(struct media_session *s, const struct media_stream_params *p)
@@ -1446,6 +1857,12 @@ int media_session_update(struct media_session *s, const struct media_stream_para
 		s->ctl_rx = p->srtp_rx;
 	if (c.new_tx)
 		s->ctl_tx = p->srtp_tx;
+	s->ctl_codec = p->codec;
+	s->ctl_te = p->pt_dtmf >= 0;
+	if (s->ctl_dsp)
+		return ctl_dsp_sync(s);
+	if (s->ctl_peer && need_dsp(s, s->ctl_peer))
+		return ctl_dsp_pair(s);
 	return 0;
 out:
 	media_srtp_destroy(c.rx);
@@ -1457,22 +1874,40 @@ int media_session_bridge(struct media_session *a, struct media_session *b)
 {
 	if (!a || a == b || (b && b->w != a->w))
 		return -EINVAL;
+	if (b && need_dsp(a, b)) {
+		int err = ctl_dsp_ensure(a);
+		if (!err)
+			err = ctl_dsp_ensure(b);
+		if (err)
+			return err;
+	}
 	struct media_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.type = CMD_BRIDGE;
-	c.s = a;
+	cmd_init(&c, CMD_BRIDGE, a);
 	c.peer = b;
-	return post_cmd(a->w, &c, 0);
+	int err = post_cmd(a->w, &c, 0);
+	if (err)
+		return err;
+	if (a->ctl_peer && a->ctl_peer->ctl_peer == a)
+		a->ctl_peer->ctl_peer = NULL;
+	if (b && b->ctl_peer && b->ctl_peer->ctl_peer == b)
+		b->ctl_peer->ctl_peer = NULL;
+	a->ctl_peer = b;
+	if (b)
+		b->ctl_peer = a;
+	return 0;
 }
 
 int media_session_tone(struct media_session *s, enum media_tone tone)
 {
-	if (!s || (tone != MEDIA_TONE_NONE && tone != MEDIA_TONE_RINGBACK))
+	if (!s || (unsigned)tone > MEDIA_TONE_RINGBACK_MX)
 		return -EINVAL;
+	if (tone != MEDIA_TONE_NONE && !is_g711(s->ctl_codec) && s->ctl_codec != MEDIA_CODEC_NONE) {
+		int err = ctl_dsp_pair(s); /* tones of other codecs are encoded by the dsp */
+		if (err)
+			return err;
+	}
 	struct media_cmd c;
-	memset(&c, 0, sizeof(c));
-	c.type = CMD_TONE;
-	c.s = s;
+	cmd_init(&c, CMD_TONE, s);
 	c.tone = tone;
 	return post_cmd(s->w, &c, 0);
 }
@@ -1503,9 +1938,145 @@ void media_session_destroy(struct media_session *s)
 	struct media_cmd c;
 	explicit_bzero(&s->ctl_tx, sizeof(s->ctl_tx));
 	explicit_bzero(&s->ctl_rx, sizeof(s->ctl_rx));
+	if (s->ctl_peer && s->ctl_peer->ctl_peer == s)
+		s->ctl_peer->ctl_peer = NULL;
+	s->ctl_peer = NULL;
 	memset(&c, 0, sizeof(c));
 	c.type = CMD_DESTROY;
 	c.s = s;
 	if (post_cmd(s->w, &c, 1) != 0)
 		log_err(MOD, "worker %u: command queue full, session %u leaked", s->w->idx, s->idx);
+}
+
+/* ---- control thread API: dsp features ---- */
+
+static int post_dsp_cmd(struct media_session *s, struct media_cmd *c)
+{
+	int err = post_cmd(s->w, c, 1);
+	if (err)
+		cmd_discard(c);
+	return err;
+}
+
+int media_session_dtmf(struct media_session *s, char digit, unsigned duration_ms)
+{
+	if (!s || !strchr("0123456789*#ABCD", digit) || !digit || duration_ms > 10000)
+		return -EINVAL;
+	int err = ctl_dsp_pair(s);
+	if (err)
+		return err;
+	struct media_cmd c;
+	cmd_init(&c, CMD_DTMF, s);
+	c.digit = digit;
+	c.dur_ms = duration_ms ? duration_ms : 100u;
+	return post_dsp_cmd(s, &c);
+}
+
+int media_session_play(struct media_session *s, struct media_prompt *p, int loop, uint32_t id)
+{
+	if (!s)
+		return -EINVAL;
+	struct media_cmd c;
+	cmd_init(&c, CMD_PLAY, s);
+	c.loop = loop;
+	c.id = id;
+	if (p) {
+		if (s->ctl_codec == MEDIA_CODEC_NONE)
+			return -EINVAL;
+		int err = ctl_dsp_pair(s);
+		if (!err)
+			err = media_prompt_prepare(p, s->ctl_codec);
+		if (err)
+			return err;
+		c.prompt = media_prompt_ref(p);
+	} else if (!s->ctl_dsp) {
+		return 0;
+	}
+	return post_dsp_cmd(s, &c);
+}
+
+int media_session_record(struct media_session *s, const char *path)
+{
+	const struct media_codec_desc *cd = s ? media_codec_desc(s->ctl_codec) : NULL;
+	if (!cd || !path)
+		return -EINVAL;
+	if (s->ctl_rec)
+		return -EBUSY;
+	int err = ctl_dsp_pair(s);
+	if (err)
+		return err;
+	struct media_cmd c;
+	cmd_init(&c, CMD_REC, s);
+	err = media_recorder_create(&c.rec, path, cd->pcm_rate, s->owner);
+	if (err)
+		return err;
+	err = post_dsp_cmd(s, &c);
+	if (!err)
+		s->ctl_rec = 1;
+	return err;
+}
+
+int media_session_record_stop(struct media_session *s)
+{
+	if (!s || !s->ctl_rec)
+		return -EINVAL;
+	struct media_cmd c;
+	cmd_init(&c, CMD_REC, s);
+	s->ctl_rec = 0;
+	return post_dsp_cmd(s, &c);
+}
+
+int media_session_amd(struct media_session *s)
+{
+	if (!s || s->ctl_codec == MEDIA_CODEC_NONE)
+		return -EINVAL;
+	int err = ctl_dsp_pair(s);
+	if (err)
+		return err;
+	struct media_cmd c;
+	cmd_init(&c, CMD_AMD, s);
+	err = media_amd_create(&c.amd, NULL);
+	if (err)
+		return err;
+	return post_dsp_cmd(s, &c);
+}
+
+int media_ai_attach(struct media_session *s, enum media_ai_format f, media_ai_notify_cb cb,
+                    void *arg, struct media_ai_port **out)
+{
+	const struct media_codec_desc *cd = s ? media_codec_desc(s->ctl_codec) : NULL;
+	if (!cd || !out || !media_ai_frame_bytes(f))
+		return -EINVAL;
+	if (f == MEDIA_AI_MULAW_8K && cd->pcm_rate != 8000u)
+		return -EINVAL;
+	int err = ctl_dsp_ensure(s);
+	if (err)
+		return err;
+	if (s->ctl_peer) {
+		s->ctl_peer->ctl_peer = NULL; /* the worker unbridges when it attaches */
+		s->ctl_peer = NULL;
+	}
+	struct media_cmd c;
+	cmd_init(&c, CMD_AI, s);
+	err = media_ai_port_create(&c.ai, f, cb, arg);
+	if (err)
+		return err;
+	struct media_ai_port *port = c.ai;
+	media_ai_port_ref(port); /* the caller's reference, beside the worker's */
+	err = post_dsp_cmd(s, &c);
+	if (err) {
+		media_ai_port_release(port);
+		return err;
+	}
+	*out = port;
+	return 0;
+}
+
+int media_ai_detach(struct media_session *s)
+{
+	if (!s || !s->ctl_dsp)
+		return -EINVAL;
+	struct media_cmd c;
+	cmd_init(&c, CMD_AI, s);
+	return post_dsp_cmd(s, &c);
 }

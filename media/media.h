@@ -28,8 +28,12 @@ struct media_config {
 
 enum media_codec {
 	MEDIA_CODEC_NONE = 0,
-	MEDIA_CODEC_PCMU, /* static PT 0 */
-	MEDIA_CODEC_PCMA, /* static PT 8 */
+	MEDIA_CODEC_PCMU, /* static PT 0, 8 kHz */
+	MEDIA_CODEC_PCMA, /* static PT 8, 8 kHz */
+	MEDIA_CODEC_G722, /* static PT 9, 16 kHz audio on an 8 kHz RTP clock (RFC 3551 4.5.2) */
+	MEDIA_CODEC_OPUS, /* dynamic PT, opus/48000/2 in SDP (RFC 7587); 16 kHz inside VACS */
+	MEDIA_CODEC_G729, /* static PT 18, 8 kHz, Annex A (bcg729), annexb=no */
+	MEDIA_CODEC_COUNT
 };
 
 enum media_srtp_suite {
@@ -72,8 +76,11 @@ struct media_stream_params {
 
 enum media_tone {
 	MEDIA_TONE_NONE = 0,
-	MEDIA_TONE_RINGBACK, /* 440+480 Hz, 2 s on / 4 s off */
+	MEDIA_TONE_RINGBACK,    /* US (ANSI T1.401): 440+480 Hz, 2 s on / 4 s off */
+	MEDIA_TONE_RINGBACK_MX, /* Mexico (ITU-T E.180 suppl. 2): 425 Hz, 1 s on / 4 s off */
 };
+/* The ringback of a country calling code (1 -> US, 52 -> MX; others US). */
+enum media_tone media_ringback_for_country(unsigned country_code);
 
 /* Quality figures of one leg, read at any time from the control thread. */
 struct media_stats {
@@ -89,14 +96,27 @@ struct media_stats {
 
 enum media_event_type {
 	MEDIA_EV_TIMEOUT = 1, /* no RTP for the configured time */
-	MEDIA_EV_DTMF,        /* an RFC 4733 event ended */
+	MEDIA_EV_DTMF,        /* a digit ended: RFC 4733 event, or in-band tone (inband = 1) */
+	MEDIA_EV_MARK,        /* AI audio queued before media_ai_mark(id) was played (or flushed) */
+	MEDIA_EV_PLAY_DONE,   /* a prompt played with media_session_play(id) ended or stopped */
+	MEDIA_EV_AMD,         /* answering-machine verdict */
+	MEDIA_EV_RECORDING,   /* a recording was closed and synced (result, bytes) */
 };
+
+enum media_amd_verdict { MEDIA_AMD_HUMAN = 1, MEDIA_AMD_MACHINE, MEDIA_AMD_UNSURE };
 
 struct media_event {
 	enum media_event_type type;
 	uint64_t owner; /* the owner id given to media_session_create */
-	char digit;     /* '0'-'9', '*', '#', 'A'-'D' */
+	char digit;     /* DTMF: '0'-'9', '*', '#', 'A'-'D' */
+	uint8_t inband; /* DTMF: detected in the audio rather than from RFC 4733 */
 	uint16_t duration_ms;
+	uint32_t id;     /* MARK, PLAY_DONE: the caller's id */
+	int32_t result;  /* MARK: 1 played, 0 flushed; PLAY_DONE: 1 ended, 0 stopped;
+	                  * RECORDING: 0 or -errno; AMD: enum media_amd_verdict */
+	uint32_t ms;     /* AMD: audio analysed before the verdict */
+	uint64_t bytes;  /* RECORDING: audio bytes written */
+	const char *why; /* AMD: static reason text ("long greeting", "beep", ...) */
 };
 
 struct media_session; /* opaque, owned by the worker after creation */
@@ -132,5 +152,103 @@ void media_session_destroy(struct media_session *s);
 
 /* Address to put in SDP c= lines. */
 const char *media_advertise_address(void);
+
+/* Sends a DTMF digit toward this leg's far end: RFC 4733 when the leg negotiated
+ * telephone-event, else an in-band tone in the audio. Digits queue. 0 or -EINVAL. */
+int media_session_dtmf(struct media_session *s, char digit, unsigned duration_ms);
+
+/* ---- Prompts: announcements and music on hold (WAV files) ---- */
+
+struct media_prompt; /* immutable audio, shared (refcounted) */
+
+/* Loads a WAV file (PCM 8/16-bit, mu-law or A-law, mono or stereo, 8-48 kHz) and
+ * converts it to every rate VACS uses; encoding per codec is done on first use by the
+ * control thread, never on the packet path. On error returns -errno and writes a reason
+ * naming the file into err. Control thread. The caller owns one reference. */
+int media_prompt_load(const char *path, struct media_prompt **out, char *err, size_t errlen);
+struct media_prompt *media_prompt_ref(struct media_prompt *p);
+/* NULL accepted. Any thread. */
+void media_prompt_unref(struct media_prompt *p);
+/* Length in ms. */
+unsigned media_prompt_ms(const struct media_prompt *p);
+
+/* Plays p toward this leg's far end, once or looped, instead of whatever the leg was
+ * sending (bridged audio, AI audio, tones), which resumes at the end. NULL p stops the
+ * current prompt. The session takes its own reference. MEDIA_EV_PLAY_DONE(id) follows
+ * when a once-played prompt ended (result 1) or any prompt was stopped (result 0).
+ * 0 or -errno (-ENOMEM). Control thread. */
+int media_session_play(struct media_session *s, struct media_prompt *p, int loop, uint32_t id);
+
+/* ---- Recording ---- */
+
+/* Records this leg to a new stereo 16-bit WAV at path (left: what the far end sent us,
+ * right: what we sent to it), at 8 or 16 kHz following the leg's codec. Written by a
+ * writer thread off the packet path; MEDIA_EV_RECORDING follows once the file is closed
+ * and synced (after media_session_record_stop or destroy). 0, -EEXIST, -EBUSY (already
+ * recording), -errno. Control thread. */
+int media_session_record(struct media_session *s, const char *path);
+int media_session_record_stop(struct media_session *s);
+
+/* ---- Answering-machine detection ---- */
+
+/* Starts AMD on the audio this leg receives from now (call it on answer). One
+ * MEDIA_EV_AMD event follows with the verdict and the ms it took. Control thread. */
+int media_session_amd(struct media_session *s);
+
+/* ---- The AI leg: 20 ms frames up, any-size chunks down ---- */
+
+enum media_ai_format {
+	MEDIA_AI_NONE = 0,
+	MEDIA_AI_MULAW_8K,  /* G.711 mu-law bytes, 160 per 20 ms, silence 0xFF */
+	MEDIA_AI_PCM16_16K, /* signed 16-bit little-endian, 640 bytes per 20 ms, silence 0 */
+};
+
+/* The AI audio format for a leg codec: PCMU -> mu-law byte pass-through; anything else
+ * (PCMA, G.722, Opus, G.729) -> 16 kHz PCM. */
+enum media_ai_format media_ai_format_for(enum media_codec leg_codec);
+/* Bytes of one 20 ms frame of f (160 or 640), 0 for NONE. */
+unsigned media_ai_frame_bytes(enum media_ai_format f);
+/* VAPI's name of f: "mulaw" or "pcm_s16le". */
+const char *media_ai_format_name(enum media_ai_format f);
+
+/* Called by a media worker at most once per tick when frames were queued for an AI
+ * thread (for lws_cancel_service). Must not block. */
+typedef void (*media_ai_notify_cb)(void *arg);
+
+struct media_ai_port; /* shared by the session's worker and one AI thread */
+
+/* Connects this leg to an AI thread: from the next tick the worker pushes exactly one
+ * frame of format f every 20 ms (silence when the far end sends nothing) and plays what
+ * the AI thread writes, re-framed on the leg's clock. The leg is unbridged. The port has
+ * two references: the worker's (dropped by media_ai_detach or session destroy) and the
+ * caller's (dropped by media_ai_port_release, from the AI thread when it is done).
+ * Control thread. 0, -EBUSY (already attached), -ENOMEM. */
+int media_ai_attach(struct media_session *s, enum media_ai_format f, media_ai_notify_cb cb,
+                    void *arg, struct media_ai_port **out);
+/* Stops feeding the port; the leg sends silence until bridged or played to. */
+int media_ai_detach(struct media_session *s);
+/* Drops the AI thread's reference. NULL accepted. */
+void media_ai_port_release(struct media_ai_port *p);
+
+/* AI thread side; one thread per port. */
+/* Takes the oldest upstream frame (media_ai_frame_bytes bytes). 1 taken, 0 none. */
+int media_ai_read(struct media_ai_port *p, uint8_t *frame);
+/* Queues downstream audio of any length for playout (copied). 0, or -ENOBUFS when the
+ * worker has stalled and the ring is full: what did not fit is dropped and counted. */
+int media_ai_write(struct media_ai_port *p, const uint8_t *data, size_t len);
+/* Barge-in: drops everything queued toward the caller; the next frame out is silence.
+ * Takes effect at the worker's next tick. */
+void media_ai_flush(struct media_ai_port *p);
+/* MEDIA_EV_MARK(id) once the audio written so far has been played (result 1) or
+ * flushed (result 0). 0 or -ENOBUFS (too many marks pending). */
+int media_ai_mark(struct media_ai_port *p, uint32_t id);
+
+struct media_ai_stats {
+	uint64_t up_frames, up_dropped; /* toward the AI; dropped: AI thread behind */
+	uint64_t down_frames_audio, down_frames_silence;
+	uint64_t underruns, overrun_bytes, flushes;
+	uint32_t target_ms, depth_ms; /* playout target and current depth */
+};
+void media_ai_stats(const struct media_ai_port *p, struct media_ai_stats *out);
 
 #endif

@@ -229,14 +229,13 @@ void media_g711_decode(enum media_codec c, const uint8_t *in, int16_t *pcm, size
 /* Converts a payload in place between the two laws (no-op when from == to). */
 void media_g711_transcode(enum media_codec from, enum media_codec to, uint8_t *buf, size_t n);
 
-/* ---- Tones ---- */
+/* ---- Tones (media/tone.c) ---- */
 
-#define MEDIA_RINGBACK_PERIOD 200u   /* samples: 440 and 480 Hz both repeat every 25 ms */
-#define MEDIA_RINGBACK_CYCLE  48000u /* samples: 2 s on + 4 s off */
-#define MEDIA_RINGBACK_ON     16000u /* samples of tone at the start of each cycle */
-
-/* Writes n (<= MEDIA_FRAME_SAMPLES) encoded samples of `tone` starting at sample
- * position pos (counted from the start of the tone). Silence during the off part. */
+/* Writes n samples of `tone` at `rate` (8000 or 16000) starting at sample position pos
+ * (counted from the start of the tone, at that rate): the cadence's silence during the
+ * off parts, zeros for NONE. */
+void media_tone_pcm(enum media_tone tone, unsigned rate, uint32_t pos, int16_t *out, size_t n);
+/* Same, G.711-encoded for codec c (PCMU or PCMA) at 8 kHz. */
 void media_tone_frame(enum media_tone tone, enum media_codec c, uint32_t pos, uint8_t *out,
                       size_t n);
 

@@ -101,6 +101,7 @@ bs_start() {
 			rtp_timeout 0 \
 			module_path /usr/lib/baresip/modules \
 			module g711.so \
+			module g722.so \
 			module srtp.so \
 			module aufile.so \
 			module aubridge.so \
@@ -199,6 +200,7 @@ bs_stop_all() {
 }
 
 # bs_tone FILE HZ [SECONDS=60]: an 8 kHz mono 16-bit sine at a quarter of full scale.
-bs_tone() {
-	[ -s "$1" ] || sox -n -r 8000 -c 1 -b 16 "$1" synth "${3:-60}" sine "$2" vol 0.25
+bs_tone() { # FILE HZ [SECONDS [RATE]]: baresip 1.0's aufile does not resample, so a
+	# wideband call needs a file at the codec's rate.
+	[ -s "$1" ] || sox -n -r "${4:-8000}" -c 1 -b 16 "$1" synth "${3:-60}" sine "$2" vol 0.25
 }

@@ -100,12 +100,12 @@ vacs_write_conf() {
 	local sip_port="" tls_port=0 cert_dir="" media_min="" media_max="" http_port="" spool=""
 	local carrier_port="" carrier_host=127.0.0.2 carrier_transport=udp carrier_srtp=optional
 	local carrier_acl='"127.0.0.2"' cucm_port="" cucm_host=127.0.0.3 cucm_transport=udp
-	local cucm_srtp=off log_level=""
+	local cucm_srtp=off log_level="" carrier_codecs='"PCMU", "PCMA"'
 	for kv in "$@"; do
 		case ${kv%%=*} in
 		sip_port | tls_port | cert_dir | media_min | media_max | http_port | spool | \
 			carrier_port | carrier_host | carrier_transport | carrier_srtp | carrier_acl | \
-			cucm_port | cucm_host | cucm_transport | cucm_srtp | log_level)
+			cucm_port | cucm_host | cucm_transport | cucm_srtp | log_level | carrier_codecs)
 			local -n ref=${kv%%=*}
 			ref=${kv#*=}
 			unset -n ref
@@ -131,7 +131,7 @@ trunks = (
     nodes = ( { host = "$carrier_host"; port = $carrier_port; priority = 1; } );
     acl = [ $carrier_acl ];
     numbering = { country_code = "52"; international_prefix = "00"; national_length = 10; egress = "plus_e164"; };
-    srtp = "$carrier_srtp"; dtmf_pt = 101; },
+    srtp = "$carrier_srtp"; dtmf_pt = 101; codecs = [ $carrier_codecs ]; },
   { name = "cucm"; type = "cucm"; transport = "$cucm_transport";
     nodes = ( { host = "$cucm_host"; port = $cucm_port; priority = 1; } );
     acl = [ "$cucm_host" ];

@@ -259,7 +259,7 @@ static void test_conf_bad_enum(void **state)
 	expect_error("log = { format = \"xml\"; };\n", 1, "log.format: must be one of text, json");
 	expect_error("trunks = ( { name = \"a\"; nodes = ( { host = \"192.0.2.1\"; } );\n"
 	             "  codecs = [ \"PCMU\",\n \"GSM\" ]; } );\n",
-	             3, "trunks.[0].codecs.[1]: \"GSM\" is not one of PCMU, PCMA, G722, opus");
+	             3, "trunks.[0].codecs.[1]: \"GSM\" is not one of PCMU, PCMA, G722, G729");
 }
 
 static void test_conf_bad_cidr(void **state)

@@ -12,6 +12,7 @@
 #include "core/metric.h"
 #include "media/media.h"
 #include "media/media_int.h"
+#include "tests/unit/media_test.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,100 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- Every allocation in the process, counted (libc entry points interposed). ---- */
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
-#ifndef SANITIZED
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-extern void *__libc_memalign(size_t a, size_t n);
-extern void __libc_free(void *p);
-
-static _Atomic unsigned long libc_allocs;
-
-static inline void count_alloc(void)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-}
-
-void *malloc(size_t n)
-{
-	count_alloc();
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	count_alloc();
-	return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	count_alloc();
-	return __libc_realloc(p, n);
-}
-
-void *memalign(size_t a, size_t n)
-{
-	count_alloc();
-	return __libc_memalign(a, n);
-}
-
-void *aligned_alloc(size_t a, size_t n)
-{
-	count_alloc();
-	return __libc_memalign(a, n);
-}
-
-int posix_memalign(void **out, size_t a, size_t n)
-{
-	count_alloc();
-	void *p = __libc_memalign(a, n);
-	if (!p)
-		return ENOMEM;
-	*out = p;
-	return 0;
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-
-static unsigned long alloc_count(void)
-{
-	return atomic_load(&libc_allocs);
-}
-#else
-/* Sanitizers own malloc: fall back to the project's counted wrappers. */
-static unsigned long alloc_count(void)
-{
-	return (unsigned long)mem_total_allocs();
-}
-#endif
-
 /* ---- helpers ---- */
 
-#define LOCALHOST "127.0.0.1"
-#define WINDOW    32
-#define MAGIC     0xa5a5a5a5u
+#define WINDOW 32
+#define MAGIC  0xa5a5a5a5u
 
-static uint16_t port_base;
 static long live_before;
-
-struct far {
-	int fd;
-	uint16_t port;
-};
 
 struct stream {
 	uint32_t ssrc;
@@ -139,103 +52,6 @@ struct check {
 	unsigned n_fwd;   /* forwarded packets seen */
 	unsigned markers; /* forwarded packets with M set */
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-static struct sockaddr_in addr_of(uint16_t port)
-{
-	struct sockaddr_in sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sa;
-}
-
-static void far_open(struct far *f)
-{
-	f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	assert_true(f->fd >= 0);
-	struct sockaddr_in sa = addr_of(0);
-	assert_int_equal(bind(f->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	socklen_t sl = sizeof(sa);
-	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&sa, &sl), 0);
-	f->port = ntohs(sa.sin_port);
-	int sz = 1 << 20;
-	setsockopt(f->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-}
-
-static void far_close(struct far *f)
-{
-	if (f->fd >= 0)
-		close(f->fd);
-	f->fd = -1;
-}
-
-static void far_send(const struct far *f, uint16_t to_port, const uint8_t *buf, size_t len)
-{
-	struct sockaddr_in sa = addr_of(to_port);
-	ssize_t r = sendto(f->fd, buf, len, 0, (struct sockaddr *)&sa, sizeof(sa));
-	assert_int_equal(r, (ssize_t)len);
-}
-
-/* One datagram within timeout_ms, or -1. */
-static int far_recv(const struct far *f, uint8_t *buf, size_t cap, int timeout_ms)
-{
-	struct pollfd pfd = {.fd = f->fd, .events = POLLIN};
-	if (poll(&pfd, 1, timeout_ms) != 1)
-		return -1;
-	ssize_t r = recv(f->fd, buf, cap, MSG_DONTWAIT);
-	return r < 0 ? -1 : (int)r;
-}
-
-/* Next RTP (not RTCP) datagram within timeout_ms, or -1. */
-static int far_recv_rtp(const struct far *f, uint8_t *buf, size_t cap, int timeout_ms)
-{
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		uint64_t t = now_ms();
-		if (t >= end)
-			return -1;
-		int r = far_recv(f, buf, cap, (int)(end - t));
-		if (r > 0 && !media_is_rtcp(buf, (size_t)r))
-			return r;
-	}
-}
-
-static void far_drain(const struct far *f)
-{
-	uint8_t buf[2048];
-	while (far_recv(f, buf, sizeof(buf), 0) > 0)
-		;
-}
-
-static struct media_stream_params leg(const struct far *f, enum media_codec codec, uint8_t pt_audio,
-                                      int pt_dtmf, int pt_cn)
-{
-	struct media_stream_params p;
-	memset(&p, 0, sizeof(p));
-	if (f)
-		p.remote_rtp = addr_of(f->port);
-	p.send = 1;
-	p.recv = 1;
-	p.codec = codec;
-	p.pt_audio = pt_audio;
-	p.pt_dtmf = pt_dtmf;
-	p.pt_cn = pt_cn;
-	return p;
-}
 
 /* An RTP packet whose payload ends with MAGIC, the tag and the input timestamp. */
 static size_t make_pkt(uint8_t *buf, struct stream *st, uint8_t pt, size_t plen)
@@ -345,47 +161,6 @@ static void relay(const struct far *from, uint16_t to_port, const struct far *at
 		assert_int_equal(buf[1] & 0x7f, dtmf ? o->pt_dtmf_out : o->pt_out);
 		got++;
 	}
-}
-
-static int wait_event(struct media_event *ev, int timeout_ms)
-{
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		if (media_events_poll(ev, 1) == 1)
-			return 1;
-		uint64_t t = now_ms();
-		if (t >= end)
-			return 0;
-		struct pollfd pfd = {.fd = media_event_fd(), .events = POLLIN};
-		poll(&pfd, 1, (int)(end - t));
-	}
-}
-
-/* Picks port_base so that [port_base, port_base + nports) is free right now: this machine
- * runs other RTP software, so a range derived from the pid alone may be taken. Below the
- * kernel's ephemeral range, so our own far-end sockets cannot land in it. */
-static void pick_ports(unsigned nports)
-{
-	unsigned start = 10000u + ((unsigned)getpid() * 64u) % 22000u;
-	for (unsigned attempt = 0; attempt < 1000; attempt++) {
-		unsigned base = 10000u + ((start - 10000u + attempt * 64u) % 22000u);
-		int fds[64], ok = 1;
-		unsigned n = 0;
-		for (; n < nports && ok; n++) {
-			fds[n] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-			struct sockaddr_in sa = addr_of((uint16_t)(base + n));
-			if (fds[n] < 0 || bind(fds[n], (struct sockaddr *)&sa, sizeof(sa)) != 0)
-				ok = 0;
-		}
-		for (unsigned i = 0; i < n; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
-		if (ok) {
-			port_base = (uint16_t)base;
-			return;
-		}
-	}
-	fail_msg("no free port range");
 }
 
 static void media_up(unsigned workers, unsigned rtp_timeout_ms, unsigned hold_timeout_ms,

@@ -150,14 +150,24 @@ static void test_sdp_rejects_malformed_mline_before_sofia(void **state)
 static void test_sdp_only_unknown_codecs(void **state)
 {
 	(void)state;
-	const char *g729 = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
-	                   "m=audio 4000 RTP/AVP 18 96\r\na=rtpmap:18 G729/8000\r\n"
-	                   "a=rtpmap:96 opus/48000/2\r\n";
+	/* GSM and Opus are not negotiated on SIP legs; G.729 and G.722 (8000 in the rtpmap
+	 * although it samples at 16 kHz) are. A G.722 rtpmap at 16000 is someone else's. */
+	const char *sdp = "v=0\r\no=x 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+	                  "m=audio 4000 RTP/AVP 3 96 18 9 97\r\na=rtpmap:3 GSM/8000\r\n"
+	                  "a=rtpmap:96 opus/48000/2\r\na=rtpmap:18 G729/8000\r\n"
+	                  "a=fmtp:18 annexb=no\r\na=rtpmap:9 G722/8000\r\n"
+	                  "a=rtpmap:97 G722/16000\r\n";
 	struct b2b_sdp s;
 	const char *why;
-	assert_int_equal(b2b_sdp_parse(g729, strlen(g729), &s, &why), 0);
+	assert_int_equal(b2b_sdp_parse(sdp, strlen(sdp), &s, &why), 0);
+	assert_int_equal(s.n_codecs, 5);
+	static const enum media_codec want[] = {MEDIA_CODEC_NONE, MEDIA_CODEC_NONE,
+	                                        MEDIA_CODEC_G729, MEDIA_CODEC_G722,
+	                                        MEDIA_CODEC_NONE};
 	for (unsigned i = 0; i < s.n_codecs; i++)
-		assert_int_equal(b2b_sdp_codec_of(&s.codecs[i]), MEDIA_CODEC_NONE);
+		assert_int_equal(b2b_sdp_codec_of(&s.codecs[i]), want[i]);
+	assert_string_equal(b2b_codec_name(MEDIA_CODEC_G729), "G729");
+	assert_int_equal(b2b_codec_static_pt(MEDIA_CODEC_G722), 9);
 }
 
 static void test_sdp_build_offer_and_reparse(void **state)

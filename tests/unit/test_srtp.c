@@ -7,6 +7,9 @@
 
 #include <cmocka.h>
 
+#define TEST_CUSTOM_LEAK /* libsrtp2 is set up and shut down around each test */
+#include "tests/unit/test_alloc.h"
+
 #include "core/mem.h"
 #include "media/media_int.h"
 
@@ -18,82 +21,6 @@
 #include <time.h>
 
 #include <srtp2/srtp.h>
-
-/* ---- Every allocation in the process, counted (libc entry points interposed). ---- */
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
-#ifndef SANITIZED
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-extern void *__libc_memalign(size_t a, size_t n);
-extern void __libc_free(void *p);
-
-static _Atomic unsigned long libc_allocs;
-
-void *malloc(size_t n)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-	return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t m)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-	return __libc_calloc(n, m);
-}
-
-void *realloc(void *p, size_t n)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-	return __libc_realloc(p, n);
-}
-
-void *memalign(size_t a, size_t n)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-	return __libc_memalign(a, n);
-}
-
-void *aligned_alloc(size_t a, size_t n)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-	return __libc_memalign(a, n);
-}
-
-int posix_memalign(void **out, size_t a, size_t n)
-{
-	atomic_fetch_add_explicit(&libc_allocs, 1, memory_order_relaxed);
-	void *p = __libc_memalign(a, n);
-	if (!p)
-		return ENOMEM;
-	*out = p;
-	return 0;
-}
-
-void free(void *p)
-{
-	__libc_free(p);
-}
-
-static unsigned long alloc_count(void)
-{
-	return atomic_load(&libc_allocs);
-}
-#else
-/* Sanitizers own malloc: fall back to the project's counted wrappers. */
-static unsigned long alloc_count(void)
-{
-	return (unsigned long)mem_total_allocs();
-}
-#endif
 
 static long live_before;
 

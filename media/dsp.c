@@ -1,0 +1,488 @@
+/* Audio processing of legs that need more than relay: decode and encode, the AI port,
+ * prompts, tones, recording, AMD and DTMF interworking, run once per 20 ms tick. */
+#include "media/dsp_int.h"
+
+#include "core/clock.h"
+#include "core/mem.h"
+#include "media/buf_int.h"
+#include "media/codec_int.h"
+#include "media/det_int.h"
+#include "media/wav_int.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/*
+ * A dsp leg's audio moves on the worker's tick, not packet by packet:
+ *   rx stage:  jitter buffer -> decode (or conceal, or silence) -> this tick's PCM frame
+ *              -> in-band DTMF detector, AMD, the AI port's upstream ring.
+ *   tx stage:  one source per tick, by priority: prompt, tone, RFC 4733 event, AI
+ *              playout, the bridged peer's rx frame -> in-band DTMF overlay -> encode.
+ * Both legs of a bridge are dsp legs or neither is (media.c keeps that true), and every
+ * rx stage of a worker runs before any tx stage, so a peer's frame is always this tick's.
+ */
+
+struct media_ai_port {
+	atomic_int refs;
+	enum media_ai_format fmt;
+	unsigned frame_bytes;
+	media_ai_notify_cb cb;
+	void *arg;
+	struct media_fring *up;
+	struct media_playout *down;
+	_Atomic uint64_t up_frames;
+};
+
+enum media_ai_format media_ai_format_for(enum media_codec leg_codec)
+{
+	return leg_codec == MEDIA_CODEC_PCMU ? MEDIA_AI_MULAW_8K : MEDIA_AI_PCM16_16K;
+}
+
+unsigned media_ai_frame_bytes(enum media_ai_format f)
+{
+	return f == MEDIA_AI_MULAW_8K ? 160u : f == MEDIA_AI_PCM16_16K ? 640u : 0u;
+}
+
+const char *media_ai_format_name(enum media_ai_format f)
+{
+	return f == MEDIA_AI_MULAW_8K ? "mulaw" : f == MEDIA_AI_PCM16_16K ? "pcm_s16le" : "none";
+}
+
+/* Upstream ring depth: 16 frames = 320 ms before the AI thread is considered behind. */
+#define AI_UP_FRAMES 16u
+/* Downstream playout bound: a long answer sent faster than real time fits (TTS sends a
+ * sentence or two ahead). The ring is this plus 25 %: about 600 KB per call at 16 kHz. */
+#define AI_DOWN_BOUND_MS 15000u
+
+int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, media_ai_notify_cb cb,
+                         void *arg)
+{
+	unsigned fb = media_ai_frame_bytes(f);
+	if (!fb)
+		return -EINVAL;
+	struct media_ai_port *p = mem_zalloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	int err = media_fring_create(&p->up, fb, AI_UP_FRAMES);
+	struct media_playout_opts po;
+	memset(&po, 0, sizeof(po));
+	po.bound_ms = AI_DOWN_BOUND_MS;
+	if (!err)
+		err = media_playout_create(&p->down, f == MEDIA_AI_MULAW_8K ? 1u : 2u, &po);
+	if (err) {
+		media_fring_destroy(p->up);
+		mem_free(p);
+		return err;
+	}
+	atomic_init(&p->refs, 1);
+	p->fmt = f;
+	p->frame_bytes = fb;
+	p->cb = cb;
+	p->arg = arg;
+	*out = p;
+	return 0;
+}
+
+void media_ai_port_ref(struct media_ai_port *p)
+{
+	atomic_fetch_add(&p->refs, 1);
+}
+
+void media_ai_port_release(struct media_ai_port *p)
+{
+	if (!p || atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	media_fring_destroy(p->up);
+	media_playout_destroy(p->down);
+	mem_free(p);
+}
+
+void media_ai_port_notify_target(const struct media_ai_port *p, media_ai_notify_cb *cb, void **arg)
+{
+	*cb = p->cb;
+	*arg = p->arg;
+}
+
+int media_ai_read(struct media_ai_port *p, uint8_t *frame)
+{
+	return media_fring_pop(p->up, frame);
+}
+
+int media_ai_write(struct media_ai_port *p, const uint8_t *data, size_t len)
+{
+	return media_playout_write(p->down, data, len, clock_now_us());
+}
+
+void media_ai_flush(struct media_ai_port *p)
+{
+	media_playout_flush(p->down);
+}
+
+int media_ai_mark(struct media_ai_port *p, uint32_t id)
+{
+	return media_playout_mark(p->down, id);
+}
+
+void media_ai_stats(const struct media_ai_port *p, struct media_ai_stats *out)
+{
+	struct media_playout_stats ps;
+	struct media_fring_stats fs;
+	media_playout_stats(p->down, &ps);
+	media_fring_stats(p->up, &fs);
+	memset(out, 0, sizeof(*out));
+	out->up_frames = fs.pushed;
+	out->up_dropped = fs.dropped;
+	out->down_frames_audio = ps.frames_audio;
+	out->down_frames_silence = ps.frames_silence;
+	out->underruns = ps.underruns;
+	out->overrun_bytes = ps.overrun_bytes;
+	out->flushes = ps.flushes;
+	out->target_ms = ps.target_ms;
+	out->depth_ms = ps.depth_ms;
+}
+
+/* ---- the leg's codec part ---- */
+
+#define JB_SLOTS 32u
+
+static unsigned alt_rate(unsigned rate)
+{
+	return rate == 8000u ? 16000u : 8000u;
+}
+
+void media_dsp_codec_destroy(struct media_dsp_codec *k)
+{
+	if (!k)
+		return;
+	media_coder_destroy(k->coder);
+	media_jbuf_destroy(k->jb);
+	media_resampler_destroy(k->to_alt);
+	media_resampler_destroy(k->from_alt);
+	media_dtmf_det_destroy(k->det);
+	media_dtmf_gen_destroy(k->gen);
+	mem_free(k);
+}
+
+int media_dsp_codec_create(struct media_dsp_codec **out, enum media_codec c)
+{
+	const struct media_codec_desc *d = media_codec_desc(c);
+	if (!d)
+		return -EINVAL;
+	struct media_dsp_codec *k = mem_zalloc(sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	struct media_coder_opts o;
+	memset(&o, 0, sizeof(o));
+	o.opus_complexity = 5;
+	o.opus_fec = 1;
+	o.opus_loss_pct = 5;
+	o.pcm_rate = d->pcm_rate; /* Opus decodes and encodes at 16 kHz inside VACS */
+	int err = media_coder_create(&k->coder, c, &o);
+	struct media_jbuf_opts jo;
+	memset(&jo, 0, sizeof(jo));
+	jo.slots = JB_SLOTS;
+	jo.max_payload = MEDIA_CODED_FRAME_MAX;
+	if (!err)
+		err = media_jbuf_create(&k->jb, d->rtp_clock, &jo);
+	k->codec = c;
+	k->rate = d->pcm_rate;
+	k->fs = k->rate / 50u;
+	k->ts_step = media_codec_ts_per_frame(c);
+	if (!err)
+		err = media_resampler_create(&k->to_alt, k->rate, alt_rate(k->rate), -1);
+	if (!err)
+		err = media_resampler_create(&k->from_alt, alt_rate(k->rate), k->rate, -1);
+	if (!err)
+		err = media_dtmf_det_create(&k->det);
+	if (!err)
+		err = media_dtmf_gen_create(&k->gen);
+	if (err) {
+		media_dsp_codec_destroy(k);
+		return err;
+	}
+	*out = k;
+	return 0;
+}
+
+/* ---- worker side ---- */
+
+void media_dsp_reset_rx(struct media_dsp *d)
+{
+	if (d->k)
+		media_jbuf_reset(d->k->jb);
+}
+
+void media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
+                         const uint8_t *payload, size_t len, uint64_t now)
+{
+	if (!d->k)
+		return;
+	if (!d->rx_have_ssrc || ssrc != d->rx_ssrc) {
+		/* A new source (re-INVITE, CUCM transfer): its numbering starts afresh. */
+		media_jbuf_reset(d->k->jb);
+		d->rx_ssrc = ssrc;
+		d->rx_have_ssrc = 1;
+	}
+	media_jbuf_put(d->k->jb, seq, ts, payload, len, now);
+}
+
+/* Converts frame `pcm` (n samples at the leg rate) to 8 kHz for the detectors, using the
+ * leg's to_alt resampler only when the leg is wideband (then nothing else uses it). */
+static const int16_t *narrowband(struct media_dsp *d, const int16_t *pcm, int16_t *tmp)
+{
+	struct media_dsp_codec *k = d->k;
+	if (k->rate == 8000u)
+		return pcm;
+	media_resample(k->to_alt, pcm, k->fs, tmp, MEDIA_FRAME_SAMPLES);
+	return tmp;
+}
+
+static void ai_up(struct media_dsp *d, struct media_dsp_emit *em)
+{
+	struct media_dsp_codec *k = d->k;
+	struct media_ai_port *p = d->ai;
+	uint8_t frame[640];
+	if (p->fmt == MEDIA_AI_MULAW_8K) {
+		if (d->rx_raw && d->rx_raw_len == 160u && k->codec == MEDIA_CODEC_PCMU)
+			memcpy(frame, d->rx_raw, 160); /* byte pass-through */
+		else if (!d->rx_audio)
+			memset(frame, 0xff, 160);
+		else
+			media_g711_encode(MEDIA_CODEC_PCMU, d->rx, frame, 160);
+	} else {
+		int16_t wide[320];
+		const int16_t *src = d->rx;
+		if (!d->rx_audio) {
+			memset(frame, 0, 640);
+			goto push;
+		}
+		if (k->rate == 8000u) {
+			media_resample(k->to_alt, d->rx, k->fs, wide, 320);
+			src = wide;
+		}
+		for (unsigned i = 0; i < 320; i++) {
+			frame[2 * i] = (uint8_t)((uint16_t)src[i] & 0xff);
+			frame[2 * i + 1] = (uint8_t)((uint16_t)src[i] >> 8);
+		}
+	}
+push:
+	if (media_fring_push(p->up, frame) == 0)
+		em->notify = 1;
+}
+
+void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em)
+{
+	struct media_dsp_codec *k = d->k;
+	memset(em, 0, sizeof(*em));
+	d->rx_audio = 0;
+	d->rx_raw = NULL;
+	d->rx_raw_len = 0;
+	if (!k)
+		return;
+	struct media_jbuf_frame jf;
+	enum media_jbuf_res r = media_jbuf_get(k->jb, now, &jf);
+	int n = 0;
+	if (r == MEDIA_JBUF_PACKET) {
+		n = media_coder_decode(k->coder, jf.payload, jf.len, d->rx, MEDIA_PCM_FRAME_MAX);
+		if (n > 0) {
+			d->rx_raw = jf.payload;
+			d->rx_raw_len = jf.len;
+		} else {
+			d->decode_errors++;
+		}
+	} else if (r == MEDIA_JBUF_LOST) {
+		n = media_coder_conceal(k->coder, jf.next, jf.next_len, d->rx);
+		d->concealed++;
+	}
+	if (n > 0) {
+		/* Packets of another duration than 20 ms are cut or padded to one frame: VACS
+		 * offers ptime 20 and the peers seen (CUCM, carriers, baresip) keep to it. */
+		for (unsigned i = (unsigned)n; i < k->fs; i++)
+			d->rx[i] = 0;
+		d->rx_audio = 1;
+	} else {
+		memset(d->rx, 0, k->fs * sizeof(d->rx[0]));
+	}
+
+	int16_t nb[MEDIA_FRAME_SAMPLES];
+	const int16_t *pcm8 = NULL;
+	if (d->amd || (!d->has_te && k->det)) {
+		pcm8 = narrowband(d, d->rx, nb);
+		if (!d->has_te) {
+			struct media_dtmf_digit dg[4];
+			unsigned nd = media_dtmf_det_feed(k->det, pcm8, MEDIA_FRAME_SAMPLES, dg, 4);
+			for (unsigned i = 0; i < nd && em->n_digits < 4; i++)
+				em->digits[em->n_digits++] = dg[i];
+		}
+		if (d->amd && !d->amd_done) {
+			struct media_amd_result ar;
+			if (media_amd_feed(d->amd, pcm8, MEDIA_FRAME_SAMPLES, &ar) == 1) {
+				d->amd_done = 1;
+				em->amd = 1;
+				em->amd_verdict = ar.verdict;
+				em->amd_ms = ar.ms;
+				em->amd_why = ar.reason;
+			}
+		}
+	}
+	if (d->ai)
+		ai_up(d, em);
+}
+
+static void from_s16le(const uint8_t *b, int16_t *pcm, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		pcm[i] = (int16_t)(uint16_t)(b[2 * i] | (unsigned)b[2 * i + 1] << 8);
+}
+
+/* Fills d->tx from the AI playout; returns 1 with audio (silence included: the AI leg
+ * always sends), and may hand back a ready PCMU payload in raw. */
+static int tx_from_ai(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em,
+                      const uint8_t **raw)
+{
+	struct media_dsp_codec *k = d->k;
+	struct media_ai_port *p = d->ai;
+	unsigned nm = 0;
+	struct media_playout_mark_ev mk[4];
+	media_playout_read(p->down, d->ai_frame, now, mk, 4, &nm);
+	for (unsigned i = 0; i < nm; i++) {
+		em->marks[i].id = mk[i].id;
+		em->marks[i].played = mk[i].status == MEDIA_PLAYOUT_MARK_PLAYED;
+	}
+	em->n_marks = nm;
+	if (p->fmt == MEDIA_AI_MULAW_8K) {
+		media_g711_decode(MEDIA_CODEC_PCMU, d->ai_frame, d->tx, 160);
+		if (k->codec == MEDIA_CODEC_PCMU)
+			*raw = d->ai_frame;
+		if (k->rate != 8000u) {
+			int16_t tmp[MEDIA_FRAME_SAMPLES];
+			memcpy(tmp, d->tx, sizeof(tmp));
+			media_resample(k->from_alt, tmp, 160, d->tx, k->fs);
+		}
+		return 1;
+	}
+	int16_t wide[320];
+	from_s16le(d->ai_frame, wide, 320);
+	if (k->rate == 16000u)
+		memcpy(d->tx, wide, sizeof(wide));
+	else
+		media_resample(k->from_alt, wide, 320, d->tx, k->fs);
+	return 1;
+}
+
+/* Fills d->tx from the bridged peer's rx frame of this tick. */
+static int tx_from_peer(struct media_dsp *d, const struct media_dsp *peer, const uint8_t **raw,
+                        size_t *raw_len)
+{
+	struct media_dsp_codec *k = d->k;
+	if (!peer || !peer->k || !peer->rx_audio)
+		return 0;
+	if (peer->k->codec == k->codec && peer->rx_raw) {
+		*raw = peer->rx_raw; /* same codec: the payload as it came */
+		*raw_len = peer->rx_raw_len;
+	}
+	if (peer->k->rate == k->rate)
+		memcpy(d->tx, peer->rx, k->fs * sizeof(d->tx[0]));
+	else
+		media_resample(k->from_alt, peer->rx, peer->k->fs, d->tx, k->fs);
+	return 1;
+}
+
+int media_dsp_tx_tick(struct media_dsp *d, const struct media_dsp *peer, enum media_tone tone,
+                      uint32_t tone_pos, uint64_t now, uint8_t *out, size_t cap,
+                      struct media_dsp_emit *em, struct media_dsp_tx *tx)
+{
+	struct media_dsp_codec *k = d->k;
+	memset(em, 0, sizeof(*em));
+	memset(tx, 0, sizeof(*tx));
+	if (!k)
+		return 0;
+	const uint8_t *raw = NULL;
+	size_t raw_len = 0;
+	int have = 0;
+
+	if (d->prompt) {
+		const uint8_t *f;
+		size_t fl;
+		if (media_prompt_frame(d->prompt, k->codec, d->prompt_frame, &f, &fl) != 0 &&
+		    d->loop && d->prompt_frame > 0) {
+			d->prompt_frame = 0;
+			media_prompt_frame(d->prompt, k->codec, 0, &f, &fl);
+		}
+		if (d->prompt_frame < media_prompt_frames(d->prompt, k->codec)) {
+			size_t n = 0;
+			const int16_t *pcm = media_prompt_pcm(d->prompt, k->rate, &n);
+			size_t at = (size_t)d->prompt_frame * k->fs;
+			for (unsigned i = 0; i < k->fs; i++)
+				d->tx[i] = at + i < n ? pcm[at + i] : 0;
+			raw = f;
+			raw_len = fl;
+			have = 1;
+			d->prompt_frame++;
+		} else {
+			em->play_done = 1;
+			em->play_id = d->play_id;
+			media_prompt_unref(d->prompt);
+			d->prompt = NULL;
+		}
+	}
+	if (!have && tone != MEDIA_TONE_NONE) {
+		media_tone_pcm(tone, k->rate, tone_pos * (k->rate / 8000u), d->tx, k->fs);
+		have = 1;
+	}
+	if (!have && d->ai)
+		have = tx_from_ai(d, now, em, &raw);
+	if (!have && !d->ai)
+		have = tx_from_peer(d, peer, &raw, &raw_len);
+	if (have && raw && !raw_len)
+		raw_len = 160; /* the AI's PCMU frame */
+
+	/* RFC 4733 toward a leg that negotiated telephone-event: the event packet replaces
+	 * the audio packet of the tick. */
+	if (d->has_te) {
+		uint8_t ev[4];
+		int marker = 0, is_new = 0;
+		uint32_t ts_off = 0;
+		if (media_rfc4733_tx_next(&d->tx4733, ev, &marker, &ts_off, &is_new) == 1) {
+			memcpy(out, ev, 4);
+			tx->len = 4;
+			tx->dtmf = 1;
+			tx->marker = marker;
+			tx->ts_off = ts_off;
+			goto record;
+		}
+	} else if (media_dtmf_gen_fill(k->gen, d->tx, k->fs, k->rate) == 1) {
+		have = 1;
+		raw = NULL; /* the tone replaced the audio: encode */
+	}
+	if (!have)
+		goto record;
+	if (raw && raw_len <= cap) {
+		memcpy(out, raw, raw_len);
+		tx->len = raw_len;
+	} else {
+		int n = media_coder_encode(k->coder, d->tx, out, cap);
+		if (n > 0)
+			tx->len = (size_t)n;
+	}
+record:
+	if (d->rec)
+		media_recorder_push(d->rec, d->rx_audio ? d->rx : NULL,
+		                    have && !tx->dtmf ? d->tx : NULL, k->fs);
+	return tx->len > 0;
+}
+
+void media_dsp_destroy(struct media_dsp *d)
+{
+	if (!d)
+		return;
+	media_dsp_codec_destroy(d->k);
+	if (d->ai)
+		media_ai_port_release(d->ai);
+	media_prompt_unref(d->prompt);
+	if (d->rec)
+		media_recorder_finish(d->rec);
+	media_amd_destroy(d->amd);
+	mem_free(d);
+}

@@ -161,6 +161,8 @@ struct b2b_call {
 	char caller[64], caller_e164[64], called[64], called_e164[64], target[64];
 	char caller_display[64]; /* quotes and control characters removed */
 	const char *route;
+	const struct conf_route *route_cfg; /* in conf */
+	char recording[512];                /* the WAV being written ("" = none) */
 	int privacy_id;
 	char *diversion; /* Diversion header values to pass on (mem_) */
 	char end_reason[96];
@@ -226,6 +228,16 @@ void b2b_calls_hangup_all(const char *why);
 /* Keeps an unanswered INVITE's handle until its sender has given up (no final answer). */
 void b2b_silence(nua_handle_t *nh);
 void b2b_silence_expire(uint64_t now_ms, int all);
+
+/* record.c */
+/* Loads the record_notice prompts of c, replacing the running set. 0, or -errno with a
+ * message naming the route and the file in err. */
+int b2b_notices_load(const struct conf *c, char *err, size_t errlen);
+void b2b_record_close(void);
+/* On answer: starts the route's recording (and notice) for the call. */
+void b2b_call_record_start(struct b2b_call *call);
+/* MEDIA_EV_RECORDING: writes the hand-off line. 1 when the event was one of ours. */
+int b2b_record_event(const struct media_event *ev);
 
 /* trunk.c */
 int b2b_trunks_start(void);

@@ -492,6 +492,8 @@ static void write_cdr(struct b2b_call *c)
 	char hs[2] = {c->hangup_side ? c->hangup_side : 'n', '\0'};
 	json_object_set_new(o, "hangup_side", json_string(hs[0] == 'n' ? "vacsd" : hs));
 	json_object_set_new(o, "dtmf_digits", json_integer(c->dtmf_digits));
+	json_object_set_new(o, "recording",
+	                    c->recording[0] ? json_string(c->recording) : json_null());
 	json_t *legs = json_array();
 	cdr_leg(legs, &c->a);
 	if (c->b.trunk)
@@ -857,6 +859,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	}
 	media_session_tone(a->ms, MEDIA_TONE_NONE);
 	media_session_bridge(a->ms, b->ms);
+	b2b_call_record_start(call);
 	const struct conf_trunk *t = a->trunk;
 	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a),
 	            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
@@ -1373,6 +1376,7 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	}
 	if (!code) {
 		call->route = route->name;
+		call->route_cfg = route;
 		call->b.trunk = route->to_trunk;
 		if (pr == 0) {
 			int rc = leg_accept_offer(&call->a, &offer, MEDIA_CODEC_NONE);
@@ -1422,6 +1426,10 @@ void b2b_call_media_events(void)
 		for (unsigned i = 0; i < n; i++) {
 			struct b2b_call *c;
 			struct b2b_leg *leg = NULL;
+			if (ev[i].type == MEDIA_EV_RECORDING) {
+				b2b_record_event(&ev[i]);
+				continue;
+			}
 			for (c = b2b_g.calls; c && !leg; c = c->next) {
 				if (c->a.id == ev[i].owner)
 					leg = &c->a;

@@ -129,6 +129,8 @@ static void do_reload(void)
 	char err[4096];
 	struct conf *nc = NULL;
 	int rc = conf_load(b2b_g.conf->path, &nc, err, sizeof(err));
+	if (!rc && (rc = b2b_notices_load(nc, err, sizeof(err))) != 0)
+		conf_unref(nc);
 	if (rc) {
 		log_err("conf", "reload of %s failed, keeping the running configuration:\n%s",
 		        b2b_g.conf->path, err);
@@ -326,6 +328,11 @@ int b2b_init(struct conf *cfg)
 	                                                     : cfg->sip.address);
 	if ((rc = open_cdr()))
 		return rc;
+	char err[512];
+	if ((rc = b2b_notices_load(cfg, err, sizeof(err)))) {
+		log_err("conf", "%s", err);
+		return rc;
+	}
 
 	su_init();
 	su_home_init(b2b_g.home);
@@ -422,6 +429,7 @@ void b2b_close(void)
 		close(b2b_g.sig_fd);
 	if (b2b_g.cdr_fd >= 0)
 		close(b2b_g.cdr_fd);
+	b2b_record_close();
 	conf_unref(b2b_g.conf);
 	memset(&b2b_g, 0, sizeof(b2b_g));
 }

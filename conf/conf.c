@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #ifndef VACS_VERSION
 #define VACS_VERSION "0.1"
@@ -330,6 +331,16 @@ static const char *chk_header_text(const char *v)
 static const char *chk_nonempty_header_text(const char *v)
 {
 	return v[0] ? chk_header_text(v) : "must not be empty";
+}
+
+/* A file the daemon can read ("" = none). Its content is checked when it is loaded. */
+static const char *chk_readable(const char *v)
+{
+	static _Thread_local char why[160];
+	if (!v[0] || access(v, R_OK) == 0)
+		return NULL;
+	snprintf(why, sizeof(why), "cannot read \"%.100s\": %s", v, strerror(errno));
+	return why;
 }
 
 static const char *chk_nonempty(const char *v)
@@ -1072,6 +1083,8 @@ static const struct key route_keys[] = {
     {.name = "caller_match", .type = KT_STR, .off = RT(caller_match)},
     {.name = "to", .type = KT_STR, .off = RT(to), .check = chk_nonempty, .required = 1},
     {.name = "rewrite", .type = KT_STR, .off = RT(rewrite)},
+    {.name = "record", .type = KT_BOOL, .off = RT(record)},
+    {.name = "record_notice", .type = KT_STR, .off = RT(record_notice), .check = chk_readable},
     {.type = KT_END},
 };
 #undef RT

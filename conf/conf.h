@@ -89,8 +89,10 @@ struct conf_route {
 	char *match;        /* POSIX ERE on the normalised called number */
 	char *caller_match; /* optional ERE on the normalised calling number ("" = any) */
 	enum conf_route_target target_type;
-	char *to;      /* trunk name (target_type TRUNK) */
-	char *rewrite; /* replacement with \1..\9 for the called number ("" = unchanged) */
+	char *to;            /* trunk name (target_type TRUNK) */
+	char *rewrite;       /* replacement with \1..\9 for the called number ("" = unchanged) */
+	int record;          /* record answered calls (stereo WAV in spool/recordings) */
+	char *record_notice; /* WAV played to both parties when recording starts ("" = none) */
 	const struct conf_trunk *to_trunk; /* resolved at load */
 	void *regex;                       /* compiled match (regex_t), private */
 	void *caller_regex;

@@ -100,12 +100,13 @@ vacs_write_conf() {
 	local sip_port="" tls_port=0 cert_dir="" media_min="" media_max="" http_port="" spool=""
 	local carrier_port="" carrier_host=127.0.0.2 carrier_transport=udp carrier_srtp=optional
 	local carrier_acl='"127.0.0.2"' cucm_port="" cucm_host=127.0.0.3 cucm_transport=udp
-	local cucm_srtp=off log_level="" carrier_codecs='"PCMU", "PCMA"'
+	local cucm_srtp=off log_level="" carrier_codecs='"PCMU", "PCMA"' route_in_extra=
 	for kv in "$@"; do
 		case ${kv%%=*} in
 		sip_port | tls_port | cert_dir | media_min | media_max | http_port | spool | \
 			carrier_port | carrier_host | carrier_transport | carrier_srtp | carrier_acl | \
-			cucm_port | cucm_host | cucm_transport | cucm_srtp | log_level | carrier_codecs)
+			cucm_port | cucm_host | cucm_transport | cucm_srtp | log_level | carrier_codecs | \
+			route_in_extra)
 			local -n ref=${kv%%=*}
 			ref=${kv#*=}
 			unset -n ref
@@ -139,7 +140,7 @@ trunks = (
     srtp = "$cucm_srtp"; session_expires = 1800; min_se = 1800; options_interval = 0; }
 );
 routes = (
-  { name = "in"; from = "carrier"; match = "$re_in"; to = "cucm"; rewrite = "$rw_in"; },
+  { name = "in"; from = "carrier"; match = "$re_in"; to = "cucm"; rewrite = "$rw_in"; $route_in_extra },
   { name = "out"; from = "cucm"; match = "$re_out"; to = "carrier"; rewrite = ""; }
 );
 EOF

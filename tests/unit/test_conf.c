@@ -297,6 +297,15 @@ static void test_conf_bad_regex(void **state)
 	             "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^(1)(2)$\";\n"
 	             "  to = \"ai\"; rewrite = \"\\\\3\"; } );\n",
 	             3, "routes.[0].rewrite: \\3 refers to a group that match does not have (2)");
+	expect_error(CARRIER "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^1\";\n"
+	                     "  to = \"ai\"; record = true;\n"
+	                     "  record_notice = \"/nonexistent/notice.wav\"; } );\n",
+	             4,
+	             "routes.[0].record_notice: cannot read \"/nonexistent/notice.wav\": No such "
+	             "file or directory");
+	expect_error(CARRIER "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^1\";\n"
+	                     "  to = \"ai\"; record = \"yes\"; } );\n",
+	             3, "routes.[0].record:");
 }
 
 static void test_conf_route_unknown_trunk(void **state)

@@ -1,0 +1,208 @@
+/* Call recording by route: the consent notice prompts, starting a recording on answer,
+ * and handing finished files on (spool/recordings.jsonl) to whoever uploads them. */
+#include "b2bua/b2bua_int.h"
+
+#include "conf/conf.h"
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/metric.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The notices of the running configuration, loaded (and converted) once per load. */
+struct notice {
+	char *path;
+	struct media_prompt *prompt;
+};
+
+/* Recordings started and not yet closed by the writer thread: the call may be gone by
+ * the time the file is, so what the hand-off line needs is kept here. */
+struct pending_rec {
+	struct pending_rec *next;
+	uint64_t owner;
+	char call_id[96];
+	char path[512];
+};
+
+static struct {
+	struct notice *notices;
+	size_t n_notices;
+	struct pending_rec *pending;
+} rec;
+
+static void notices_free(struct notice *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		media_prompt_unref(v[i].prompt);
+		mem_free(v[i].path);
+	}
+	mem_free(v);
+}
+
+int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
+{
+	struct notice *v = mem_zalloc(sizeof(*v) * (c->n_routes + 1));
+	size_t n = 0;
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_routes; i++) {
+		const char *path = c->routes[i].record_notice;
+		if (!path || !path[0])
+			continue;
+		int dup = 0;
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = strcmp(v[j].path, path) == 0;
+		if (dup)
+			continue;
+		char why[384];
+		int rc = media_prompt_load(path, &v[n].prompt, why, sizeof(why));
+		if (rc) {
+			snprintf(err, errlen, "routes.[%zu].record_notice: %s", i, why);
+			notices_free(v, n);
+			return rc;
+		}
+		v[n].path = mem_strdup(path);
+		if (!v[n].path) {
+			media_prompt_unref(v[n].prompt);
+			notices_free(v, n);
+			return -ENOMEM;
+		}
+		n++;
+	}
+	notices_free(rec.notices, rec.n_notices);
+	rec.notices = v;
+	rec.n_notices = n;
+	return 0;
+}
+
+void b2b_record_close(void)
+{
+	notices_free(rec.notices, rec.n_notices);
+	rec.notices = NULL;
+	rec.n_notices = 0;
+	while (rec.pending) {
+		struct pending_rec *p = rec.pending;
+		rec.pending = p->next;
+		mem_free(p);
+	}
+}
+
+static struct media_prompt *notice_find(const char *path)
+{
+	for (size_t i = 0; i < rec.n_notices; i++)
+		if (strcmp(rec.notices[i].path, path) == 0)
+			return rec.notices[i].prompt;
+	return NULL;
+}
+
+/* A Call-ID as a file name: letters, digits, '-', '_' and '.' kept, the rest '_'. */
+static void file_safe(const char *in, char *out, size_t cap)
+{
+	size_t i = 0;
+	for (; in[i] && i + 1 < cap && i < 64; i++) {
+		char ch = in[i];
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		         (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || (ch == '.' && i);
+		out[i] = ok ? ch : '_';
+	}
+	out[i] = '\0';
+}
+
+void b2b_call_record_start(struct b2b_call *call)
+{
+	const struct conf_route *r = call->route_cfg;
+	if (!r || !r->record || !call->a.ms || call->recording[0])
+		return;
+	char dir[400], name[80];
+	snprintf(dir, sizeof(dir), "%s/recordings", call->conf->spool.dir);
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		log_err("rec", "cannot create %s: %s", dir, strerror(errno));
+		return;
+	}
+	file_safe(call->id, name, sizeof(name));
+	struct pending_rec *p = mem_zalloc(sizeof(*p));
+	if (!p)
+		return;
+	snprintf(p->path, sizeof(p->path), "%s/%s-%llu.wav", dir, name,
+	         (unsigned long long)clock_wall_ms());
+	int rc = media_session_record(call->a.ms, p->path);
+	if (rc) {
+		log_err("rec", "cannot record to %s: %s", p->path, strerror(-rc));
+		metric_inc(metric_get(METRIC_COUNTER, "vacs_recordings_failed_total",
+		                      "Recordings that could not start or be written"));
+		mem_free(p);
+		return;
+	}
+	p->owner = call->a.id;
+	snprintf(p->call_id, sizeof(p->call_id), "%s", call->id);
+	p->next = rec.pending;
+	rec.pending = p;
+	snprintf(call->recording, sizeof(call->recording), "%s", p->path);
+	log_info("rec", "recording to %s", p->path);
+	if (r->record_notice && r->record_notice[0]) {
+		struct media_prompt *np = notice_find(r->record_notice);
+		if (!np) {
+			log_warn("rec", "notice %s is not loaded (configuration reloaded since?)",
+			         r->record_notice);
+			return;
+		}
+		/* Both parties hear that the call is recorded; their audio resumes after. */
+		media_session_play(call->a.ms, np, 0, 0);
+		if (call->b.ms)
+			media_session_play(call->b.ms, np, 0, 0);
+	}
+}
+
+int b2b_record_event(const struct media_event *ev)
+{
+	struct pending_rec **pp = &rec.pending;
+	while (*pp && (*pp)->owner != ev->owner)
+		pp = &(*pp)->next;
+	struct pending_rec *p = *pp;
+	if (!p)
+		return 0;
+	*pp = p->next;
+	if (ev->result) {
+		log_set_call(p->call_id);
+		log_err("rec", "recording %s failed: %s (%llu bytes kept)", p->path,
+		        strerror(-ev->result), (unsigned long long)ev->bytes);
+		log_set_call(NULL);
+		metric_inc(metric_get(METRIC_COUNTER, "vacs_recordings_failed_total",
+		                      "Recordings that could not start or be written"));
+	} else {
+		metric_inc(metric_get(METRIC_COUNTER, "vacs_recordings_total",
+		                      "Recordings closed and synced"));
+	}
+	/* One line per closed file: what the uploader (the data layer) picks up. */
+	json_t *o = json_object();
+	char ts[40];
+	clock_format_iso(clock_wall_ms(), ts, sizeof(ts));
+	json_object_set_new(o, "call_id", json_string(p->call_id));
+	json_object_set_new(o, "path", json_string(p->path));
+	json_object_set_new(o, "result", json_integer(ev->result));
+	json_object_set_new(o, "bytes", json_integer((json_int_t)ev->bytes));
+	json_object_set_new(o, "closed", json_string(ts));
+	char *line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/recordings.jsonl", b2b_g.conf->spool.dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0 || !line || dprintf(fd, "%s\n", line) < 0)
+		log_err("rec", "cannot append to %s: %s", path, strerror(errno));
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(line);
+	mem_free(p);
+	return 1;
+}

@@ -163,6 +163,9 @@ struct b2b_call {
 	const char *route;
 	const struct conf_route *route_cfg; /* in conf */
 	char recording[512];                /* the WAV being written ("" = none) */
+	int amd_verdict;                    /* enum media_amd_verdict, 0 = none (yet) */
+	unsigned amd_ms;
+	const char *amd_why; /* static text from media/ */
 	int privacy_id;
 	char *diversion; /* Diversion header values to pass on (mem_) */
 	char end_reason[96];

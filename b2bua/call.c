@@ -43,6 +43,18 @@ static void call_set_end(struct b2b_call *call, char side, int code, const char 
 
 /* ---- media glue ---- */
 
+static const char *amd_name(int verdict)
+{
+	switch (verdict) {
+	case MEDIA_AMD_HUMAN:
+		return "human";
+	case MEDIA_AMD_MACHINE:
+		return "machine";
+	default:
+		return "unsure";
+	}
+}
+
 static uint8_t remote_pt_of(const struct b2b_sdp *sdp, enum media_codec c)
 {
 	for (unsigned i = 0; i < sdp->n_codecs; i++) {
@@ -494,6 +506,15 @@ static void write_cdr(struct b2b_call *c)
 	json_object_set_new(o, "dtmf_digits", json_integer(c->dtmf_digits));
 	json_object_set_new(o, "recording",
 	                    c->recording[0] ? json_string(c->recording) : json_null());
+	if (c->amd_verdict) {
+		json_t *amd = json_object();
+		json_object_set_new(amd, "verdict", json_string(amd_name(c->amd_verdict)));
+		json_object_set_new(amd, "ms", json_integer(c->amd_ms));
+		json_object_set_new(amd, "reason", json_string(c->amd_why ? c->amd_why : ""));
+		json_object_set_new(o, "amd", amd);
+	} else {
+		json_object_set_new(o, "amd", json_null());
+	}
 	json_t *legs = json_array();
 	cdr_leg(legs, &c->a);
 	if (c->b.trunk)
@@ -860,6 +881,9 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	media_session_tone(a->ms, MEDIA_TONE_NONE);
 	media_session_bridge(a->ms, b->ms);
 	b2b_call_record_start(call);
+	/* Who answered, a person or a machine: from the called party's first seconds. */
+	if (call->route_cfg && call->route_cfg->amd && b->ms)
+		media_session_amd(b->ms);
 	const struct conf_trunk *t = a->trunk;
 	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a),
 	            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
@@ -1445,6 +1469,14 @@ void b2b_call_media_events(void)
 				metric_inc(metric_get(METRIC_COUNTER, "vacs_media_timeouts_total",
 				                      "Calls released for lack of RTP"));
 				b2b_call_hangup(leg->call, 408, "RTP timeout");
+			} else if (ev[i].type == MEDIA_EV_AMD) {
+				struct b2b_call *ac = leg->call;
+				ac->amd_verdict = ev[i].result;
+				ac->amd_ms = ev[i].ms;
+				ac->amd_why = ev[i].why;
+				log_info("call", "AMD: leg %c is %s after %u ms (%s)", leg->side,
+				         amd_name(ev[i].result), ev[i].ms,
+				         ev[i].why ? ev[i].why : "");
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
 				leg->call->dtmf_digits++;
 				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,

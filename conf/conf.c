@@ -1085,6 +1085,7 @@ static const struct key route_keys[] = {
     {.name = "rewrite", .type = KT_STR, .off = RT(rewrite)},
     {.name = "record", .type = KT_BOOL, .off = RT(record)},
     {.name = "record_notice", .type = KT_STR, .off = RT(record_notice), .check = chk_readable},
+    {.name = "amd", .type = KT_BOOL, .off = RT(amd)},
     {.type = KT_END},
 };
 #undef RT

@@ -93,6 +93,7 @@ struct conf_route {
 	char *rewrite;       /* replacement with \1..\9 for the called number ("" = unchanged) */
 	int record;          /* record answered calls (stereo WAV in spool/recordings) */
 	char *record_notice; /* WAV played to both parties when recording starts ("" = none) */
+	int amd;             /* answering-machine detection on the called party's audio */
 	const struct conf_trunk *to_trunk; /* resolved at load */
 	void *regex;                       /* compiled match (regex_t), private */
 	void *caller_regex;

@@ -123,6 +123,9 @@ enum media_playout_res media_playout_read(struct media_playout *p, uint8_t *fram
                                           struct media_playout_mark_ev *marks, unsigned max_marks,
                                           unsigned *n_marks);
 /* Counters; any thread. */
+/* Audio written and not yet played (nor flushed), in ms, from the positions: up to date
+ * for the producer, unlike depth_ms which the consumer sets at each read. Any thread. */
+unsigned media_playout_queued_ms(const struct media_playout *p);
 void media_playout_stats(const struct media_playout *p, struct media_playout_stats *st);
 
 /* ---- media_jbuf: inbound RTP jitter buffer of a caller leg (media/jbuf.c) ----

@@ -51,9 +51,11 @@ const char *media_ai_format_name(enum media_ai_format f)
 
 /* Upstream ring depth: 16 frames = 320 ms before the AI thread is considered behind. */
 #define AI_UP_FRAMES 16u
-/* Downstream playout bound: a long answer sent faster than real time fits (TTS sends a
- * sentence or two ahead). The ring is this plus 25 %: about 600 KB per call at 16 kHz. */
-#define AI_DOWN_BOUND_MS 15000u
+/* Downstream playout bound. The ring is this plus 25 %: 20 KB per call for mu-law, 80 KB
+ * for 16 kHz PCM. VAPI streams at about real time in bursts of ~100 ms; an AI thread that
+ * is sent more than this ahead stops reading its socket (TCP flow control) while
+ * media_ai_queued_ms() is high, rather than the buffer growing or dropping speech. */
+#define AI_DOWN_BOUND_MS 2000u
 
 int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, media_ai_notify_cb cb,
                          void *arg)
@@ -114,6 +116,11 @@ int media_ai_write(struct media_ai_port *p, const uint8_t *data, size_t len)
 	return media_playout_write(p->down, data, len, clock_now_us());
 }
 
+unsigned media_ai_queued_ms(const struct media_ai_port *p)
+{
+	return media_playout_queued_ms(p->down);
+}
+
 void media_ai_flush(struct media_ai_port *p)
 {
 	media_playout_flush(p->down);
@@ -144,7 +151,9 @@ void media_ai_stats(const struct media_ai_port *p, struct media_ai_stats *out)
 
 /* ---- the leg's codec part ---- */
 
-#define JB_SLOTS 32u
+/* Jitter buffer: 16 packets (320 ms at 20 ms) of up to three frames each (Opus: 1000 B,
+ * far above what 20 ms at VoIP bit rates takes); about 8 KB for G.711. */
+#define JB_SLOTS 16u
 
 static unsigned alt_rate(unsigned rate)
 {
@@ -182,7 +191,7 @@ int media_dsp_codec_create(struct media_dsp_codec **out, enum media_codec c)
 	struct media_jbuf_opts jo;
 	memset(&jo, 0, sizeof(jo));
 	jo.slots = JB_SLOTS;
-	jo.max_payload = MEDIA_CODED_FRAME_MAX;
+	jo.max_payload = d->frame_bytes ? 3u * d->frame_bytes : 1000u;
 	if (!err)
 		err = media_jbuf_create(&k->jb, d->rtp_clock, &jo);
 	k->codec = c;

@@ -236,6 +236,9 @@ int media_ai_read(struct media_ai_port *p, uint8_t *frame);
 /* Queues downstream audio of any length for playout (copied). 0, or -ENOBUFS when the
  * worker has stalled and the ring is full: what did not fit is dropped and counted. */
 int media_ai_write(struct media_ai_port *p, const uint8_t *data, size_t len);
+/* Audio queued toward the caller, in ms (at most 2000: more is dropped, oldest first).
+ * An AI thread pauses reading its socket while this is high (say over 1500). */
+unsigned media_ai_queued_ms(const struct media_ai_port *p);
 /* Barge-in: drops everything queued toward the caller; the next frame out is silence.
  * Takes effect at the worker's next tick. */
 void media_ai_flush(struct media_ai_port *p);

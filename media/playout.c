@@ -556,6 +556,17 @@ enum media_playout_res media_playout_read(struct media_playout *p, uint8_t *fram
 	return res;
 }
 
+unsigned media_playout_queued_ms(const struct media_playout *cp)
+{
+	struct media_playout *p = (struct media_playout *)cp; /* atomic loads only */
+	uint64_t w = atomic_load_explicit(&p->wpos, memory_order_relaxed);
+	uint64_t r = atomic_load_explicit(&p->rpos, memory_order_relaxed);
+	uint64_t f = atomic_load_explicit(&p->flush_pos, memory_order_relaxed);
+	if (f > r)
+		r = f; /* a flush not applied yet: that audio will never play */
+	return w > r ? (unsigned)((w - r) / p->bytes_per_ms) : 0u;
+}
+
 void media_playout_stats(const struct media_playout *cp, struct media_playout_stats *st)
 {
 	struct media_playout *p = (struct media_playout *)cp; /* atomic loads only */

@@ -11,7 +11,10 @@
  * playout buffer), and the tx tick (playout, resampling, encode). One leg per codec, in
  * the AI format VACS picks for it (PCMU -> mulaw pass-through, others -> 16 kHz PCM).
  * Thread CPU clock, N ticks (default 3000) per run after 50 of warm-up, median of R runs
- * (default 9), in microseconds; ai_calls_per_core = 1e6 / (50 x tick us).
+ * (default 9), in microseconds; ai_calls_per_core = 1e6 / (50 x tick us). heap_bytes:
+ * what the leg's processing state holds on the heap (mallinfo2 before and after creating
+ * it: our blocks and the libraries' alike; the media session slot itself is preallocated
+ * per worker and not counted).
  * Links build/libvacs.a (make first). Exit: 0, 1 on setup errors, 2 on usage.
  */
 #include "core/mem.h"
@@ -20,6 +23,7 @@
 #include "media/media.h"
 #include "media/media_int.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,14 +57,19 @@ static const struct leg legs[] = {
     {"opus_pcm16k", MEDIA_CODEC_OPUS},
 };
 
-/* Median µs per tick of one leg; negative on setup errors. */
-static double run_leg(enum media_codec c, unsigned frames, unsigned runs)
+/* Median µs per tick of one leg; negative on setup errors. *heap = bytes the leg's
+ * processing state holds on the heap (codec part and AI port, libraries' included). */
+static double run_leg(enum media_codec c, unsigned frames, unsigned runs, size_t *heap)
 {
+	struct mallinfo2 m0 = mallinfo2();
 	struct media_dsp *d = mem_zalloc(sizeof(*d));
 	struct media_coder *enc = NULL;
 	enum media_ai_format f = media_ai_format_for(c);
-	if (!d || media_dsp_codec_create(&d->k, c) || media_ai_port_create(&d->ai, f, NULL, NULL) ||
-	    media_coder_create(&enc, c, NULL)) {
+	int bad =
+	    !d || media_dsp_codec_create(&d->k, c) || media_ai_port_create(&d->ai, f, NULL, NULL);
+	struct mallinfo2 m1 = mallinfo2();
+	*heap = m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd;
+	if (bad || media_coder_create(&enc, c, NULL)) {
 		media_dsp_destroy(d);
 		media_coder_destroy(enc);
 		return -1;
@@ -147,23 +156,26 @@ int main(int argc, char **argv)
 	FILE *jf = json ? fopen(json, "w") : NULL;
 	if (json && !jf)
 		return 1;
-	printf("%-14s %-58s %10s %14s\n", "leg", "one AI call, one 20 ms tick both ways", "us/tick",
-	       "calls/core");
+	printf("%-14s %-58s %10s %11s %9s\n", "leg", "one AI call, one 20 ms tick both ways",
+	       "us/tick", "calls/core", "heap B");
 	if (jf)
 		fprintf(jf, "{");
 	for (size_t i = 0; i < sizeof(legs) / sizeof(legs[0]); i++) {
-		double us = run_leg(legs[i].codec, frames, runs);
+		size_t heap = 0;
+		double us = run_leg(legs[i].codec, frames, runs, &heap);
 		if (us < 0) {
 			fprintf(stderr, "dspbench: setup of %s failed\n", legs[i].name);
 			return 1;
 		}
-		printf("%-14s %-58s %10.2f %14.0f\n", legs[i].name,
+		printf("%-14s %-58s %10.2f %11.0f %9zu\n", legs[i].name,
 		       "jbuf+decode+DTMF det+resample+ring / playout+resample+encode", us,
-		       1e6 / (50.0 * us));
+		       1e6 / (50.0 * us), heap);
 		if (jf)
 			fprintf(jf,
-			        "%s\"dsp_%s_tick_us\": %.3f, \"dsp_%s_ai_calls_per_core\": %.0f",
-			        i ? ", " : "", legs[i].name, us, legs[i].name, 1e6 / (50.0 * us));
+			        "%s\"dsp_%s_tick_us\": %.3f, \"dsp_%s_ai_calls_per_core\": %.0f, "
+			        "\"dsp_%s_heap_bytes\": %zu",
+			        i ? ", " : "", legs[i].name, us, legs[i].name, 1e6 / (50.0 * us),
+			        legs[i].name, heap);
 	}
 	if (jf) {
 		fprintf(jf, "}\n");

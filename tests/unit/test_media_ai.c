@@ -364,6 +364,7 @@ static void test_media_ai_flush_and_marks(void **state)
 	sine(pcm, 16000, 1000.0, 8000.0, 8000.0, &ph);
 	media_g711_encode(MEDIA_CODEC_PCMU, pcm, tone, sizeof(tone));
 	assert_int_equal(media_ai_write(port, tone, sizeof(tone)), 0); /* 2 s */
+	assert_true(media_ai_queued_ms(port) >= 1900 && media_ai_queued_ms(port) <= 2000);
 	assert_int_equal(media_ai_mark(port, 7), 0);
 	/* Let it play 300 ms. */
 	phone_recv(&caller, -1, 300);
@@ -372,6 +373,7 @@ static void test_media_ai_flush_and_marks(void **state)
 	size_t before = caller.n_got;
 	assert_true(before >= 160 * 5);
 	media_ai_flush(port);
+	assert_int_equal(media_ai_queued_ms(port), 0); /* for flow control: gone at once */
 	/* Within two packets (one tick, plus one frame possibly in flight) it is silent. */
 	sleep_ms(200);
 	phone_recv(&caller, -1, 0);

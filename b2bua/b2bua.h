@@ -5,8 +5,9 @@
 struct conf;
 
 /* Starts the SIP stack on the calling thread (the sip thread) with the given
- * configuration (a reference is taken). 0 or -errno. */
-int b2b_init(struct conf *cfg);
+ * configuration (a reference is taken); `vapi_up`: vapi_init succeeded, routes to "ai"
+ * create VAPI calls (else they answer 503). 0 or -errno. */
+int b2b_init(struct conf *cfg, int vapi_up);
 /* Runs the sip thread's loop until b2b_stop(). */
 int b2b_run(void);
 /* Asks the loop to stop: drain (no new calls, 503 to OPTIONS), unregister, shut down.

@@ -3,6 +3,7 @@
 #define VACS_B2BUA_INT_H
 
 #include "media/media.h"
+#include "vapi/vapi.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -163,7 +164,14 @@ struct b2b_call {
 	const char *route;
 	const struct conf_route *route_cfg; /* in conf */
 	char recording[512];                /* the WAV being written ("" = none) */
-	int amd_verdict;                    /* enum media_amd_verdict, 0 = none (yet) */
+	/* The AI leg (route to "ai"): the VAPI call, its audio format, what VAPI said. */
+	struct vapi_call *ai;
+	su_timer_t *ai_timer; /* create + connect deadline */
+	enum media_ai_format ai_format;
+	char ai_id[64];       /* VAPI call id */
+	char ai_end[96];      /* VAPI's endedReason, or why the AI leg failed */
+	unsigned transcripts; /* final transcript lines seen */
+	int amd_verdict;      /* enum media_amd_verdict, 0 = none (yet) */
 	unsigned amd_ms;
 	const char *amd_why; /* static text from media/ */
 	int privacy_id;
@@ -217,6 +225,8 @@ struct b2b_global {
 	size_t n_trunks;
 	int cdr_fd;
 	char our_host[64];
+	int vapi_up; /* VAPI calls can be made */
+	su_wait_t vapi_wait[1];
 };
 extern struct b2b_global b2b_g;
 
@@ -225,6 +235,8 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip);
 void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
                     const sip_t *sip, tagi_t tags[]);
 void b2b_call_media_events(void);
+/* VAPI events (the AI legs' lifecycle, transcripts, tool calls). */
+void b2b_call_vapi_events(void);
 /* Ends a call from our side (timeout, drain): BYE/CANCEL/final answer as each leg needs. */
 void b2b_call_hangup(struct b2b_call *call, int cause, const char *text);
 void b2b_calls_hangup_all(const char *why);

@@ -43,6 +43,9 @@ static void call_set_end(struct b2b_call *call, char side, int code, const char 
 
 /* ---- media glue ---- */
 
+static void ai_start(struct b2b_call *call);
+static void ai_drop(struct b2b_call *call);
+
 static const char *amd_name(int verdict)
 {
 	switch (verdict) {
@@ -506,6 +509,16 @@ static void write_cdr(struct b2b_call *c)
 	json_object_set_new(o, "dtmf_digits", json_integer(c->dtmf_digits));
 	json_object_set_new(o, "recording",
 	                    c->recording[0] ? json_string(c->recording) : json_null());
+	if (c->ai_id[0] || c->ai_end[0]) {
+		json_t *ai = json_object();
+		json_object_set_new(ai, "vapi_call_id", json_string(c->ai_id));
+		json_object_set_new(ai, "format", json_string(media_ai_format_name(c->ai_format)));
+		json_object_set_new(ai, "ended_reason", json_string(c->ai_end));
+		json_object_set_new(ai, "transcripts", json_integer(c->transcripts));
+		json_object_set_new(o, "ai", ai);
+	} else {
+		json_object_set_new(o, "ai", json_null());
+	}
 	if (c->amd_verdict) {
 		json_t *amd = json_object();
 		json_object_set_new(amd, "verdict", json_string(amd_name(c->amd_verdict)));
@@ -558,6 +571,7 @@ static void call_finish(struct b2b_call *call)
 	call->end_ms = clock_wall_ms();
 	if (!call->end_reason[0])
 		call_set_end(call, 'n', 0, "ended");
+	ai_drop(call);
 	write_cdr(call);
 	log_info("call", "ended: %s (code %d, side %c), %llu ms talk", call->end_reason,
 	         call->sip_code, call->hangup_side ? call->hangup_side : 'n',
@@ -1396,7 +1410,10 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	if (!route) {
 		code = 404, phrase = "No Route", reason = "no_route";
 	} else if (route->target_type == CONF_ROUTE_AI || !route->to_trunk) {
-		code = 503, phrase = "AI Leg Not Available", reason = "no_ai";
+		if (!b2b_g.vapi_up)
+			code = 503, phrase = "AI Leg Not Available", reason = "no_ai";
+		else if (pr > 0) /* the AI's audio format follows the caller's codec */
+			code = 488, phrase = "Not Acceptable Here", reason = "ai_delayed_offer";
 	}
 	if (!code) {
 		call->route = route->name;
@@ -1405,7 +1422,8 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		if (pr == 0) {
 			int rc = leg_accept_offer(&call->a, &offer, MEDIA_CODEC_NONE);
 			/* Prefer a codec the far trunk takes too (no conversion needed). */
-			if (rc == 0 && !trunk_allows_codec(call->b.trunk, call->a.codec)) {
+			if (rc == 0 && call->b.trunk &&
+			    !trunk_allows_codec(call->b.trunk, call->a.codec)) {
 				for (unsigned i = 0; i < offer.n_codecs; i++) {
 					enum media_codec c = b2b_sdp_codec_of(&offer.codecs[i]);
 					if (c != MEDIA_CODEC_NONE &&
@@ -1422,7 +1440,9 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 				code = 488, phrase = "Not Acceptable Here", reason = "srtp_policy";
 		}
 	}
-	if (!code && (leg_media_create(&call->a, NULL) || leg_media_create(&call->b, call->a.ms)))
+	int to_ai = route && !route->to_trunk;
+	if (!code && (leg_media_create(&call->a, NULL) ||
+	              (!to_ai && leg_media_create(&call->b, call->a.ms))))
 		code = 503, phrase = "No Media Ports", reason = "media_ports";
 	if (code) {
 		b2b_count_reject(reason);
@@ -1434,6 +1454,12 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	}
 	if (call->a.have_remote)
 		leg_media_apply(&call->a, 0);
+	if (to_ai) {
+		/* The caller hears ringing until the assistant's socket is up, then 200. */
+		nua_respond(nh, SIP_180_RINGING, LEG_CONTACT(&call->a), TAG_END());
+		ai_start(call);
+		return;
+	}
 	call->n_nodes = b2b_trunk_node_order(call->b.trunk, call->node_order, 16);
 	if (!call->n_nodes) {
 		b_fail_over_or_fail(call, 503, "No Trunk Nodes");
@@ -1479,10 +1505,225 @@ void b2b_call_media_events(void)
 				         ev[i].why ? ev[i].why : "");
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
 				leg->call->dtmf_digits++;
+				if (leg->call->ai && leg->side == 'a') {
+					/* The socket has no DTMF channel (reference/vapi.md §1.4).
+					 */
+					char text[96];
+					snprintf(
+					    text, sizeof(text),
+					    "The caller pressed the %c key on the phone keypad.",
+					    ev[i].digit);
+					vapi_call_add_message(leg->call->ai, "user", text, 1);
+				}
 				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,
 				         ev[i].duration_ms, leg->side);
 			}
 			log_set_call(NULL);
+		}
+	}
+}
+
+/* ---- the AI leg (VAPI) ---- */
+
+static void ai_drop(struct b2b_call *call)
+{
+	timer_drop(&call->ai_timer);
+	if (call->ai) {
+		vapi_call_end(call->ai); /* end-call on the socket, then close */
+		call->ai = NULL;
+	}
+}
+
+/* The AI leg could not be set up or broke: the caller gets 503 before the answer, a BYE
+ * after it; never dead air. */
+static void ai_fail(struct b2b_call *call, int status, const char *text)
+{
+	struct b2b_leg *a = &call->a;
+	log_warn("call", "AI leg failed%s%.0d: %s", status ? " with HTTP " : "", status, text);
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_failures_total",
+	                      "AI legs that could not be set up or broke"));
+	snprintf(call->ai_end, sizeof(call->ai_end), "%s", text);
+	ai_drop(call);
+	char reason[160];
+	snprintf(reason, sizeof(reason), "Q.850;cause=41;text=\"AI leg failed\"");
+	if (a->nh && (a->state == LEG_CALLING || a->state == LEG_EARLY)) {
+		call_set_end(call, 'n', 503, "AI leg not available");
+		nua_respond(a->nh, 503, "AI Leg Not Available", LEG_CONTACT(a),
+		            SIPTAG_REASON_STR(reason), SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
+		a->state = LEG_ENDING;
+	} else {
+		call_set_end(call, 'n', 503, "AI leg failed");
+		leg_bye(a, reason);
+		maybe_finish(call);
+	}
+}
+
+static void on_ai_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
+{
+	(void)magic;
+	(void)t;
+	struct b2b_call *call = (struct b2b_call *)arg;
+	timer_drop(&call->ai_timer);
+	log_set_call(call->id);
+	ai_fail(call, 0, "connect timeout");
+	log_set_call(NULL);
+}
+
+static void ai_start(struct b2b_call *call)
+{
+	const struct conf *cfg = call->conf;
+	const struct conf_route *r = call->route_cfg;
+	const char *assistant =
+	    r->assistant && r->assistant[0] ? r->assistant : cfg->vapi.assistant_id;
+	if (!assistant || !assistant[0]) {
+		ai_fail(call, 0,
+		        "no assistant configured (vapi.assistant_id or the route's assistant)");
+		return;
+	}
+	/* The lead's context for the assistant's prompt ({{caller}}, {{called}}, ...). */
+	json_t *vars = json_object();
+	json_object_set_new(vars, "caller", json_string(call->caller_e164));
+	json_object_set_new(vars, "called", json_string(call->called_e164));
+	json_object_set_new(vars, "callerName", json_string(call->caller_display));
+	json_object_set_new(vars, "callId", json_string(call->id));
+	char *vj = json_dumps(vars, JSON_COMPACT);
+	json_decref(vars);
+	struct vapi_call_params p;
+	memset(&p, 0, sizeof(p));
+	p.owner = call->a.id;
+	p.name = call->id;
+	p.assistant_id = assistant;
+	p.variables_json = vj;
+	p.max_duration_s = cfg->vapi.max_duration_s;
+	p.format = media_ai_format_for(call->a.codec);
+	call->ai_format = p.format;
+	int rc = vj ? vapi_call_create(&p, &call->ai) : -ENOMEM;
+	free(vj);
+	if (rc) {
+		ai_fail(call, 0, strerror(-rc));
+		return;
+	}
+	/* REST and WebSocket each have connect_timeout; a second more for both. */
+	call->ai_timer =
+	    su_timer_create(su_root_task(b2b_g.root), 2 * cfg->vapi.connect_timeout_ms);
+	if (call->ai_timer)
+		su_timer_set(call->ai_timer, on_ai_timeout, (su_timer_arg_t *)call);
+	log_info("call", "AI leg: creating the VAPI call (assistant %s, %s)", assistant,
+	         media_ai_format_name(p.format));
+}
+
+static void ai_connected(struct b2b_call *call, const char *id)
+{
+	struct b2b_leg *a = &call->a;
+	timer_drop(&call->ai_timer);
+	snprintf(call->ai_id, sizeof(call->ai_id), "%s", id ? id : "");
+	if (!a->nh || (a->state != LEG_CALLING && a->state != LEG_EARLY)) {
+		ai_drop(call);
+		return;
+	}
+	struct media_ai_port *port = NULL;
+	int rc = media_ai_attach(a->ms, call->ai_format, vapi_ai_notify, NULL, &port);
+	if (!rc) {
+		rc = vapi_call_connect(call->ai, port);
+		if (rc)
+			media_ai_port_release(port);
+	}
+	if (rc) {
+		ai_fail(call, 0, "cannot connect the media to the AI leg");
+		return;
+	}
+	char *sdp = leg_make_answer(a);
+	const struct conf_trunk *t = a->trunk;
+	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a),
+	            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+	            TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
+	            TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
+	            TAG_IF(t->session_expires_s, NUTAG_MIN_SE(t->min_se_s)), TAG_END());
+	mem_free(sdp);
+	a->state = LEG_ANSWERED;
+	a->final_status = 200;
+	call->answer_ms = clock_wall_ms();
+	call->sip_code = 200;
+	leg_media_apply(a, 1);
+	b2b_call_record_start(call);
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
+	log_info("call", "AI leg up (VAPI call %s): answered after %llu ms", call->ai_id,
+	         (unsigned long long)(call->answer_ms - call->start_ms));
+}
+
+/* VAPI ended the call (status ended, the socket closed): the caller gets a BYE with the
+ * reason. */
+static void ai_ended(struct b2b_call *call, const char *why)
+{
+	struct b2b_leg *a = &call->a;
+	snprintf(call->ai_end, sizeof(call->ai_end), "%s", why ? why : "ended");
+	if (a->state != LEG_ANSWERED && a->state != LEG_UP) {
+		ai_fail(call, 0, call->ai_end);
+		return;
+	}
+	ai_drop(call);
+	char reason[160];
+	snprintf(reason, sizeof(reason), "Q.850;cause=16;text=\"%s\"", call->ai_end);
+	call_set_end(call, 'b', 200, call->ai_end);
+	leg_bye(a, reason);
+	maybe_finish(call);
+}
+
+static void ai_tool_call(struct b2b_call *call, const struct vapi_event *ev)
+{
+	const char *name = ev->text ? ev->text : "";
+	log_info("call", "assistant tool call %s (%s): %s", name, ev->id ? ev->id : "-",
+	         ev->text2 ? ev->text2 : "{}");
+	if (strcmp(name, "end_call") == 0) {
+		ai_ended(call, "assistant-ended-call");
+		return;
+	}
+	/* transfer_to_agent is the warm-transfer issue; others are reported only. */
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_tool_calls_total{handled=\"no\"}",
+	                      "In-band tool calls from the assistant"));
+}
+
+void b2b_call_vapi_events(void)
+{
+	struct vapi_event ev[16];
+	unsigned n;
+	while ((n = vapi_events_poll(ev, 16)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			struct b2b_call *call = b2b_g.calls;
+			while (call && !(call->ai && call->a.id == ev[i].owner))
+				call = call->next;
+			if (!call) {
+				vapi_event_free(&ev[i]);
+				continue;
+			}
+			log_set_call(call->id);
+			switch (ev[i].type) {
+			case VAPI_EV_CONNECTED:
+				ai_connected(call, ev[i].id);
+				break;
+			case VAPI_EV_FAILED:
+				ai_fail(call, ev[i].status, ev[i].text ? ev[i].text : "failed");
+				break;
+			case VAPI_EV_ENDED:
+				ai_ended(call, ev[i].text);
+				break;
+			case VAPI_EV_TRANSCRIPT:
+				call->transcripts++;
+				log_info("call", "transcript %s: %s", ev[i].text ? ev[i].text : "?",
+				         ev[i].text2 ? ev[i].text2 : "");
+				break;
+			case VAPI_EV_TOOL_CALL:
+				ai_tool_call(call, &ev[i]);
+				break;
+			case VAPI_EV_STATUS:
+				log_debug("call", "AI status %s", ev[i].text ? ev[i].text : "?");
+				break;
+			case VAPI_EV_SPEECH:
+			case VAPI_EV_INTERRUPTED:
+				break;
+			}
+			log_set_call(NULL);
+			vapi_event_free(&ev[i]);
 		}
 	}
 }

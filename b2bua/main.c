@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/metric.h"
 #include "media/media.h"
+#include "vapi/vapi.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -127,11 +128,28 @@ int main(int argc, char **argv)
 		log_err("main", "media: %s", strerror(-rc));
 		goto out_conf;
 	}
+	int vapi_up = 0;
+	if (cfg->vapi.api_key && cfg->vapi.api_key[0]) {
+		struct vapi_config vc = {
+		    .api_url = cfg->vapi.api_url,
+		    .api_key = cfg->vapi.api_key,
+		    .user_agent = cfg->sip.user_agent,
+		    .connect_timeout_ms = cfg->vapi.connect_timeout_ms,
+		    .ca_file = cfg->vapi.ca_file && cfg->vapi.ca_file[0] ? cfg->vapi.ca_file : NULL,
+		};
+		if ((rc = vapi_init(&vc))) {
+			log_err("main", "vapi: %s", strerror(-rc));
+			goto out_media;
+		}
+		vapi_up = 1;
+	} else {
+		log_info("main", "vapi.key_env not set: routes to \"ai\" answer 503");
+	}
 	if ((rc = ctl_init(&cc))) {
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
-		goto out_media;
+		goto out_vapi;
 	}
-	if ((rc = b2b_init(cfg))) {
+	if ((rc = b2b_init(cfg, vapi_up))) {
 		log_err("main", "sip: %s", strerror(-rc));
 		b2b_close();
 		goto out_ctl;
@@ -142,6 +160,9 @@ int main(int argc, char **argv)
 	b2b_close();
 out_ctl:
 	ctl_close();
+out_vapi:
+	if (vapi_up)
+		vapi_close();
 out_media:
 	media_close();
 out_conf:

@@ -316,7 +316,16 @@ static int open_cdr(void)
 	return 0;
 }
 
-int b2b_init(struct conf *cfg)
+static int on_vapi(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
+{
+	(void)magic;
+	(void)w;
+	(void)arg;
+	b2b_call_vapi_events();
+	return 0;
+}
+
+int b2b_init(struct conf *cfg, int vapi_up)
 {
 	int rc = 0;
 	memset(&b2b_g, 0, sizeof(b2b_g));
@@ -389,6 +398,11 @@ int b2b_init(struct conf *cfg)
 	su_root_register(b2b_g.root, b2b_g.sig_wait, on_signal, NULL, 0);
 	su_wait_create(b2b_g.media_wait, media_event_fd(), SU_WAIT_IN);
 	su_root_register(b2b_g.root, b2b_g.media_wait, on_media, NULL, 0);
+	b2b_g.vapi_up = vapi_up;
+	if (vapi_up) {
+		su_wait_create(b2b_g.vapi_wait, vapi_event_fd(), SU_WAIT_IN);
+		su_root_register(b2b_g.root, b2b_g.vapi_wait, on_vapi, NULL, 0);
+	}
 
 	b2b_g.tick = su_timer_create(su_root_task(b2b_g.root), 200);
 	su_timer_set_for_ever(b2b_g.tick, on_tick, NULL);
@@ -418,6 +432,8 @@ void b2b_close(void)
 	if (b2b_g.root) {
 		su_root_unregister(b2b_g.root, b2b_g.sig_wait, on_signal, NULL);
 		su_root_unregister(b2b_g.root, b2b_g.media_wait, on_media, NULL);
+		if (b2b_g.vapi_up)
+			su_root_unregister(b2b_g.root, b2b_g.vapi_wait, on_vapi, NULL);
 		su_root_destroy(b2b_g.root);
 	}
 	mem_free(b2b_g.trunks);

@@ -333,6 +333,19 @@ static const char *chk_nonempty_header_text(const char *v)
 	return v[0] ? chk_header_text(v) : "must not be empty";
 }
 
+/* An http:// or https:// URL without a trailing slash. */
+static const char *chk_http_url(const char *v)
+{
+	if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+		return "must start with https:// (or http:// for a local test peer)";
+	size_t n = strlen(v);
+	if (n < 9 || v[n - 1] == '/')
+		return "must be a base URL without a trailing slash";
+	if (strpbrk(v, " \t\r\n\"<>"))
+		return "must not contain spaces, quotes or angle brackets";
+	return NULL;
+}
+
 /* A file the daemon can read ("" = none). Its content is checked when it is loaded. */
 static const char *chk_readable(const char *v)
 {
@@ -802,12 +815,11 @@ static void free_password(void *base)
 	t->auth.password = NULL;
 }
 
-/* password_env = "NAME": the secret is read from the environment, never from the file. */
-static void parse_password_env(struct ld *ld, const config_setting_t *s, void *base)
+/* KEY_env = "NAME": the secret is read from the environment, never from the file. */
+static void read_env_secret(struct ld *ld, const config_setting_t *s, char **dst)
 {
-	struct conf_trunk *t = base;
 	if (!s) {
-		set_str(ld, &t->auth.password, "");
+		set_str(ld, dst, "");
 		return;
 	}
 	const char *v = config_setting_get_string(s);
@@ -830,7 +842,13 @@ static void parse_password_env(struct ld *ld, const config_setting_t *s, void *b
 		ld_report(ld, s, NULL, "environment variable %s is empty", v);
 		return;
 	}
-	set_str(ld, &t->auth.password, secret);
+	set_str(ld, dst, secret);
+}
+
+static void parse_password_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf_trunk *t = base;
+	read_env_secret(ld, s, &t->auth.password);
 }
 
 static void reject_password(struct ld *ld, const config_setting_t *s, void *base)
@@ -1086,6 +1104,7 @@ static const struct key route_keys[] = {
     {.name = "record", .type = KT_BOOL, .off = RT(record)},
     {.name = "record_notice", .type = KT_STR, .off = RT(record_notice), .check = chk_readable},
     {.name = "amd", .type = KT_BOOL, .off = RT(amd)},
+    {.name = "assistant", .type = KT_STR, .off = RT(assistant), .check = chk_header_text},
     {.type = KT_END},
 };
 #undef RT
@@ -1320,12 +1339,63 @@ static const struct key spool_keys[] = {
     {.type = KT_END},
 };
 
+static void parse_vapi_key_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	read_env_secret(ld, s, &c->vapi.api_key);
+}
+
+static void free_vapi_key(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->vapi.api_key);
+	c->vapi.api_key = NULL;
+}
+
+static void reject_vapi_key(struct ld *ld, const config_setting_t *s, void *base)
+{
+	(void)base;
+	if (s)
+		ld_report(ld, s, NULL,
+		          "API keys are not allowed in the file: put it in an environment variable "
+		          "and name that variable with key_env");
+}
+
+static const struct key vapi_keys[] = {
+    {.name = "api_url",
+     .type = KT_STR,
+     .off = CF(vapi.api_url),
+     .check = chk_http_url,
+     .def_str = "https://api.vapi.ai"},
+    {.name = "key_env", .type = KT_FN, .fn = parse_vapi_key_env, .free = free_vapi_key},
+    {.name = "key", .type = KT_FN, .fn = reject_vapi_key},
+    {.name = "assistant_id",
+     .type = KT_STR,
+     .off = CF(vapi.assistant_id),
+     .check = chk_header_text},
+    {.name = "connect_timeout",
+     .type = KT_UINT,
+     .off = CF(vapi.connect_timeout_ms),
+     .min = 500,
+     .max = 60000,
+     .def_int = 5000},
+    {.name = "max_duration",
+     .type = KT_UINT,
+     .off = CF(vapi.max_duration_s),
+     .min = 10,
+     .max = 43200,
+     .def_int = 3600},
+    {.name = "ca_file", .type = KT_STR, .off = CF(vapi.ca_file), .check = chk_readable},
+    {.type = KT_END},
+};
+
 static const struct key top_keys[] = {
     {.name = "log", .type = KT_GROUP, .sub = log_keys},
     {.name = "sip", .type = KT_GROUP, .sub = sip_keys},
     {.name = "media", .type = KT_GROUP, .sub = media_keys},
     {.name = "http", .type = KT_GROUP, .sub = http_keys},
     {.name = "spool", .type = KT_GROUP, .sub = spool_keys},
+    {.name = "vapi", .type = KT_GROUP, .sub = vapi_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},
     {.name = "routes", .type = KT_FN, .fn = parse_routes, .free = free_routes},
     {.type = KT_END},

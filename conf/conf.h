@@ -94,6 +94,7 @@ struct conf_route {
 	int record;          /* record answered calls (stereo WAV in spool/recordings) */
 	char *record_notice; /* WAV played to both parties when recording starts ("" = none) */
 	int amd;             /* answering-machine detection on the called party's audio */
+	char *assistant;     /* route "ai": VAPI assistantId ("" = vapi.assistant_id) */
 	const struct conf_trunk *to_trunk; /* resolved at load */
 	void *regex;                       /* compiled match (regex_t), private */
 	void *caller_regex;
@@ -141,6 +142,16 @@ struct conf {
 	struct {
 		char *dir; /* CDR JSON lines and store spool */
 	} spool;
+
+	struct {
+		char *api_url; /* "https://api.vapi.ai" */
+		char
+		    *api_key; /* private key, read from the variable named by key_env ("" = none) */
+		char *assistant_id;          /* default assistant for routes to "ai" */
+		unsigned connect_timeout_ms; /* POST /call, and the WebSocket connect */
+		unsigned max_duration_s;     /* assistantOverrides.maxDurationSeconds */
+		char *ca_file;               /* extra CA for TLS ("" = system store) */
+	} vapi;
 
 	struct conf_trunk *trunks;
 	size_t n_trunks;

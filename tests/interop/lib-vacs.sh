@@ -93,20 +93,24 @@ gen_test_pki() {
 # http_port, spool, carrier_port (the carrier peer's SIP port), carrier_host [127.0.0.2],
 # carrier_transport [udp], carrier_srtp [optional], carrier_acl ["127.0.0.2"] (libconfig
 # list body), cucm_port, cucm_host [127.0.0.3], cucm_transport [udp], cucm_srtp [off],
-# log_level [unset = vacsd's default].
+# log_level [unset = vacsd's default], carrier_codecs ['"PCMU", "PCMA"'] (list body),
+# route_in_extra (settings added to the carrier -> CUCM route, e.g. 'record = true;'),
+# route_in_to [cucm] ("ai" for the assistant), vapi_url (adds a vapi group: that base URL,
+# the key from $VACS_TEST_VAPI_KEY, assistant "asst-vacs-test"), vapi_timeout [3000] ms.
 vacs_write_conf() {
 	local file=$1 kv
 	shift
 	local sip_port="" tls_port=0 cert_dir="" media_min="" media_max="" http_port="" spool=""
 	local carrier_port="" carrier_host=127.0.0.2 carrier_transport=udp carrier_srtp=optional
 	local carrier_acl='"127.0.0.2"' cucm_port="" cucm_host=127.0.0.3 cucm_transport=udp
-	local cucm_srtp=off log_level="" carrier_codecs='"PCMU", "PCMA"' route_in_extra=
+	local cucm_srtp=off log_level="" carrier_codecs='"PCMU", "PCMA"' route_in_extra=""
+	local route_in_to=cucm vapi_url="" vapi_timeout=3000
 	for kv in "$@"; do
 		case ${kv%%=*} in
 		sip_port | tls_port | cert_dir | media_min | media_max | http_port | spool | \
 			carrier_port | carrier_host | carrier_transport | carrier_srtp | carrier_acl | \
 			cucm_port | cucm_host | cucm_transport | cucm_srtp | log_level | carrier_codecs | \
-			route_in_extra)
+			route_in_extra | route_in_to | vapi_url | vapi_timeout)
 			local -n ref=${kv%%=*}
 			ref=${kv#*=}
 			unset -n ref
@@ -117,6 +121,8 @@ vacs_write_conf() {
 			;;
 		esac
 	done
+	local vapi_group=""
+	[ -n "$vapi_url" ] && vapi_group="vapi = { api_url = \"$vapi_url\"; key_env = \"VACS_TEST_VAPI_KEY\"; assistant_id = \"asst-vacs-test\"; connect_timeout = $vapi_timeout; };"
 	# Single-quoted so the backslashes reach libconfig as written ("\\+" is a regex "\+").
 	local re_in='^\\+52551234(2[0-9]{3})$' re_out='^\\+52[0-9]{10}$' rw_in='\\1'
 	{
@@ -127,6 +133,7 @@ sip = { address = "127.0.0.1"; port = $sip_port; tls_port = $tls_port; tls_cert_
 media = { address = "127.0.0.1"; port_min = $media_min; port_max = $media_max; };
 http = { address = "127.0.0.1"; port = $http_port; };
 spool = { dir = "$spool"; };
+$vapi_group
 trunks = (
   { name = "carrier"; type = "carrier"; transport = "$carrier_transport";
     nodes = ( { host = "$carrier_host"; port = $carrier_port; priority = 1; } );
@@ -140,7 +147,7 @@ trunks = (
     srtp = "$cucm_srtp"; session_expires = 1800; min_se = 1800; options_interval = 0; }
 );
 routes = (
-  { name = "in"; from = "carrier"; match = "$re_in"; to = "cucm"; rewrite = "$rw_in"; $route_in_extra },
+  { name = "in"; from = "carrier"; match = "$re_in"; to = "$route_in_to"; rewrite = "$rw_in"; $route_in_extra },
   { name = "out"; from = "cucm"; match = "$re_out"; to = "carrier"; rewrite = ""; }
 );
 EOF

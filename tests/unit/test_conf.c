@@ -208,7 +208,9 @@ static void test_conf_unknown_key(void **state)
 	             "    srtpp = \"off\"; }\n"
 	             ");\n",
 	             4, "trunks.[1].srtpp: unknown key");
-	expect_error("sip = { port = 5060; };\nvapi = { key = \"x\"; };\n", 2, "vapi: unknown key");
+	expect_error("sip = { port = 5060; };\nwhatsapp = { token = \"x\"; };\n", 2,
+	             "whatsapp: unknown key");
+	expect_error("vapi = { assistent_id = \"x\"; };\n", 1, "vapi.assistent_id: unknown key");
 	expect_error(CARRIER "log = {\n  colour = true;\n};\n", 3, "log.colour: unknown key");
 }
 
@@ -257,6 +259,15 @@ static void test_conf_bad_enum(void **state)
 	expect_error("log = { level = \"verbose\"; };\n", 1,
 	             "log.level: must be one of error, warn, info, debug");
 	expect_error("log = { format = \"xml\"; };\n", 1, "log.format: must be one of text, json");
+	expect_error("vapi = { key = \"sk-123\"; };\n", 1,
+	             "vapi.key: API keys are not allowed in the file");
+	expect_error("vapi = { key_env = \"VACS_TEST_NO_SUCH_VAR\"; };\n", 1,
+	             "vapi.key_env: environment variable VACS_TEST_NO_SUCH_VAR is not set");
+	expect_error("vapi = { api_url = \"ftp://x\"; };\n", 1,
+	             "vapi.api_url: must start with https://");
+	expect_error("vapi = { api_url = \"https://api.vapi.ai/\"; };\n", 1,
+	             "vapi.api_url: must be a base URL without a trailing slash");
+	expect_error("vapi = { connect_timeout = 100; };\n", 1, "vapi.connect_timeout:");
 	expect_error("trunks = ( { name = \"a\"; nodes = ( { host = \"192.0.2.1\"; } );\n"
 	             "  codecs = [ \"PCMU\",\n \"GSM\" ]; } );\n",
 	             3, "trunks.[0].codecs.[1]: \"GSM\" is not one of PCMU, PCMA, G722, G729");

@@ -1,0 +1,669 @@
+/* The ai thread: one libwebsockets client context holding the VAPI sockets, one 20 ms tick. */
+#include "vapi/vapi_int.h"
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mbox.h"
+#include "core/mem.h"
+#include "core/metric.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+/*
+ * Everything here runs on the ai thread, except vapi_ai_start/stop (main thread, before
+ * the thread starts and after it is joined), vapi_ai_post/wake and vapi_ai_notify (any
+ * thread: they only post to the mailbox and call lws_cancel_service).
+ *
+ * The thread wakes on three things: lws socket events, lws_cancel_service (a media worker
+ * queued frames, or a mailbox message waits) which lws turns into EVENT_WAIT_CANCELLED,
+ * and ONE 20 ms sul tick for the whole context (never a timer per socket). On every wake
+ * and tick, sweep() visits each call: it acts on vapi_call_end, enforces the connect and
+ * close bounds, resumes reading once the caller's playout has drained, and pulls one
+ * upstream frame into the call's buffer and asks for a writable callback. A writable
+ * callback sends the queued text frames first, then one audio frame, and asks again while
+ * more waits. Nothing on the audio path allocates: frames go through c->upbuf.
+ *
+ * A call's wsi is gone after CLIENT_CONNECTION_ERROR, CLIENT_CLOSED or WSI_DESTROY
+ * (lws gives some of those in sequence for one wsi); the call leaves the list only in a
+ * later sweep, outside any callback of its wsi.
+ */
+
+_Static_assert(LWS_PRE <= VAPI_PRE, "VAPI_PRE must cover LWS_PRE");
+
+#define TICK_US        20000u
+#define CLOSE_BOUND_US 1000000u /* a peer that does not answer our close is dropped */
+#define STOP_BOUND_US  1500000u
+#define KILL_RETRY_US  500000u
+#define PAUSE_MS       1500u /* stop reading the socket above this much queued audio */
+#define RESUME_MS      1000u
+
+static struct vapi_call *ai_list;
+static lws_sorted_usec_list_t tick_sul;
+static uint64_t tick_next_us, stop_deadline_us;
+static int ai_exit;
+
+/* ---- events and state changes ---- */
+
+void vapi_ws_event(struct vapi_call *c, enum vapi_event_type type, int status, const char *id,
+                   const char *text, const char *text2)
+{
+	vapi_event_post(&vapi_g.ai_ovf, c, type, status, id, text, text2);
+}
+
+static void ws_fail(struct vapi_call *c, const char *why)
+{
+	if (c->reported)
+		return;
+	c->reported = 1;
+	if (atomic_load(&c->ended))
+		return;
+	metric_inc(vapi_g.m_failed);
+	log_warn("vapi", "%s: VAPI WebSocket to %s:%d failed: %s", c->name,
+	         c->ws_host ? c->ws_host : "?", c->ws_port, why);
+	vapi_ws_event(c, VAPI_EV_FAILED, 0, NULL, why, NULL);
+}
+
+/* The wsi is gone: report the end once (ENDED when the socket was up, else FAILED). */
+static void ws_gone(struct vapi_call *c)
+{
+	if (c->state == VAPI_WS_GONE)
+		return;
+	c->state = VAPI_WS_GONE;
+	c->wsi = NULL;
+	c->rx_paused = 0;
+	if (!c->established) {
+		ws_fail(c, c->err[0] ? c->err : "the WebSocket closed before it was up");
+		return;
+	}
+	if (c->reported)
+		return;
+	c->reported = 1;
+	char why[200];
+	if (c->ended_reason)
+		snprintf(why, sizeof(why), "%s", c->ended_reason);
+	else if (c->close_code)
+		snprintf(why, sizeof(why), "socket-closed (code %d)", c->close_code);
+	else
+		snprintf(why, sizeof(why), "socket-closed");
+	if (atomic_load(&c->ended))
+		return;
+	log_info("vapi", "%s: VAPI call %s ended: %s", c->name, c->vapi_id, why);
+	vapi_ws_event(c, VAPI_EV_ENDED, 0, NULL, why, NULL);
+}
+
+/* Closes the wsi at lws's next turn. lws may replace the timeout that does it (a state
+ * change sets its own), so the sweep kills again while the wsi outlives KILL_RETRY_US. */
+static void kill_wsi(struct vapi_call *c)
+{
+	if (c->wsi && !c->killed) {
+		c->killed = 1;
+		c->kill_us = clock_now_us();
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+}
+
+static void txq_push(struct vapi_call *c, struct vapi_txt *t)
+{
+	t->next = NULL;
+	if (c->txq_tail)
+		c->txq_tail->next = t;
+	else
+		c->txq = t;
+	c->txq_tail = t;
+}
+
+/* Sends what is queued (and end-call when asked), then a close 1000; bounded. */
+static void begin_close(struct vapi_call *c, int send_end_call)
+{
+	if (c->closing || c->state != VAPI_WS_UP)
+		return;
+	c->closing = 1;
+	c->deadline_us = clock_now_us() + CLOSE_BOUND_US;
+	if (send_end_call) {
+		struct vapi_txt *t = vapi_txt_new(VAPI_END_CALL, strlen(VAPI_END_CALL));
+		if (t)
+			txq_push(c, t);
+	} else {
+		vapi_txt_free_all(c->txq);
+		c->txq = c->txq_tail = NULL;
+	}
+	if (c->rx_paused) {
+		lws_rx_flow_control(c->wsi, 1);
+		c->rx_paused = 0;
+	}
+	lws_callback_on_writable(c->wsi);
+}
+
+void vapi_ws_remote_end(struct vapi_call *c, const char *reason)
+{
+	if (!c->ended_reason)
+		c->ended_reason = mem_strdup(reason && reason[0] ? reason : "ended");
+	if (!c->reported) {
+		c->reported = 1;
+		if (!atomic_load(&c->ended)) {
+			log_info("vapi", "%s: VAPI ended call %s: %s", c->name, c->vapi_id,
+			         c->ended_reason ? c->ended_reason : "ended");
+			vapi_ws_event(c, VAPI_EV_ENDED, 0, NULL,
+			              c->ended_reason ? c->ended_reason : "ended", NULL);
+		}
+	}
+	begin_close(c, 0);
+}
+
+/* ---- the socket ---- */
+
+static void ws_connect(struct vapi_call *c)
+{
+	struct lws_client_connect_info ci;
+	memset(&ci, 0, sizeof(ci));
+	ci.context = vapi_g.ctx;
+	ci.address = c->ws_address;
+	ci.port = c->ws_port;
+	ci.path = c->ws_path;
+	ci.host = c->ws_host;
+	ci.ssl_connection = c->ws_tls ? LCCSCF_USE_SSL : 0;
+	ci.protocol = NULL;
+	ci.local_protocol_name = "vapi";
+	ci.userdata = c;
+	ci.ietf_version_or_minus_one = -1;
+	c->state = VAPI_WS_CONNECTING;
+	c->deadline_us = clock_now_us() + (uint64_t)vapi_g.timeout_ms * 1000u;
+	struct lws *w = lws_client_connect_via_info(&ci);
+	if (c->state != VAPI_WS_CONNECTING)
+		return; /* already gone inside the call */
+	if (w) {
+		c->wsi = w;
+		return;
+	}
+	snprintf(c->err, sizeof(c->err), "cannot open a WebSocket to %s:%d", c->ws_address,
+	         c->ws_port);
+	ws_gone(c);
+}
+
+static void on_established(struct vapi_call *c, struct lws *wsi)
+{
+	c->wsi = wsi;
+	c->state = VAPI_WS_UP;
+	c->established = 1;
+	c->killed = 0;
+	if (c->reported || c->end_handled) {
+		/* Ended, or given up as timed out, while connecting: VAPI's call is live now,
+		 * so end it properly. */
+		c->reported = 1;
+		begin_close(c, 1);
+		return;
+	}
+	if (!atomic_load(&c->ended)) {
+		metric_inc(vapi_g.m_connected);
+		log_info("vapi", "%s: VAPI call %s: WebSocket up", c->name, c->vapi_id);
+		vapi_ws_event(c, VAPI_EV_CONNECTED, 0, c->vapi_id, NULL, NULL);
+	}
+	/* Audio the caller said while the socket was connecting is stale: start fresh. */
+	while (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1)
+		;
+	c->has_frame = 0;
+	if (c->txq)
+		lws_callback_on_writable(wsi);
+}
+
+static int on_receive(struct vapi_call *c, struct lws *wsi, const void *in, size_t len)
+{
+	if (c->state != VAPI_WS_UP)
+		return 0;
+	int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+	if (lws_frame_is_binary(wsi)) {
+		if (c->port && !c->closing && len) {
+			media_ai_write(c->port, in, len);
+			if (!c->rx_paused && media_ai_queued_ms(c->port) > PAUSE_MS) {
+				lws_rx_flow_control(wsi, 0);
+				c->rx_paused = 1;
+			}
+		}
+		if (last)
+			metric_inc(vapi_g.m_down);
+		return 0;
+	}
+	if (lws_is_first_fragment(wsi)) {
+		c->rx_len = 0;
+		c->rx_skip = 0;
+	}
+	if (c->rx_len + len > vapi_g.max_message) {
+		metric_inc(vapi_g.m_too_large);
+		log_warn("vapi", "%s: text message from VAPI over %zu bytes: closing (1009)",
+		         c->name, vapi_g.max_message);
+		c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+		                 (unsigned char *)"message too large", 17);
+		return -1;
+	}
+	if (c->rx_len + len + 1 > c->rx_cap) {
+		size_t cap = c->rx_cap ? c->rx_cap : 4096u;
+		while (cap < c->rx_len + len + 1)
+			cap *= 2;
+		if (cap > vapi_g.max_message + 1)
+			cap = vapi_g.max_message + 1;
+		char *r = mem_realloc(c->rx, cap);
+		if (!r) {
+			c->rx_skip = 1; /* out of memory: this message is lost */
+		} else {
+			c->rx = r;
+			c->rx_cap = cap;
+		}
+	}
+	if (!c->rx_skip && len) {
+		memcpy(c->rx + c->rx_len, in, len);
+		c->rx_len += len;
+	}
+	if (last) {
+		if (!c->rx_skip && c->rx) {
+			c->rx[c->rx_len] = '\0';
+			vapi_msg_handle(c, c->rx, c->rx_len);
+		}
+		c->rx_len = 0;
+		c->rx_skip = 0;
+	}
+	return 0;
+}
+
+static int on_writeable(struct vapi_call *c, struct lws *wsi)
+{
+	if (c->state != VAPI_WS_UP)
+		return 0;
+	if (c->txq) {
+		struct vapi_txt *t = c->txq;
+		c->txq = t->next;
+		if (!c->txq)
+			c->txq_tail = NULL;
+		int n = lws_write(wsi, t->buf + VAPI_PRE, t->len, LWS_WRITE_TEXT);
+		int ok = n >= 0 && (size_t)n >= t->len;
+		mem_free(t);
+		if (!ok)
+			return -1;
+		if (c->txq || c->has_frame || c->closing)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (c->closing) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+		return -1;
+	}
+	if (!c->has_frame)
+		return 0;
+	unsigned fb = media_ai_frame_bytes(c->format);
+	c->has_frame = 0;
+	int n = lws_write(wsi, c->upbuf + VAPI_PRE, fb, LWS_WRITE_BINARY);
+	if (n < (int)fb)
+		return -1;
+	metric_inc(vapi_g.m_up);
+	if (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1) {
+		c->has_frame = 1;
+		lws_callback_on_writable(wsi);
+	}
+	return 0;
+}
+
+static void on_connection_error(struct vapi_call *c, struct lws *wsi, const char *in, size_t len)
+{
+	unsigned code = lws_http_client_http_response(wsi);
+	int n = in ? (int)strnlen(in, len) : 0;
+	if (code)
+		snprintf(c->err, sizeof(c->err), "WebSocket connect failed (HTTP %u): %.*s", code,
+		         n, in ? in : "");
+	else
+		snprintf(c->err, sizeof(c->err), "WebSocket connect failed: %.*s", n,
+		         in ? in : "?");
+	ws_gone(c);
+}
+
+/* ---- the mailbox, the sweep and the tick ---- */
+
+static void finish(struct vapi_call *c)
+{
+	c->ai_finished = 1;
+	c->ai_listed = 0;
+	c->ai_next = NULL;
+	media_ai_port_release(c->port);
+	c->port = NULL;
+	vapi_txt_free_all(c->txq);
+	c->txq = c->txq_tail = NULL;
+	mem_free(c->rx);
+	c->rx = NULL;
+	c->rx_len = c->rx_cap = 0;
+	vapi_call_unref(c);
+}
+
+static void msg_discard(struct vapi_aimsg *m)
+{
+	if (m->op == VAPI_AI_PORT)
+		media_ai_port_release(m->ptr);
+	else if (m->op == VAPI_AI_TEXT)
+		mem_free(m->ptr);
+	vapi_call_unref(m->call);
+}
+
+static void handle(struct vapi_aimsg *m)
+{
+	struct vapi_call *c = m->call;
+	if (c->ai_finished) {
+		msg_discard(m);
+		return;
+	}
+	if (!c->ai_listed) {
+		c->ai_listed = 1;
+		vapi_call_ref(c);
+		c->ai_next = ai_list;
+		ai_list = c;
+	}
+	switch (m->op) {
+	case VAPI_AI_PORT:
+		if (c->port)
+			media_ai_port_release(m->ptr);
+		else
+			c->port = m->ptr;
+		break;
+	case VAPI_AI_TEXT:
+		if (c->closing) {
+			mem_free(m->ptr);
+			break;
+		}
+		txq_push(c, m->ptr);
+		if (c->state == VAPI_WS_UP)
+			lws_callback_on_writable(c->wsi);
+		break;
+	case VAPI_AI_CONNECT:
+		if (c->state == VAPI_WS_IDLE && !atomic_load(&c->ended))
+			ws_connect(c);
+		break;
+	}
+	vapi_call_unref(c);
+}
+
+static void drain(void)
+{
+	struct vapi_aimsg m;
+	while (mbox_take(vapi_g.ai_cmd, &m) == 0)
+		handle(&m);
+}
+
+/* vapi_call_end (or vapi_close) reached this call. */
+static void end_call(struct vapi_call *c)
+{
+	switch (c->state) {
+	case VAPI_WS_IDLE:
+		c->state = VAPI_WS_GONE;
+		break;
+	case VAPI_WS_CONNECTING:
+		kill_wsi(c);
+		break;
+	case VAPI_WS_UP:
+		begin_close(c, 1);
+		break;
+	case VAPI_WS_GONE:
+		break;
+	}
+}
+
+static void pump(struct vapi_call *c)
+{
+	if (!c->port)
+		return;
+	if (c->state != VAPI_WS_UP || c->closing) {
+		/* Nobody to send to: keep the ring empty so no stale audio piles up. */
+		while (media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1)
+			;
+		c->has_frame = 0;
+		return;
+	}
+	if (c->rx_paused && media_ai_queued_ms(c->port) < RESUME_MS) {
+		lws_rx_flow_control(c->wsi, 1);
+		c->rx_paused = 0;
+	}
+	if (!c->has_frame && media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1)
+		c->has_frame = 1;
+	if (c->has_frame || c->txq)
+		lws_callback_on_writable(c->wsi);
+}
+
+static void sweep(void)
+{
+	uint64_t now = clock_now_us();
+	int stopping = atomic_load(&vapi_g.ai_stop), redrained = 0;
+	if (stopping && !stop_deadline_us)
+		stop_deadline_us = now + STOP_BOUND_US;
+	for (struct vapi_call *c = ai_list; c; c = c->ai_next) {
+		if (!c->end_handled && (stopping || atomic_load(&c->ended))) {
+			/* What the sip thread posted before ending must be seen first. */
+			if (!redrained) {
+				drain();
+				redrained = 1;
+			}
+			c->end_handled = 1;
+			end_call(c);
+		}
+		if (c->state == VAPI_WS_CONNECTING && !c->killed && now >= c->deadline_us) {
+			snprintf(c->err, sizeof(c->err), "WebSocket connect timed out after %u ms",
+			         vapi_g.timeout_ms);
+			ws_fail(c, c->err);
+			kill_wsi(c);
+		}
+		if (c->state == VAPI_WS_UP && c->closing && !c->killed && now >= c->deadline_us)
+			kill_wsi(c); /* the peer did not close in time: drop it */
+		if (c->killed && c->wsi && now >= c->kill_us + KILL_RETRY_US) {
+			c->killed = 0;
+			kill_wsi(c);
+		}
+		pump(c);
+	}
+	struct vapi_call **pp = &ai_list;
+	while (*pp) {
+		struct vapi_call *c = *pp;
+		if (c->state == VAPI_WS_GONE) {
+			*pp = c->ai_next;
+			finish(c);
+		} else {
+			pp = &c->ai_next;
+		}
+	}
+	vapi_ovf_flush(&vapi_g.ai_ovf, 0);
+	if (stopping && (!ai_list || now >= stop_deadline_us))
+		ai_exit = 1;
+}
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	/* Posters wake us with lws_cancel_service; the mailbox's own eventfd is never
+	 * polled, only kept from filling up, once per tick rather than per wake. */
+	mbox_drain_fd(vapi_g.ai_cmd);
+	sweep();
+	uint64_t now = clock_now_us();
+	tick_next_us += TICK_US;
+	if (tick_next_us + TICK_US < now)
+		tick_next_us = now + TICK_US; /* fell behind: resynchronise */
+	uint64_t delay = tick_next_us > now ? tick_next_us - now : 1000u;
+	lws_sul_schedule(vapi_g.ctx, 0, &tick_sul, on_tick, (lws_usec_t)delay);
+}
+
+static struct vapi_call *call_of(void *user)
+{
+	struct vapi_call *c = user;
+	return c && c->magic == VAPI_CALL_MAGIC ? c : NULL;
+}
+
+static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len)
+{
+	struct vapi_call *c;
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		/* Broadcast with a fake wsi; must return 0 (a nonzero closes the event pipe). */
+		drain();
+		sweep();
+		return 0;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+		unsigned char **p = in, *end = *p + len;
+		const char *ua = vapi_g.user_agent;
+		if (lws_add_http_header_by_name(wsi, (const unsigned char *)"Authorization:",
+		                                (const unsigned char *)vapi_g.auth,
+		                                (int)strlen(vapi_g.auth), p, end) ||
+		    lws_add_http_header_by_name(wsi, (const unsigned char *)"User-Agent:",
+		                                (const unsigned char *)ua, (int)strlen(ua), p, end))
+			return -1;
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if ((c = call_of(user)))
+			on_established(c, wsi);
+		return 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		return (c = call_of(user)) ? on_receive(c, wsi, in, len) : 0;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return (c = call_of(user)) ? on_writeable(c, wsi) : 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if ((c = call_of(user)) && in && len >= 2) {
+			const unsigned char *b = in;
+			c->close_code = (b[0] << 8) | b[1];
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if ((c = call_of(user)))
+			on_connection_error(c, wsi, in, len);
+		return 0;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_WSI_DESTROY:
+		if ((c = call_of(user)))
+			ws_gone(c);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+    {.name = "vapi", .callback = ws_cb},
+    {.name = NULL},
+};
+
+/* ---- the thread ---- */
+
+static void lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_msg(level & LLL_ERR ? LOG_ERR : LOG_WARN, "lws", "%.*s", (int)n, line);
+}
+
+static void *ai_main(void *arg)
+{
+	(void)arg;
+	tick_next_us = clock_now_us() + TICK_US;
+	lws_sul_schedule(vapi_g.ctx, 0, &tick_sul, on_tick, TICK_US);
+	while (!ai_exit) {
+		if (lws_service(vapi_g.ctx, 0) < 0) {
+			log_err("vapi", "lws_service failed: the ai thread stops");
+			break;
+		}
+	}
+	lws_sul_cancel(&tick_sul);
+	return NULL;
+}
+
+void vapi_ai_wake(void)
+{
+	if (vapi_g.ctx)
+		lws_cancel_service(vapi_g.ctx);
+}
+
+int vapi_ai_post(enum vapi_ai_op op, struct vapi_call *c, void *ptr)
+{
+	struct vapi_aimsg m = {.op = op, .call = c, .ptr = ptr};
+	vapi_call_ref(c);
+	if (mbox_post(vapi_g.ai_cmd, &m) != 0) {
+		vapi_call_unref(c);
+		return -EAGAIN;
+	}
+	vapi_ai_wake();
+	return 0;
+}
+
+void vapi_ai_notify(void *arg)
+{
+	(void)arg;
+	/* vapi_ai_stop clears notify_ctx, then waits for callers in here to leave. */
+	atomic_fetch_add(&vapi_g.notify_users, 1);
+	struct lws_context *ctx = atomic_load(&vapi_g.notify_ctx);
+	if (ctx)
+		lws_cancel_service(ctx);
+	atomic_fetch_sub(&vapi_g.notify_users, 1);
+}
+
+int vapi_ai_start(void)
+{
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.gid = -1;
+	info.uid = -1;
+	info.pt_serv_buf_size = 8192;
+	info.client_ssl_ca_filepath = vapi_g.ca_file;
+	info.timeout_secs = (vapi_g.timeout_ms + 999u) / 1000u + 1u;
+	info.connect_timeout_secs = info.timeout_secs;
+	ai_list = NULL;
+	ai_exit = 0;
+	stop_deadline_us = 0;
+	memset(&tick_sul, 0, sizeof(tick_sul));
+	vapi_g.ctx = lws_create_context(&info);
+	if (!vapi_g.ctx) {
+		log_err("vapi", "cannot create the lws client context");
+		return -ENOMEM;
+	}
+	atomic_store(&vapi_g.notify_ctx, vapi_g.ctx);
+	atomic_store(&vapi_g.ai_stop, 0);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = -pthread_create(&vapi_g.ai_thread, NULL, ai_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		return rc; /* vapi_ai_stop frees the context */
+	pthread_setname_np(vapi_g.ai_thread, "ai-0");
+	vapi_g.ai_started = 1;
+	return 0;
+}
+
+void vapi_ai_stop(void)
+{
+	if (vapi_g.ai_started) {
+		atomic_store(&vapi_g.ai_stop, 1);
+		lws_cancel_service(vapi_g.ctx);
+		pthread_join(vapi_g.ai_thread, NULL);
+		vapi_g.ai_started = 0;
+	}
+	atomic_store(&vapi_g.notify_ctx, NULL);
+	while (atomic_load(&vapi_g.notify_users))
+		sched_yield();
+	if (vapi_g.ctx) {
+		/* Closes what is left; its callbacks still find their calls on the list. */
+		lws_context_destroy(vapi_g.ctx);
+		vapi_g.ctx = NULL;
+	}
+	while (ai_list) {
+		struct vapi_call *c = ai_list;
+		ai_list = c->ai_next;
+		finish(c);
+	}
+	struct vapi_aimsg m;
+	while (vapi_g.ai_cmd && mbox_take(vapi_g.ai_cmd, &m) == 0)
+		msg_discard(&m);
+	ai_exit = 0;
+	stop_deadline_us = 0;
+}

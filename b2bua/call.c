@@ -45,6 +45,7 @@ static void call_set_end(struct b2b_call *call, char side, int code, const char 
 
 static void ai_start(struct b2b_call *call);
 static void ai_drop(struct b2b_call *call);
+static void ai_dtmf(struct b2b_call *call, char digit);
 
 static const char *amd_name(int verdict)
 {
@@ -1505,16 +1506,8 @@ void b2b_call_media_events(void)
 				         ev[i].why ? ev[i].why : "");
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
 				leg->call->dtmf_digits++;
-				if (leg->call->ai && leg->side == 'a') {
-					/* The socket has no DTMF channel (reference/vapi.md §1.4).
-					 */
-					char text[96];
-					snprintf(
-					    text, sizeof(text),
-					    "The caller pressed the %c key on the phone keypad.",
-					    ev[i].digit);
-					vapi_call_add_message(leg->call->ai, "user", text, 1);
-				}
+				if (leg->call->ai && leg->side == 'a')
+					ai_dtmf(leg->call, ev[i].digit);
 				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,
 				         ev[i].duration_ms, leg->side);
 			}
@@ -1667,6 +1660,21 @@ static void ai_ended(struct b2b_call *call, const char *why)
 	call_set_end(call, 'b', 200, call->ai_end);
 	leg_bye(a, reason);
 	maybe_finish(call);
+}
+
+/* The socket has no DTMF channel (reference/vapi.md §1.4): a caller's key reaches the
+ * assistant as text, per vapi.dtmf_text (checked at load: one %c, no other conversion). */
+static void ai_dtmf(struct b2b_call *call, char digit)
+{
+	const char *fmt = call->conf->vapi.dtmf_text;
+	if (!fmt || !fmt[0])
+		return;
+	char text[256];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(text, sizeof(text), fmt, digit);
+#pragma GCC diagnostic pop
+	vapi_call_add_message(call->ai, "user", text, 1);
 }
 
 static void ai_tool_call(struct b2b_call *call, const struct vapi_event *ev)

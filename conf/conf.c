@@ -333,6 +333,27 @@ static const char *chk_nonempty_header_text(const char *v)
 	return v[0] ? chk_header_text(v) : "must not be empty";
 }
 
+/* The text a caller's key press becomes for the assistant: one %c for the digit and no
+ * other conversion ("" = keys are not passed on). */
+static const char *chk_dtmf_text(const char *v)
+{
+	unsigned digits = 0;
+	for (const char *p = v; *p; p++) {
+		if (*p != '%')
+			continue;
+		if (p[1] == 'c')
+			digits++;
+		else if (p[1] != '%')
+			return "only %c (the key) and %% may follow a %";
+		p++;
+	}
+	if (v[0] && digits != 1)
+		return "must contain %c (the key) exactly once, or be empty";
+	if (strlen(v) > 200)
+		return "must be at most 200 characters";
+	return NULL;
+}
+
 /* An http:// or https:// URL without a trailing slash. */
 static const char *chk_http_url(const char *v)
 {
@@ -1386,6 +1407,11 @@ static const struct key vapi_keys[] = {
      .max = 43200,
      .def_int = 3600},
     {.name = "ca_file", .type = KT_STR, .off = CF(vapi.ca_file), .check = chk_readable},
+    {.name = "dtmf_text",
+     .type = KT_STR,
+     .off = CF(vapi.dtmf_text),
+     .check = chk_dtmf_text,
+     .def_str = "The caller pressed the %c key on the phone keypad."},
     {.type = KT_END},
 };
 

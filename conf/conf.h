@@ -151,6 +151,7 @@ struct conf {
 		unsigned connect_timeout_ms; /* POST /call, and the WebSocket connect */
 		unsigned max_duration_s;     /* assistantOverrides.maxDurationSeconds */
 		char *ca_file;               /* extra CA for TLS ("" = system store) */
+		char *dtmf_text; /* add-message text for a caller's key, one %c ("" = off) */
 	} vapi;
 
 	struct conf_trunk *trunks;

@@ -268,6 +268,10 @@ static void test_conf_bad_enum(void **state)
 	expect_error("vapi = { api_url = \"https://api.vapi.ai/\"; };\n", 1,
 	             "vapi.api_url: must be a base URL without a trailing slash");
 	expect_error("vapi = { connect_timeout = 100; };\n", 1, "vapi.connect_timeout:");
+	expect_error("vapi = { dtmf_text = \"key %s\"; };\n", 1,
+	             "vapi.dtmf_text: only %c (the key) and %% may follow a %");
+	expect_error("vapi = { dtmf_text = \"no key\"; };\n", 1,
+	             "vapi.dtmf_text: must contain %c (the key) exactly once, or be empty");
 	expect_error("trunks = ( { name = \"a\"; nodes = ( { host = \"192.0.2.1\"; } );\n"
 	             "  codecs = [ \"PCMU\",\n \"GSM\" ]; } );\n",
 	             3, "trunks.[0].codecs.[1]: \"GSM\" is not one of PCMU, PCMA, G722, G729");

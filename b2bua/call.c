@@ -1537,8 +1537,7 @@ static void ai_fail(struct b2b_call *call, int status, const char *text)
 	                      "AI legs that could not be set up or broke"));
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", text);
 	ai_drop(call);
-	char reason[160];
-	snprintf(reason, sizeof(reason), "Q.850;cause=41;text=\"AI leg failed\"");
+	const char *reason = "Q.850;cause=41;text=\"AI leg failed\"";
 	if (a->nh && (a->state == LEG_CALLING || a->state == LEG_EARLY)) {
 		call_set_end(call, 'n', 503, "AI leg not available");
 		nua_respond(a->nh, 503, "AI Leg Not Available", LEG_CONTACT(a),

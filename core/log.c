@@ -145,3 +145,11 @@ int log_ratelimit_ok(struct log_ratelimit *rl)
 	rl->suppressed++;
 	return 0;
 }
+
+void log_line(enum log_level lvl, const char *mod, const char *text)
+{
+	size_t n = strlen(text);
+	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+		n--;
+	log_msg(lvl, mod, "%.*s", (int)n, text);
+}

@@ -25,6 +25,9 @@ void log_set_call(const char *call_id);
 void log_msg(enum log_level lvl, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int log_enabled(enum log_level lvl);
+/* One line handed over by a library's log hook: logged under `mod` with its trailing
+ * CR/LF dropped. Thread-safe. */
+void log_line(enum log_level lvl, const char *mod, const char *text);
 
 /* Rate limit state: at most `burst` lines per `interval_s`; members are private. */
 struct log_ratelimit {

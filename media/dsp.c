@@ -348,7 +348,7 @@ static void from_s16le(const uint8_t *b, int16_t *pcm, unsigned n)
 /* Fills d->tx from the AI playout; returns 1 with audio (silence included: the AI leg
  * always sends), and may hand back a ready PCMU payload in raw. */
 static int tx_from_ai(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em,
-                      const uint8_t **raw)
+                      const uint8_t **raw, size_t *raw_len)
 {
 	struct media_dsp_codec *k = d->k;
 	struct media_ai_port *p = d->ai;
@@ -362,8 +362,10 @@ static int tx_from_ai(struct media_dsp *d, uint64_t now, struct media_dsp_emit *
 	em->n_marks = nm;
 	if (p->fmt == MEDIA_AI_MULAW_8K) {
 		media_g711_decode(MEDIA_CODEC_PCMU, d->ai_frame, d->tx, 160);
-		if (k->codec == MEDIA_CODEC_PCMU)
+		if (k->codec == MEDIA_CODEC_PCMU) {
 			*raw = d->ai_frame;
+			*raw_len = 160;
+		}
 		if (k->rate != 8000u) {
 			int16_t tmp[MEDIA_FRAME_SAMPLES];
 			memcpy(tmp, d->tx, sizeof(tmp));
@@ -377,6 +379,35 @@ static int tx_from_ai(struct media_dsp *d, uint64_t now, struct media_dsp_emit *
 		memcpy(d->tx, wide, sizeof(wide));
 	else
 		media_resample(k->from_alt, wide, 320, d->tx, k->fs);
+	return 1;
+}
+
+/* Fills d->tx (and *raw with the frame prepared for the leg's codec) from the prompt; at
+ * its end a looped prompt starts again, a once-played one is done (play_done). Returns 1
+ * with a frame. */
+static int tx_from_prompt(struct media_dsp *d, struct media_dsp_emit *em, const uint8_t **raw,
+                          size_t *raw_len)
+{
+	struct media_dsp_codec *k = d->k;
+	unsigned frames = media_prompt_frames(d->prompt, k->codec);
+	if (d->prompt_frame >= frames && d->loop)
+		d->prompt_frame = 0;
+	if (d->prompt_frame >= frames ||
+	    media_prompt_frame(d->prompt, k->codec, d->prompt_frame, raw, raw_len) != 0) {
+		*raw = NULL;
+		*raw_len = 0;
+		em->play_done = 1;
+		em->play_id = d->play_id;
+		media_prompt_unref(d->prompt);
+		d->prompt = NULL;
+		return 0;
+	}
+	size_t n = 0;
+	const int16_t *pcm = media_prompt_pcm(d->prompt, k->rate, &n);
+	size_t at = (size_t)d->prompt_frame * k->fs;
+	for (unsigned i = 0; i < k->fs; i++)
+		d->tx[i] = at + i < n ? pcm[at + i] : 0;
+	d->prompt_frame++;
 	return 1;
 }
 
@@ -411,41 +442,15 @@ int media_dsp_tx_tick(struct media_dsp *d, const struct media_dsp *peer, enum me
 	size_t raw_len = 0;
 	int have = 0;
 
-	if (d->prompt) {
-		const uint8_t *f;
-		size_t fl;
-		if (media_prompt_frame(d->prompt, k->codec, d->prompt_frame, &f, &fl) != 0 &&
-		    d->loop && d->prompt_frame > 0) {
-			d->prompt_frame = 0;
-			media_prompt_frame(d->prompt, k->codec, 0, &f, &fl);
-		}
-		if (d->prompt_frame < media_prompt_frames(d->prompt, k->codec)) {
-			size_t n = 0;
-			const int16_t *pcm = media_prompt_pcm(d->prompt, k->rate, &n);
-			size_t at = (size_t)d->prompt_frame * k->fs;
-			for (unsigned i = 0; i < k->fs; i++)
-				d->tx[i] = at + i < n ? pcm[at + i] : 0;
-			raw = f;
-			raw_len = fl;
-			have = 1;
-			d->prompt_frame++;
-		} else {
-			em->play_done = 1;
-			em->play_id = d->play_id;
-			media_prompt_unref(d->prompt);
-			d->prompt = NULL;
-		}
-	}
+	if (d->prompt)
+		have = tx_from_prompt(d, em, &raw, &raw_len);
 	if (!have && tone != MEDIA_TONE_NONE) {
 		media_tone_pcm(tone, k->rate, tone_pos * (k->rate / 8000u), d->tx, k->fs);
 		have = 1;
 	}
-	if (!have && d->ai)
-		have = tx_from_ai(d, now, em, &raw);
-	if (!have && !d->ai)
-		have = tx_from_peer(d, peer, &raw, &raw_len);
-	if (have && raw && !raw_len)
-		raw_len = 160; /* the AI's PCMU frame */
+	if (!have)
+		have = d->ai ? tx_from_ai(d, now, em, &raw, &raw_len)
+		             : tx_from_peer(d, peer, &raw, &raw_len);
 
 	/* RFC 4733 toward a leg that negotiated telephone-event: the event packet replaces
 	 * the audio packet of the tick. */

@@ -317,12 +317,17 @@ static inline void drop(struct media_worker *w, struct media_session *s, enum dr
 	CTR_ADD(s->st.pkts_dropped, 1);
 }
 
+static void ev_init(struct media_event *ev, enum media_event_type type, uint64_t owner)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->owner = owner;
+}
+
 static int post_event(enum media_event_type type, uint64_t owner, char digit, uint16_t dur_ms)
 {
 	struct media_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = type;
-	ev.owner = owner;
+	ev_init(&ev, type, owner);
 	ev.digit = digit;
 	ev.duration_ms = dur_ms;
 	return mbox_post(eng.events, &ev);
@@ -426,8 +431,6 @@ static void dtmf_regenerate(struct media_session *o, char digit, uint32_t ms)
 	struct media_dsp *d = o->dsp;
 	if (!d->k)
 		return;
-	if (ms < 40)
-		ms = 40;
 	if (d->has_te)
 		media_rfc4733_tx_start(&d->tx4733, digit, ms, o->clock);
 	else
@@ -839,9 +842,7 @@ static void dsp_rx(struct media_worker *w, struct media_session *s, uint64_t now
 		notify_add(w, s->dsp);
 	for (unsigned i = 0; i < em.n_digits; i++) {
 		struct media_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = MEDIA_EV_DTMF;
-		ev.owner = s->owner;
+		ev_init(&ev, MEDIA_EV_DTMF, s->owner);
 		ev.digit = em.digits[i].digit;
 		ev.inband = 1;
 		ev.duration_ms = (uint16_t)em.digits[i].duration_ms;
@@ -852,9 +853,7 @@ static void dsp_rx(struct media_worker *w, struct media_session *s, uint64_t now
 	}
 	if (em.amd) {
 		struct media_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = MEDIA_EV_AMD;
-		ev.owner = s->owner;
+		ev_init(&ev, MEDIA_EV_AMD, s->owner);
 		ev.result = em.amd_verdict;
 		ev.ms = em.amd_ms;
 		ev.why = em.amd_why;
@@ -883,18 +882,14 @@ static void dsp_tx(struct media_worker *w, struct media_session *s, uint64_t now
 		s->tone_live = 0; /* nothing this tick: the next packet starts a new segment */
 	for (unsigned i = 0; i < em.n_marks; i++) {
 		struct media_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = MEDIA_EV_MARK;
-		ev.owner = s->owner;
+		ev_init(&ev, MEDIA_EV_MARK, s->owner);
 		ev.id = em.marks[i].id;
 		ev.result = em.marks[i].played;
 		post_event_full(&ev);
 	}
 	if (em.play_done) {
 		struct media_event ev;
-		memset(&ev, 0, sizeof(ev));
-		ev.type = MEDIA_EV_PLAY_DONE;
-		ev.owner = s->owner;
+		ev_init(&ev, MEDIA_EV_PLAY_DONE, s->owner);
 		ev.id = em.play_id;
 		ev.result = 1;
 		post_event_full(&ev);
@@ -1053,9 +1048,7 @@ static void play_stopped(struct media_session *s)
 	if (!d->prompt)
 		return;
 	struct media_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = MEDIA_EV_PLAY_DONE;
-	ev.owner = s->owner;
+	ev_init(&ev, MEDIA_EV_PLAY_DONE, s->owner);
 	ev.id = d->play_id;
 	ev.result = 0;
 	post_event_full(&ev);
@@ -1429,9 +1422,7 @@ static void recording_done(uint64_t owner, int result, uint64_t bytes, void *arg
 {
 	(void)arg;
 	struct media_event ev;
-	memset(&ev, 0, sizeof(ev));
-	ev.type = MEDIA_EV_RECORDING;
-	ev.owner = owner;
+	ev_init(&ev, MEDIA_EV_RECORDING, owner);
 	ev.result = result;
 	ev.bytes = bytes;
 	if (eng.events)

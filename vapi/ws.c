@@ -553,10 +553,7 @@ static const struct lws_protocols protocols[] = {
 
 static void lws_log(int level, const char *line)
 {
-	size_t n = strlen(line);
-	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		n--;
-	log_msg(level & LLL_ERR ? LOG_ERR : LOG_WARN, "lws", "%.*s", (int)n, line);
+	log_line(level & LLL_ERR ? LOG_ERR : LOG_WARN, "lws", line);
 }
 
 static void *ai_main(void *arg)

@@ -24,6 +24,7 @@
  * CHAIN_us, and CHAIN_ai_calls_per_core for pairs; pcmu_pcm16k_pair_le_12us is 1 when the
  * PSTN <-> AI pair costs at most 12 us). Exit: 0, 1 on setup errors, 2 on usage.
  */
+#include "bench/tools/bench_cpu.h"
 #include "core/mem.h"
 #include "media/codec_int.h"
 #include "media/media_int.h"
@@ -219,19 +220,6 @@ static int setup(struct bench *b)
 	return 0;
 }
 
-static double cpu_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* Median over runs of the mean CPU us per frame of `frames` steps. */
 static double measure(struct bench *b, const struct item *it, unsigned frames, unsigned runs)
 {
@@ -239,13 +227,12 @@ static double measure(struct bench *b, const struct item *it, unsigned frames, u
 	for (unsigned f = 0; f < WARMUP_FRAMES; f++)
 		it->step(b, f % LOOP_FRAMES);
 	for (unsigned r = 0; r < runs; r++) {
-		double t0 = cpu_us();
+		double t0 = bench_cpu_us();
 		for (unsigned f = 0; f < frames; f++)
 			it->step(b, f % LOOP_FRAMES);
-		per[r] = (cpu_us() - t0) / frames;
+		per[r] = (bench_cpu_us() - t0) / frames;
 	}
-	qsort(per, runs, sizeof(per[0]), cmp_double);
-	return per[runs / 2];
+	return bench_median(per, runs);
 }
 
 static void usage(void)

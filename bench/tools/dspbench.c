@@ -17,6 +17,7 @@
  * per worker and not counted).
  * Links build/libvacs.a (make first). Exit: 0, 1 on setup errors, 2 on usage.
  */
+#include "bench/tools/bench_cpu.h"
 #include "core/mem.h"
 #include "media/codec_int.h"
 #include "media/dsp_int.h"
@@ -32,19 +33,6 @@
 
 #define WARMUP   50u
 #define MAX_RUNS 101
-
-static double cpu_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
 
 struct leg {
 	const char *name;
@@ -113,7 +101,7 @@ static double run_leg(enum media_codec c, unsigned frames, unsigned runs, size_t
 	unsigned seq = 0;
 	for (unsigned r = 0; r <= runs; r++) {
 		unsigned n = r == 0 ? WARMUP : frames;
-		double t0 = cpu_us();
+		double t0 = bench_cpu_us();
 		for (unsigned i = 0; i < n; i++, seq++, now += 20000) {
 			struct media_dsp_emit em;
 			struct media_dsp_tx tx;
@@ -127,12 +115,12 @@ static double run_leg(enum media_codec c, unsigned frames, unsigned runs, size_t
 			                  &tx);
 		}
 		if (r > 0)
-			per_run[r - 1] = (cpu_us() - t0) / n;
+			per_run[r - 1] = (bench_cpu_us() - t0) / n;
 	}
-	qsort(per_run, runs, sizeof(double), cmp_double);
+	double median = bench_median(per_run, runs);
 	media_coder_destroy(enc);
 	media_dsp_destroy(d);
-	return per_run[runs / 2];
+	return median;
 }
 
 int main(int argc, char **argv)

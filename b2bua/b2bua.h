@@ -17,4 +17,11 @@ void b2b_stop(void);
 void b2b_reload(void);
 void b2b_close(void);
 
+/* The HTTP routes that act on calls (POST /v1/calls, POST /webhooks/vapi): registers
+ * them with the control plane. Main thread, before ctl_init; the configuration's
+ * http and vapi.webhook settings are copied (a reload does not change them). 0 or -errno. */
+int b2b_api_init(const struct conf *cfg);
+/* After ctl_close and b2b_close: frees what is left. */
+void b2b_api_close(void);
+
 #endif

@@ -5,6 +5,7 @@
 #include "media/media.h"
 #include "vapi/vapi.h"
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -157,6 +158,7 @@ struct b2b_call {
 	struct conf *conf; /* the snapshot the call started with (ref) */
 	char id[96];       /* the caller's Call-ID */
 	struct b2b_leg a, b;
+	const struct conf_trunk *counted; /* the trunk whose active_calls counts this call */
 	int ended;
 	uint64_t start_ms, ring_ms, answer_ms, end_ms;
 	char caller[64], caller_e164[64], called[64], called_e164[64], target[64];
@@ -166,12 +168,15 @@ struct b2b_call {
 	char recording[512];                /* the WAV being written ("" = none) */
 	/* The AI leg (route to "ai"): the VAPI call, its audio format, what VAPI said. */
 	struct vapi_call *ai;
+	int ai_attached;      /* the AI leg's media session feeds an AI port */
 	su_timer_t *ai_timer; /* create + connect deadline */
 	enum media_ai_format ai_format;
 	char ai_id[64];       /* VAPI call id */
 	char ai_end[96];      /* VAPI's endedReason, or why the AI leg failed */
 	unsigned transcripts; /* final transcript lines seen */
-	int amd_verdict;      /* enum media_amd_verdict, 0 = none (yet) */
+	json_t *ai_lines;     /* the transcript kept for the record: [{ms, role, text}] */
+	size_t ai_lines_bytes;
+	int amd_verdict; /* enum media_amd_verdict, 0 = none (yet) */
 	unsigned amd_ms;
 	const char *amd_why; /* static text from media/ */
 	int privacy_id;
@@ -182,6 +187,21 @@ struct b2b_call {
 	unsigned dtmf_digits;
 	unsigned node_order[16]; /* b trunk node indexes in try order */
 	unsigned n_nodes;
+
+	/* Outbound AI calls (b2b_originate): the lead is leg b, leg a is unused. */
+	int outbound;
+	struct b2b_leg *ai_leg; /* the leg the assistant talks with: a inbound, b outbound */
+	char assistant[96];     /* outbound: the assistantId */
+	char *variables;        /* outbound: variableValues JSON text (mem_), NULL = none */
+	char lead_id[64], ref[96];
+	su_timer_t *ring_timer; /* outbound: the lead did not answer in ring_timeout */
+	uint64_t ai_speech_ms;  /* the assistant first started speaking (speech-update) */
+	char *ai_summary;       /* end-of-call-report analysis.summary (mem_) */
+	double ai_cost;         /* end-of-call-report cost, < 0 = none */
+	/* The AI leg's fallback (conf_ai_fallback of the route or of outbound). */
+	const struct conf_ai_fallback *fallback;
+	int fb_state;    /* enum fb_state in call.c */
+	char fb_why[96]; /* why the fallback ran */
 };
 
 /* Runtime state of a trunk (registration, node health); rebuilt on reload. */
@@ -227,10 +247,29 @@ struct b2b_global {
 	char our_host[64];
 	int vapi_up; /* VAPI calls can be made */
 	su_wait_t vapi_wait[1];
+	su_wait_t api_wait[1];
+	int api_registered;
 };
 extern struct b2b_global b2b_g;
 
 /* call.c */
+/* An outbound AI call (the originate operation). Strings may be NULL (config defaults).
+ * 0 with the new call's id in id, or an HTTP-like status (400, 429, 503) with *why a
+ * static reason and *field the request field at fault (or NULL). Sip thread. */
+struct b2b_orig {
+	const char *to;             /* the lead's number (E.164, or national on the trunk) */
+	const char *from;           /* caller ID (NULL = outbound.caller_id) */
+	const char *assistant_id;   /* NULL = outbound.assistant, else vapi.assistant_id */
+	const char *variables_json; /* variableValues object text */
+	const char *lead_id, *ref;  /* echoed in the call record */
+};
+int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char **why,
+                  const char **field);
+/* A server webhook from VAPI (vapi_hook_parse'd): acts on the call it names and returns
+ * the HTTP status and JSON answer body (mem_, may be NULL for an empty object). Sip
+ * thread. */
+struct vapi_hook_msg;
+int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len);
 void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip);
 void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
                     const sip_t *sip, tagi_t tags[]);
@@ -245,8 +284,13 @@ void b2b_silence(nua_handle_t *nh);
 void b2b_silence_expire(uint64_t now_ms, int all);
 
 /* record.c */
-/* Loads the record_notice prompts of c, replacing the running set. 0, or -errno with a
- * message naming the route and the file in err. */
+/* Appends one JSON line (o is consumed) to spool/NAME and fsyncs it: the hand-off files
+ * the data layer picks up (recordings.jsonl, callbacks.jsonl, vapi-reports.jsonl). */
+int b2b_spool_append(const char *name, json_t *o);
+/* A prompt of the running configuration (record notices, fallback prompts) by path. */
+struct media_prompt *b2b_prompt_find(const char *path);
+/* Loads the prompts of c (record_notice, fallback_prompt), replacing the running set. 0, or -errno
+ * with a message naming the route and the file in err. */
 int b2b_notices_load(const struct conf *c, char *err, size_t errlen);
 void b2b_record_close(void);
 /* On answer: starts the route's recording (and notice) for the call. */
@@ -272,6 +316,10 @@ int b2b_trunk_uri(const struct conf_trunk *t, unsigned node, const char *user, c
                   size_t len);
 /* Answers a digest challenge on nh if the trunk has credentials for its realm. 1 = sent. */
 int b2b_trunk_authenticate(const struct conf_trunk *t, nua_handle_t *nh, const sip_t *sip);
+
+/* api.c: the sip thread's side of the HTTP routes */
+int b2b_api_fd(void);
+void b2b_api_poll(void);
 
 /* sip.c */
 void b2b_count_reject(const char *reason);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <sofia-sip/msg_addr.h>
@@ -29,6 +30,11 @@
 static struct b2b_leg *other_leg(struct b2b_leg *leg)
 {
 	return leg->side == 'a' ? &leg->call->b : &leg->call->a;
+}
+
+static int leg_answered(const struct b2b_leg *leg)
+{
+	return leg->state == LEG_ANSWERED || leg->state == LEG_UP;
 }
 
 static void call_set_end(struct b2b_call *call, char side, int code, const char *why)
@@ -46,6 +52,19 @@ static void call_set_end(struct b2b_call *call, char side, int code, const char 
 static void ai_start(struct b2b_call *call);
 static void ai_drop(struct b2b_call *call);
 static void ai_dtmf(struct b2b_call *call, char digit);
+static void ai_lead_answered(struct b2b_call *call);
+static void fb_queue_failed(struct b2b_call *call, int status, const char *phrase);
+static void fb_play_done(struct b2b_call *call);
+static void ai_keep_line(struct b2b_call *call, const char *role, const char *text);
+
+/* The AI leg's fallback, in order: apology prompt, then the queue, else let go. */
+enum fb_state {
+	FB_NONE = 0,
+	FB_PROMPT, /* the apology is playing to the customer */
+	FB_QUEUE,  /* the customer is being moved to the agent queue (leg b) */
+	FB_DONE,   /* released (BYE sent), or bridged to the queue */
+};
+#define PLAY_FALLBACK 1u /* media_session_play id of the apology */
 
 static const char *amd_name(int verdict)
 {
@@ -485,6 +504,11 @@ static void write_cdr(struct b2b_call *c)
 	clock_format_iso(c->end_ms, ts[2], sizeof(ts[2]));
 	json_t *o = json_object();
 	json_object_set_new(o, "call_id", json_string(c->id));
+	json_object_set_new(o, "direction", json_string(c->outbound ? "outbound" : "inbound"));
+	if (c->outbound) {
+		json_object_set_new(o, "lead_id", json_string(c->lead_id));
+		json_object_set_new(o, "ref", json_string(c->ref));
+	}
 	json_object_set_new(o, "from_trunk", json_string(c->a.trunk ? c->a.trunk->name : ""));
 	json_object_set_new(o, "to_trunk", json_string(c->b.trunk ? c->b.trunk->name : ""));
 	json_object_set_new(o, "route", json_string(c->route ? c->route : ""));
@@ -516,6 +540,20 @@ static void write_cdr(struct b2b_call *c)
 		json_object_set_new(ai, "format", json_string(media_ai_format_name(c->ai_format)));
 		json_object_set_new(ai, "ended_reason", json_string(c->ai_end));
 		json_object_set_new(ai, "transcripts", json_integer(c->transcripts));
+		json_object_set_new(ai, "transcript",
+		                    c->ai_lines ? json_incref(c->ai_lines) : json_array());
+		/* From the answer to the assistant's first speech: what the customer waits. */
+		json_object_set_new(ai, "answer_to_speech_ms",
+		                    c->ai_speech_ms && c->answer_ms &&
+		                            c->ai_speech_ms >= c->answer_ms
+		                        ? json_integer((json_int_t)(c->ai_speech_ms - c->answer_ms))
+		                        : json_null());
+		json_object_set_new(ai, "summary",
+		                    c->ai_summary ? json_string(c->ai_summary) : json_null());
+		json_object_set_new(ai, "cost",
+		                    c->ai_cost >= 0 ? json_real(c->ai_cost) : json_null());
+		json_object_set_new(ai, "fallback",
+		                    c->fb_why[0] ? json_string(c->fb_why) : json_null());
 		json_object_set_new(o, "ai", ai);
 	} else {
 		json_object_set_new(o, "ai", json_null());
@@ -530,7 +568,8 @@ static void write_cdr(struct b2b_call *c)
 		json_object_set_new(o, "amd", json_null());
 	}
 	json_t *legs = json_array();
-	cdr_leg(legs, &c->a);
+	if (c->a.trunk)
+		cdr_leg(legs, &c->a);
 	if (c->b.trunk)
 		cdr_leg(legs, &c->b);
 	json_object_set_new(o, "legs", legs);
@@ -573,13 +612,14 @@ static void call_finish(struct b2b_call *call)
 	if (!call->end_reason[0])
 		call_set_end(call, 'n', 0, "ended");
 	ai_drop(call);
+	timer_drop(&call->ring_timer);
 	write_cdr(call);
 	log_info("call", "ended: %s (code %d, side %c), %llu ms talk", call->end_reason,
 	         call->sip_code, call->hangup_side ? call->hangup_side : 'n',
 	         (unsigned long long)(call->answer_ms ? call->end_ms - call->answer_ms : 0));
 	leg_deinit(&call->a);
 	leg_deinit(&call->b);
-	struct b2b_trunk_rt *rt = b2b_trunk_rt(call->a.trunk);
+	struct b2b_trunk_rt *rt = b2b_trunk_rt(call->counted);
 	if (rt && rt->active_calls)
 		rt->active_calls--;
 	if (call->prev)
@@ -591,6 +631,9 @@ static void call_finish(struct b2b_call *call)
 	b2b_g.n_calls--;
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_ended_total", "Calls ended"));
 	mem_free(call->diversion);
+	mem_free(call->variables);
+	mem_free(call->ai_summary);
+	json_decref(call->ai_lines);
 	conf_unref(call->conf);
 	mem_free(call);
 }
@@ -666,8 +709,9 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 		b->nh = NULL;
 	}
 	stop_timer(b);
+	int wanted = call->outbound ? !call->end_reason[0] : a->nh && a->state != LEG_ENDING;
 	int retry = (status == 503 || status == 408 || status == 500) &&
-	            b->node + 1 < call->n_nodes && a->nh && a->state != LEG_ENDING;
+	            b->node + 1 < call->n_nodes && wanted;
 	if (retry) {
 		b2b_trunk_node_failed(b->trunk, call->node_order[b->node]);
 		b->node++;
@@ -679,6 +723,12 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 	}
 	b->state = LEG_GONE;
 	b->final_status = status;
+	if (call->fb_state == FB_QUEUE) {
+		fb_queue_failed(call, status, phrase);
+		return;
+	}
+	if (call->outbound)
+		call_set_end(call, 'b', status, phrase ? phrase : "lead not reached");
 	if (a->nh && (a->state == LEG_CALLING || a->state == LEG_EARLY)) {
 		int code = status;
 		if (code == 401 || code == 407)
@@ -872,9 +922,22 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 		return;
 	}
 	leg_media_apply(b, 1);
+	if (call->fb_state == FB_QUEUE)
+		call->fb_state = FB_DONE;
+	if (call->fb_state == FB_DONE && leg_answered(a)) {
+		/* The agent queue took a caller whose AI leg broke mid-call. */
+		media_session_tone(a->ms, MEDIA_TONE_NONE);
+		media_session_bridge(a->ms, b->ms);
+		log_info("call", "fallback: caller bridged to %s %s", b->trunk->name, call->target);
+		return;
+	}
 	call->answer_ms = clock_wall_ms();
 	call->sip_code = 200;
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
+	if (call->outbound) {
+		ai_lead_answered(call);
+		return;
+	}
 	if (!a->nh || a->state == LEG_ENDING)
 		return;
 	char ident[256] = "";
@@ -943,7 +1006,8 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 		if (parse_body(sip, &early, &why) == 0 && leg_take_answer(b, &early) == 0) {
 			b->state = LEG_EARLY;
 			leg_media_apply(b, 1);
-			media_session_bridge(call->a.ms, b->ms);
+			if (call->a.ms)
+				media_session_bridge(call->a.ms, b->ms);
 			a_follow_codec(call);
 			a_progress(call, 1, 0);
 		} else {
@@ -951,6 +1015,9 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 			 * caller, a plain 180 for a delayed-offer one. */
 			a_progress(call, call->a.have_remote && !call->a.early_answered, 1);
 		}
+		/* Outbound: the VAPI call is created while the lead's phone rings. */
+		if (call->outbound && !call->ai && !call->ai_end[0])
+			ai_start(call);
 		return;
 	}
 	if (status < 300) {
@@ -1122,7 +1189,10 @@ static void on_bye(struct b2b_leg *leg, const sip_t *sip)
 			su_free(b2b_g.home, r);
 		}
 	}
-	call_set_end(call, leg->side, 0, leg->side == 'a' ? "caller hung up" : "callee hung up");
+	call_set_end(call, leg->side, 0,
+	             leg->side == 'a' ? "caller hung up"
+	             : call->outbound ? "lead hung up"
+	                              : "callee hung up");
 	leg->state = LEG_ENDING;
 	leg_bye(other_leg(leg), reason[0] ? reason : NULL);
 }
@@ -1138,13 +1208,14 @@ static void on_terminated(struct b2b_leg *leg, int status, const char *phrase)
 	leg->state = LEG_GONE;
 	stop_timer(leg);
 	struct b2b_leg *o = other_leg(leg);
+	if (was != LEG_ENDING)
+		call_set_end(call, leg->side, status, phrase ? phrase : "leg terminated");
 	if (was != LEG_ENDING && o->nh) {
 		/* This leg ended on its own (session timer expiry, transport error, nua's
 		 * BYE): carry the reason to the other side. */
 		char reason[200];
 		snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"",
 		         status >= 300 ? status : 200, phrase ? phrase : "");
-		call_set_end(call, leg->side, status, phrase ? phrase : "leg terminated");
 		leg_bye(o, reason);
 	}
 	maybe_finish(call);
@@ -1208,6 +1279,40 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 }
 
 /* ---- a new call ---- */
+
+/* A call object with its two (idle) legs, holding the running configuration. */
+static struct b2b_call *call_new(const char *id)
+{
+	struct b2b_call *call = mem_zalloc(sizeof(*call));
+	if (!call)
+		return NULL;
+	call->conf = conf_ref(b2b_g.conf);
+	snprintf(call->id, sizeof(call->id), "%s", id);
+	call->start_ms = clock_wall_ms();
+	call->a.call = call->b.call = call;
+	call->a.side = 'a';
+	call->b.side = 'b';
+	call->a.id = ++b2b_g.next_leg_id;
+	call->b.id = ++b2b_g.next_leg_id;
+	call->a.pt_dtmf = call->b.pt_dtmf = -1;
+	call->ai_cost = -1;
+	return call;
+}
+
+/* Puts the call on the sip thread's list and counts it on trunk t (its caller's, or the
+ * one an outbound call goes out on). */
+static void call_link(struct b2b_call *call, const struct conf_trunk *t)
+{
+	struct b2b_trunk_rt *rt = b2b_trunk_rt(t);
+	call->counted = t;
+	call->next = b2b_g.calls;
+	if (b2b_g.calls)
+		b2b_g.calls->prev = call;
+	b2b_g.calls = call;
+	b2b_g.n_calls++;
+	if (rt)
+		rt->active_calls++;
+}
 
 /* "Silence" for sources outside every ACL: no final answer at all. sofia 1.12 has
  * already sent its automatic 100 Trying and answers 480 when a handle is destroyed, so
@@ -1345,37 +1450,22 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		return;
 	}
 
-	struct b2b_call *call = mem_zalloc(sizeof(*call));
+	struct b2b_call *call = call_new(sip->sip_call_id ? sip->sip_call_id->i_id : "?");
 	if (!call) {
 		reject(nh, SIP_500_INTERNAL_SERVER_ERROR, "oom", NULL);
 		return;
 	}
-	call->conf = conf_ref(b2b_g.conf);
-	snprintf(call->id, sizeof(call->id), "%s", sip->sip_call_id ? sip->sip_call_id->i_id : "?");
-	call->start_ms = clock_wall_ms();
-	call->a.call = call->b.call = call;
-	call->a.side = 'a';
-	call->b.side = 'b';
-	call->a.id = ++b2b_g.next_leg_id;
-	call->b.id = ++b2b_g.next_leg_id;
 	call->a.trunk = from;
+	call->ai_leg = &call->a;
 	call->a.nh = nh;
 	call->a.state = LEG_CALLING;
-	call->a.pt_dtmf = -1;
-	call->b.pt_dtmf = -1;
 	nua_handle_bind(nh, &call->a);
 	leg_refresh_method(&call->a, sip);
 	leg_plan_refresh(&call->a, sip, 0);
 	leg_set_contact(&call->a, sip->sip_via && sip->sip_via->v_protocol &&
 	                              strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
 	                              sip->sip_request->rq_url->url_type != url_sips);
-	call->next = b2b_g.calls;
-	if (b2b_g.calls)
-		b2b_g.calls->prev = call;
-	b2b_g.calls = call;
-	b2b_g.n_calls++;
-	if (frt)
-		frt->active_calls++;
+	call_link(call, from);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_total", "Calls accepted for routing"));
 
 	/* Numbers: the DID from the Request-URI (To for registration trunks), the caller
@@ -1419,6 +1509,7 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	if (!code) {
 		call->route = route->name;
 		call->route_cfg = route;
+		call->fallback = &route->fallback;
 		call->b.trunk = route->to_trunk;
 		if (pr == 0) {
 			int rc = leg_accept_offer(&call->a, &offer, MEDIA_CODEC_NONE);
@@ -1504,9 +1595,11 @@ void b2b_call_media_events(void)
 				log_info("call", "AMD: leg %c is %s after %u ms (%s)", leg->side,
 				         amd_name(ev[i].result), ev[i].ms,
 				         ev[i].why ? ev[i].why : "");
+			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_FALLBACK) {
+				fb_play_done(leg->call);
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
 				leg->call->dtmf_digits++;
-				if (leg->call->ai && leg->side == 'a')
+				if (leg->call->ai && leg == leg->call->ai_leg)
 					ai_dtmf(leg->call, ev[i].digit);
 				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,
 				         ev[i].duration_ms, leg->side);
@@ -1525,29 +1618,148 @@ static void ai_drop(struct b2b_call *call)
 		vapi_call_end(call->ai); /* end-call on the socket, then close */
 		call->ai = NULL;
 	}
+	/* The leg stops feeding the port: a prompt, a tone or a bridge is heard next. */
+	if (call->ai_attached && call->ai_leg && call->ai_leg->ms)
+		media_ai_detach(call->ai_leg->ms);
+	call->ai_attached = 0;
 }
 
-/* The AI leg could not be set up or broke: the caller gets 503 before the answer, a BYE
- * after it; never dead air. */
+/* A callback job for a customer the AI could not serve (the data layer turns it into a
+ * dialer job): spool/callbacks.jsonl. */
+static void callback_job(struct b2b_call *call, const char *why)
+{
+	char ts[40];
+	clock_format_iso(clock_wall_ms(), ts, sizeof(ts));
+	json_t *o = json_object();
+	json_object_set_new(o, "call_id", json_string(call->id));
+	json_object_set_new(o, "number",
+	                    json_string(call->outbound ? call->called_e164 : call->caller_e164));
+	json_object_set_new(o, "name", json_string(call->caller_display));
+	json_object_set_new(o, "route", json_string(call->route ? call->route : ""));
+	json_object_set_new(o, "lead_id", json_string(call->lead_id));
+	json_object_set_new(o, "reason", json_string(why));
+	json_object_set_new(o, "created", json_string(ts));
+	if (b2b_spool_append("callbacks.jsonl", o) == 0) {
+		metric_inc(
+		    metric_get(METRIC_COUNTER, "vacs_callback_jobs_total",
+		               "Callback jobs written for customers the AI could not serve"));
+		log_info("call", "callback job written (%s)", why);
+	}
+}
+
+/* The end of a fallback that let the customer go: BYE (or a final answer before the
+ * answer) with the reason, and the callback job when configured. */
+static void fb_release(struct b2b_call *call)
+{
+	struct b2b_leg *c = call->ai_leg;
+	const char *reason = "Q.850;cause=41;text=\"AI leg failed\"";
+	call->fb_state = FB_DONE;
+	if (call->fallback && call->fallback->callback && (leg_answered(c) || !call->outbound))
+		callback_job(call, call->fb_why);
+	if (c->nh && (c->state == LEG_CALLING || c->state == LEG_EARLY) && c->side == 'a') {
+		call_set_end(call, 'n', 503, "AI leg not available");
+		nua_respond(c->nh, 503, "AI Leg Not Available", LEG_CONTACT(c),
+		            SIPTAG_REASON_STR(reason), SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
+		c->state = LEG_ENDING;
+	} else {
+		call_set_end(call, 'n', 503,
+		             leg_answered(c) ? "AI leg failed" : "AI leg not available");
+		leg_bye(c, reason);
+		leg_bye(other_leg(c), reason);
+	}
+	maybe_finish(call);
+}
+
+/* Moves the caller (leg a, answered or not) to the fallback queue on leg b. */
+static void fb_queue(struct b2b_call *call)
+{
+	const struct conf_ai_fallback *fb = call->fallback;
+	struct b2b_leg *a = &call->a, *b = &call->b;
+	call->fb_state = FB_QUEUE;
+	b->trunk = fb->to_trunk;
+	b->node = 0;
+	snprintf(call->target, sizeof(call->target), "%s", fb->number);
+	if (!b->ms && leg_media_create(b, a->ms)) {
+		fb_release(call);
+		return;
+	}
+	call->n_nodes = b2b_trunk_node_order(b->trunk, call->node_order, 16);
+	if (!call->n_nodes) {
+		fb_release(call);
+		return;
+	}
+	/* An answered caller hears ringback while the queue rings. */
+	if (leg_answered(a)) {
+		const char *cc = a->trunk ? a->trunk->numbering.country_code : NULL;
+		media_session_tone(a->ms, media_ringback_for_country(cc ? (unsigned)atoi(cc) : 1u));
+	}
+	log_info("call", "fallback: moving the caller to %s via %s", fb->number, fb->to);
+	send_b_invite(call);
+}
+
+static void fb_queue_failed(struct b2b_call *call, int status, const char *phrase)
+{
+	log_warn("call", "fallback queue failed with %d %s", status, phrase ? phrase : "");
+	snprintf(call->fb_why, sizeof(call->fb_why), "queue failed: %d", status);
+	fb_release(call);
+}
+
+/* The apology ended: on to the queue, or let the customer go. */
+static void fb_play_done(struct b2b_call *call)
+{
+	if (call->fb_state != FB_PROMPT)
+		return;
+	if (call->fallback && call->fallback->to_trunk && !call->outbound)
+		fb_queue(call);
+	else
+		fb_release(call);
+}
+
+/* The AI leg could not be set up or broke. The configured fallback runs: the apology
+ * prompt, then the agent queue, or a release with a callback job; without one the caller
+ * gets 503 before the answer, a BYE after it. Never dead air, never a stuck call. */
 static void ai_fail(struct b2b_call *call, int status, const char *text)
 {
-	struct b2b_leg *a = &call->a;
+	struct b2b_leg *c = call->ai_leg;
 	log_warn("call", "AI leg failed%s%.0d: %s", status ? " with HTTP " : "", status, text);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_failures_total",
 	                      "AI legs that could not be set up or broke"));
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", text);
 	ai_drop(call);
-	const char *reason = "Q.850;cause=41;text=\"AI leg failed\"";
-	if (a->nh && (a->state == LEG_CALLING || a->state == LEG_EARLY)) {
-		call_set_end(call, 'n', 503, "AI leg not available");
-		nua_respond(a->nh, 503, "AI Leg Not Available", LEG_CONTACT(a),
-		            SIPTAG_REASON_STR(reason), SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
-		a->state = LEG_ENDING;
-	} else {
-		call_set_end(call, 'n', 503, "AI leg failed");
-		leg_bye(a, reason);
-		maybe_finish(call);
+	if (call->fb_state != FB_NONE)
+		return;
+	snprintf(call->fb_why, sizeof(call->fb_why), "%s", text);
+	const struct conf_ai_fallback *fb = call->fallback;
+	/* An outbound lead still ringing is let go: no one to talk to when they answer. */
+	if (call->outbound && !leg_answered(c)) {
+		fb_release(call);
+		return;
 	}
+	struct media_prompt *pr = fb && fb->prompt[0] ? b2b_prompt_find(fb->prompt) : NULL;
+	if (pr && c->ms && (leg_answered(c) || (c->side == 'a' && c->have_remote))) {
+		if (!leg_answered(c)) {
+			/* Answer to play the apology (a caller who has not been answered yet). */
+			char *sdp = leg_make_answer(c);
+			nua_respond(c->nh, SIP_200_OK, LEG_CONTACT(c),
+			            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+			            TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)), TAG_END());
+			mem_free(sdp);
+			c->state = LEG_ANSWERED;
+			c->final_status = 200;
+			call->answer_ms = clock_wall_ms();
+			call->sip_code = 200;
+			leg_media_apply(c, 1);
+		}
+		call->fb_state = FB_PROMPT;
+		media_session_play(c->ms, pr, 0, PLAY_FALLBACK);
+		log_info("call", "fallback: playing %s", fb->prompt);
+		return;
+	}
+	if (fb && fb->to_trunk && !call->outbound) {
+		fb_queue(call);
+		return;
+	}
+	fb_release(call);
 }
 
 static void on_ai_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
@@ -1561,33 +1773,63 @@ static void on_ai_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t 
 	log_set_call(NULL);
 }
 
+static void ai_arm_timer(struct b2b_call *call, unsigned ms)
+{
+	timer_drop(&call->ai_timer);
+	call->ai_timer = su_timer_create(su_root_task(b2b_g.root), ms);
+	if (call->ai_timer)
+		su_timer_set(call->ai_timer, on_ai_timeout, (su_timer_arg_t *)call);
+}
+
 static void ai_start(struct b2b_call *call)
 {
 	const struct conf *cfg = call->conf;
 	const struct conf_route *r = call->route_cfg;
-	const char *assistant =
-	    r->assistant && r->assistant[0] ? r->assistant : cfg->vapi.assistant_id;
+	const char *assistant = call->assistant[0]                     ? call->assistant
+	                        : r && r->assistant && r->assistant[0] ? r->assistant
+	                                                               : cfg->vapi.assistant_id;
 	if (!assistant || !assistant[0]) {
 		ai_fail(call, 0,
 		        "no assistant configured (vapi.assistant_id or the route's assistant)");
 		return;
 	}
-	/* The lead's context for the assistant's prompt ({{caller}}, {{called}}, ...). */
-	json_t *vars = json_object();
+	/* The lead's context for the assistant's prompt ({{caller}}, {{called}}, ...),
+	 * with what the requester gave for an outbound call. */
+	json_t *vars = NULL;
+	if (call->variables) {
+		vars = json_loads(call->variables, 0, NULL);
+		if (!json_is_object(vars)) {
+			json_decref(vars);
+			vars = NULL;
+		}
+	}
+	if (!vars)
+		vars = json_object();
 	json_object_set_new(vars, "caller", json_string(call->caller_e164));
 	json_object_set_new(vars, "called", json_string(call->called_e164));
 	json_object_set_new(vars, "callerName", json_string(call->caller_display));
 	json_object_set_new(vars, "callId", json_string(call->id));
+	json_object_set_new(vars, "direction",
+	                    json_string(call->outbound ? "outbound" : "inbound"));
+	if (call->lead_id[0])
+		json_object_set_new(vars, "leadId", json_string(call->lead_id));
 	char *vj = json_dumps(vars, JSON_COMPACT);
 	json_decref(vars);
+	struct b2b_leg *c = call->ai_leg;
 	struct vapi_call_params p;
 	memset(&p, 0, sizeof(p));
-	p.owner = call->a.id;
+	p.owner = c->id;
 	p.name = call->id;
 	p.assistant_id = assistant;
 	p.variables_json = vj;
 	p.max_duration_s = cfg->vapi.max_duration_s;
-	p.format = media_ai_format_for(call->a.codec);
+	/* Outbound, while ringing: the codec of the answer if it came early, else the one
+	 * we offered first; re-created on answer if the lead's answer differs. */
+	enum media_codec codec = c->codec;
+	if (call->outbound && !c->have_remote && c->trunk && c->trunk->n_codecs)
+		codec = b2b_codec_parse(c->trunk->codecs[0]); /* what we offered first */
+	p.format = media_ai_format_for(codec);
+	p.defer_connect = call->outbound;
 	call->ai_format = p.format;
 	int rc = vj ? vapi_call_create(&p, &call->ai) : -ENOMEM;
 	free(vj);
@@ -1595,13 +1837,52 @@ static void ai_start(struct b2b_call *call)
 		ai_fail(call, 0, strerror(-rc));
 		return;
 	}
-	/* REST and WebSocket each have connect_timeout; a second more for both. */
-	call->ai_timer =
-	    su_timer_create(su_root_task(b2b_g.root), 2 * cfg->vapi.connect_timeout_ms);
-	if (call->ai_timer)
-		su_timer_set(call->ai_timer, on_ai_timeout, (su_timer_arg_t *)call);
+	/* REST and WebSocket each have connect_timeout; both in a row for inbound. An
+	 * outbound call arms its deadline on answer. */
+	if (!call->outbound)
+		ai_arm_timer(call, 2 * cfg->vapi.connect_timeout_ms);
 	log_info("call", "AI leg: creating the VAPI call (assistant %s, %s)", assistant,
 	         media_ai_format_name(p.format));
+}
+
+/* Gives the AI leg its media: the customer's audio flows to the assistant. */
+static int ai_attach(struct b2b_call *call)
+{
+	struct media_ai_port *port = NULL;
+	int rc = media_ai_attach(call->ai_leg->ms, call->ai_format, vapi_ai_notify, NULL, &port);
+	if (!rc) {
+		call->ai_attached = 1;
+		rc = vapi_call_connect(call->ai, port);
+		if (rc)
+			media_ai_port_release(port);
+	}
+	return rc;
+}
+
+/* Outbound: the lead answered. The VAPI call exists (created while ringing) or is on its
+ * way: the socket opens now, so the assistant speaks as soon as the lead picks up. */
+static void ai_lead_answered(struct b2b_call *call)
+{
+	struct b2b_leg *b = &call->b;
+	b2b_call_record_start(call);
+	if (call->conf->outbound.amd && b->ms)
+		media_session_amd(b->ms);
+	if (call->fb_state != FB_NONE)
+		return;
+	if (call->ai && media_ai_format_for(b->codec) != call->ai_format) {
+		log_info("call", "the lead answered with %s: the AI leg is re-created for %s",
+		         b2b_codec_name(b->codec),
+		         media_ai_format_name(media_ai_format_for(b->codec)));
+		ai_drop(call);
+	}
+	if (!call->ai) {
+		ai_start(call);
+		if (!call->ai)
+			return;
+	}
+	ai_arm_timer(call, 2 * call->conf->vapi.connect_timeout_ms);
+	if (ai_attach(call))
+		ai_fail(call, 0, "cannot connect the media to the AI leg");
 }
 
 static void ai_connected(struct b2b_call *call, const char *id)
@@ -1609,18 +1890,16 @@ static void ai_connected(struct b2b_call *call, const char *id)
 	struct b2b_leg *a = &call->a;
 	timer_drop(&call->ai_timer);
 	snprintf(call->ai_id, sizeof(call->ai_id), "%s", id ? id : "");
+	if (call->outbound) {
+		log_info("call", "AI leg up (VAPI call %s): %llu ms after the lead answered",
+		         call->ai_id, (unsigned long long)(clock_wall_ms() - call->answer_ms));
+		return;
+	}
 	if (!a->nh || (a->state != LEG_CALLING && a->state != LEG_EARLY)) {
 		ai_drop(call);
 		return;
 	}
-	struct media_ai_port *port = NULL;
-	int rc = media_ai_attach(a->ms, call->ai_format, vapi_ai_notify, NULL, &port);
-	if (!rc) {
-		rc = vapi_call_connect(call->ai, port);
-		if (rc)
-			media_ai_port_release(port);
-	}
-	if (rc) {
+	if (ai_attach(call)) {
 		ai_fail(call, 0, "cannot connect the media to the AI leg");
 		return;
 	}
@@ -1643,21 +1922,23 @@ static void ai_connected(struct b2b_call *call, const char *id)
 	         (unsigned long long)(call->answer_ms - call->start_ms));
 }
 
-/* VAPI ended the call (status ended, the socket closed): the caller gets a BYE with the
- * reason. */
+/* VAPI ended the call (status ended, the socket closed): the customer gets a BYE with
+ * the reason. */
 static void ai_ended(struct b2b_call *call, const char *why)
 {
-	struct b2b_leg *a = &call->a;
+	struct b2b_leg *c = call->ai_leg;
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", why ? why : "ended");
-	if (a->state != LEG_ANSWERED && a->state != LEG_UP) {
+	if (!leg_answered(c)) {
 		ai_fail(call, 0, call->ai_end);
 		return;
 	}
 	ai_drop(call);
+	if (call->fb_state != FB_NONE)
+		return;
 	char reason[160];
 	snprintf(reason, sizeof(reason), "Q.850;cause=16;text=\"%s\"", call->ai_end);
-	call_set_end(call, 'b', 200, call->ai_end);
-	leg_bye(a, reason);
+	call_set_end(call, call->outbound ? 'a' : 'b', 200, call->ai_end);
+	leg_bye(c, reason);
 	maybe_finish(call);
 }
 
@@ -1676,18 +1957,55 @@ static void ai_dtmf(struct b2b_call *call, char digit)
 	vapi_call_add_message(call->ai, "user", text, 1);
 }
 
-static void ai_tool_call(struct b2b_call *call, const struct vapi_event *ev)
+/* A tool the assistant called (in-band, or by webhook). Returns the result text for the
+ * assistant (static), or NULL with *err set when the tool is not ours or failed. */
+static const char *ai_tool(struct b2b_call *call, const char *name, const char *args,
+                           const char *id, const char **err)
 {
-	const char *name = ev->text ? ev->text : "";
-	log_info("call", "assistant tool call %s (%s): %s", name, ev->id ? ev->id : "-",
-	         ev->text2 ? ev->text2 : "{}");
+	log_info("call", "assistant tool call %s (%s): %s", name, id && id[0] ? id : "-",
+	         args ? args : "{}");
+	*err = NULL;
 	if (strcmp(name, "end_call") == 0) {
+		metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_tool_calls_total{tool=\"end_call\"}",
+		                      "Tool calls from the assistant"));
 		ai_ended(call, "assistant-ended-call");
-		return;
+		return "The call is being ended.";
 	}
 	/* transfer_to_agent is the warm-transfer issue; others are reported only. */
-	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_tool_calls_total{handled=\"no\"}",
-	                      "In-band tool calls from the assistant"));
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_tool_calls_total{tool=\"other\"}",
+	                      "Tool calls from the assistant"));
+	*err = strcmp(name, "transfer_to_agent") == 0 ? "No agent can be reached right now."
+	                                              : "This tool is not available.";
+	return NULL;
+}
+
+/* Final transcript lines are kept with the call for its record, up to a bound. */
+#define AI_LINES_MAX_BYTES (32u * 1024u)
+static void ai_keep_line(struct b2b_call *call, const char *role, const char *text)
+{
+	size_t n = (role ? strlen(role) : 0) + (text ? strlen(text) : 0);
+	if (!text || call->ai_lines_bytes + n > AI_LINES_MAX_BYTES)
+		return;
+	if (!call->ai_lines && !(call->ai_lines = json_array()))
+		return;
+	json_t *o = json_object();
+	uint64_t now = clock_wall_ms();
+	json_object_set_new(o, "ms",
+	                    json_integer((json_int_t)(call->answer_ms && now > call->answer_ms
+	                                                  ? now - call->answer_ms
+	                                                  : 0)));
+	json_object_set_new(o, "role", json_string(role ? role : ""));
+	json_object_set_new(o, "text", json_string(text));
+	if (json_array_append_new(call->ai_lines, o) == 0)
+		call->ai_lines_bytes += n;
+}
+
+static struct b2b_call *call_of_owner(uint64_t owner)
+{
+	for (struct b2b_call *c = b2b_g.calls; c; c = c->next)
+		if (c->ai && c->ai_leg && c->ai_leg->id == owner)
+			return c;
+	return NULL;
 }
 
 void b2b_call_vapi_events(void)
@@ -1696,14 +2014,13 @@ void b2b_call_vapi_events(void)
 	unsigned n;
 	while ((n = vapi_events_poll(ev, 16)) > 0) {
 		for (unsigned i = 0; i < n; i++) {
-			struct b2b_call *call = b2b_g.calls;
-			while (call && !(call->ai && call->a.id == ev[i].owner))
-				call = call->next;
+			struct b2b_call *call = call_of_owner(ev[i].owner);
 			if (!call) {
 				vapi_event_free(&ev[i]);
 				continue;
 			}
 			log_set_call(call->id);
+			const char *err = NULL;
 			switch (ev[i].type) {
 			case VAPI_EV_CONNECTED:
 				ai_connected(call, ev[i].id);
@@ -1712,20 +2029,34 @@ void b2b_call_vapi_events(void)
 				ai_fail(call, ev[i].status, ev[i].text ? ev[i].text : "failed");
 				break;
 			case VAPI_EV_ENDED:
-				ai_ended(call, ev[i].text);
+				if (ev[i].status == 1) /* dropped: the fallback, not a hang-up */
+					ai_fail(call, 0,
+					        ev[i].text ? ev[i].text : "socket dropped");
+				else
+					ai_ended(call, ev[i].text);
 				break;
 			case VAPI_EV_TRANSCRIPT:
 				call->transcripts++;
 				log_info("call", "transcript %s: %s", ev[i].text ? ev[i].text : "?",
 				         ev[i].text2 ? ev[i].text2 : "");
+				ai_keep_line(call, ev[i].text, ev[i].text2);
 				break;
 			case VAPI_EV_TOOL_CALL:
-				ai_tool_call(call, &ev[i]);
+				/* In-band tools cannot be answered on the socket: failures are
+				 * told to the assistant as a system message. */
+				if (!ai_tool(call, ev[i].text ? ev[i].text : "", ev[i].text2,
+				             ev[i].id, &err) &&
+				    err && call->ai)
+					vapi_call_add_message(call->ai, "system", err, 1);
 				break;
 			case VAPI_EV_STATUS:
 				log_debug("call", "AI status %s", ev[i].text ? ev[i].text : "?");
 				break;
 			case VAPI_EV_SPEECH:
+				if (!call->ai_speech_ms && ev[i].status == 1 && ev[i].text &&
+				    strcmp(ev[i].text, "assistant") == 0 && call->answer_ms)
+					call->ai_speech_ms = clock_wall_ms();
+				break;
 			case VAPI_EV_INTERRUPTED:
 				break;
 			}
@@ -1733,4 +2064,276 @@ void b2b_call_vapi_events(void)
 			vapi_event_free(&ev[i]);
 		}
 	}
+}
+
+/* ---- the originate operation ---- */
+
+static void on_ring_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
+{
+	(void)magic;
+	(void)t;
+	struct b2b_call *call = (struct b2b_call *)arg;
+	timer_drop(&call->ring_timer);
+	if (call->b.state != LEG_CALLING && call->b.state != LEG_EARLY)
+		return;
+	log_set_call(call->id);
+	log_info("call", "the lead did not answer within %u s",
+	         call->conf->outbound.ring_timeout_s);
+	call_set_end(call, 'n', 480, "no answer");
+	leg_bye(&call->b, "SIP;cause=480;text=\"No Answer\"");
+	log_set_call(NULL);
+}
+
+/* A fresh call id for calls we originate: "vacs-" and 24 hex digits. */
+static void new_call_id(char *out, size_t len)
+{
+	uint8_t r[12];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		uint64_t x = clock_wall_ms() ^ ((uint64_t)b2b_g.next_leg_id << 40);
+		memcpy(r, &x, 8);
+		memset(r + 8, 0x5a, 4);
+	}
+	size_t o = (size_t)snprintf(out, len, "vacs-");
+	for (size_t i = 0; i < sizeof(r) && o + 2 < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%02x", r[i]);
+}
+
+int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char **why,
+                  const char **field)
+{
+	const struct conf *cfg = b2b_g.conf;
+	const struct conf_trunk *t = cfg->outbound.to_trunk;
+	*field = NULL;
+	if (b2b_g.draining) {
+		*why = "vacsd is draining: no new calls";
+		return 503;
+	}
+	if (!t) {
+		*why = "outbound calls are off: outbound.trunk is not configured";
+		return 503;
+	}
+	if (!b2b_g.vapi_up) {
+		*why = "the AI leg is not available: vapi.key_env is not set";
+		return 503;
+	}
+	const char *assistant = o->assistant_id && o->assistant_id[0] ? o->assistant_id
+	                        : cfg->outbound.assistant[0]          ? cfg->outbound.assistant
+	                                                              : cfg->vapi.assistant_id;
+	if (!assistant || !assistant[0]) {
+		*why = "no assistant: give assistant_id or configure outbound.assistant";
+		*field = "assistant_id";
+		return 400;
+	}
+	const char *from = o->from && o->from[0] ? o->from : cfg->outbound.caller_id;
+	if (!from || !from[0]) {
+		*why = "no caller ID: give from or configure outbound.caller_id";
+		*field = "from";
+		return 400;
+	}
+	char to_e164[64], from_e164[64], egress[64];
+	if (!o->to || !o->to[0] ||
+	    b2b_number_normalise(&t->numbering, o->to, to_e164, sizeof(to_e164)) < 0 ||
+	    b2b_number_egress(&t->numbering, to_e164, egress, sizeof(egress)) < 0) {
+		*why = "not a phone number this trunk can dial";
+		*field = "to";
+		return 400;
+	}
+	if (b2b_number_normalise(&t->numbering, from, from_e164, sizeof(from_e164)) < 0) {
+		*why = "not a phone number";
+		*field = "from";
+		return 400;
+	}
+	struct b2b_trunk_rt *rt = b2b_trunk_rt(t);
+	if (t->max_calls && rt && rt->active_calls >= t->max_calls) {
+		*why = "the outbound trunk is at its max_calls";
+		return 429;
+	}
+	char cid[40];
+	new_call_id(cid, sizeof(cid));
+	struct b2b_call *call = call_new(cid);
+	if (!call) {
+		*why = "out of memory";
+		return 503;
+	}
+	call->outbound = 1;
+	call->ai_leg = &call->b;
+	call->fallback = &cfg->outbound.fallback;
+	call->route = "outbound";
+	call->b.trunk = t;
+	snprintf(call->called, sizeof(call->called), "%s", o->to);
+	snprintf(call->called_e164, sizeof(call->called_e164), "%s", to_e164);
+	snprintf(call->target, sizeof(call->target), "%s", egress);
+	snprintf(call->caller, sizeof(call->caller), "%s", from);
+	snprintf(call->caller_e164, sizeof(call->caller_e164), "%s", from_e164);
+	snprintf(call->assistant, sizeof(call->assistant), "%s", assistant);
+	snprintf(call->lead_id, sizeof(call->lead_id), "%s", o->lead_id ? o->lead_id : "");
+	snprintf(call->ref, sizeof(call->ref), "%s", o->ref ? o->ref : "");
+	if (o->variables_json && !(call->variables = mem_strdup(o->variables_json))) {
+		conf_unref(call->conf);
+		mem_free(call);
+		*why = "out of memory";
+		return 503;
+	}
+	if (leg_media_create(&call->b, NULL)) {
+		mem_free(call->variables);
+		conf_unref(call->conf);
+		mem_free(call);
+		*why = "no media ports";
+		return 503;
+	}
+	call_link(call, t);
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_originated_total",
+	                      "Outbound AI calls originated"));
+	snprintf(id, idlen, "%s", call->id);
+	log_set_call(call->id);
+	log_info("call", "originate: %s (%s) from %s via %s, assistant %s", o->to, to_e164, from,
+	         t->name, assistant);
+	call->ring_timer =
+	    su_timer_create(su_root_task(b2b_g.root), cfg->outbound.ring_timeout_s * 1000u);
+	if (call->ring_timer)
+		su_timer_set(call->ring_timer, on_ring_timeout, (su_timer_arg_t *)call);
+	call->n_nodes = b2b_trunk_node_order(t, call->node_order, 16);
+	if (!call->n_nodes)
+		b_fail_over_or_fail(call, 503, "No Trunk Nodes");
+	else
+		send_b_invite(call);
+	log_set_call(NULL);
+	return 0;
+}
+
+/* ---- server webhooks (vapi_hook_parse'd on the http thread) ---- */
+
+static struct b2b_call *call_of_hook(const struct vapi_hook_msg *m)
+{
+	for (struct b2b_call *c = b2b_g.calls; c; c = c->next) {
+		if (m->call_id && c->ai_id[0] && strcmp(c->ai_id, m->call_id) == 0)
+			return c;
+		if (m->call_name && strcmp(c->id, m->call_name) == 0 && (c->ai || c->ai_id[0]))
+			return c;
+	}
+	return NULL;
+}
+
+static char *json_answer(json_t *o, size_t *len)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	char *out = s ? mem_strdup(s) : NULL;
+	free(s);
+	*len = out ? strlen(out) : 0;
+	return out;
+}
+
+/* assistant-request: the assistant of the route to "ai" that takes the number called. */
+static char *hook_assistant(const struct vapi_hook_msg *m, size_t *len)
+{
+	const struct conf *cfg = b2b_g.conf;
+	const char *num = m->phone_number ? m->phone_number : "";
+	const struct conf_route *r = b2b_route_find_ai(cfg, num, m->customer_number);
+	const char *a = r && r->assistant[0] ? r->assistant : r ? cfg->vapi.assistant_id : NULL;
+	json_t *o = json_object();
+	if (a && a[0]) {
+		json_object_set_new(o, "assistantId", json_string(a));
+		log_info("vapi", "assistant-request for %s: %s (route %s)", num, a, r->name);
+	} else {
+		json_object_set_new(o, "error",
+		                    json_string("Sorry, this number is not available right now."));
+		log_warn("vapi", "assistant-request for %s: no route to \"ai\" takes it",
+		         num[0] ? num : "(no number)");
+	}
+	return json_answer(o, len);
+}
+
+int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
+{
+	*answer = NULL;
+	*len = 0;
+	struct b2b_call *call = call_of_hook(m);
+	if (call)
+		log_set_call(call->id);
+	int code = 200;
+	switch (m->type) {
+	case VAPI_HOOK_ASSISTANT_REQUEST:
+		*answer = hook_assistant(m, len);
+		break;
+	case VAPI_HOOK_TOOL_CALLS: {
+		struct vapi_hook_result res[16];
+		unsigned n = m->n_tools < 16 ? m->n_tools : 16;
+		for (unsigned i = 0; i < n; i++) {
+			const struct vapi_hook_tool *t = &m->tools[i];
+			res[i].id = t->id;
+			res[i].name = t->name;
+			res[i].error = NULL;
+			res[i].result =
+			    call ? ai_tool(call, t->name, t->arguments, t->id, &res[i].error)
+			         : NULL;
+			if (!call)
+				res[i].error = "No call of this system has that id.";
+		}
+		*answer = vapi_hook_results_json(res, n, len);
+		break;
+	}
+	case VAPI_HOOK_FUNCTION_CALL: {
+		json_t *o = json_object();
+		json_object_set_new(o, "result", json_string("This function is not available."));
+		*answer = json_answer(o, len);
+		break;
+	}
+	case VAPI_HOOK_TRANSFER_DEST: {
+		/* VAPI cannot transfer a websocket call (reference §4.4): vacsd does. */
+		json_t *o = json_object();
+		json_object_set_new(o, "error",
+		                    json_string("Transfers are done with the "
+		                                "transfer_to_agent tool."));
+		*answer = json_answer(o, len);
+		break;
+	}
+	case VAPI_HOOK_STATUS:
+		log_info("vapi", "webhook status-update %s%s%s", m->status ? m->status : "?",
+		         m->ended_reason ? " " : "", m->ended_reason ? m->ended_reason : "");
+		if (call && m->ended_reason && !call->ai_end[0])
+			snprintf(call->ai_end, sizeof(call->ai_end), "%s", m->ended_reason);
+		break;
+	case VAPI_HOOK_END_REPORT: {
+		/* Arrives after post-processing, usually after the call ended: kept with the
+		 * call when it is still up, and always as a line for the data layer. */
+		if (call) {
+			if (m->summary && !call->ai_summary)
+				call->ai_summary = mem_strdup(m->summary);
+			if (m->has_cost)
+				call->ai_cost = m->cost;
+		}
+		json_t *o = json_object();
+		json_object_set_new(o, "vapi_call_id", json_string(m->call_id ? m->call_id : ""));
+		json_object_set_new(o, "call_id", json_string(m->call_name ? m->call_name : ""));
+		json_object_set_new(o, "ended_reason",
+		                    json_string(m->ended_reason ? m->ended_reason : ""));
+		json_object_set_new(o, "summary",
+		                    m->summary ? json_string(m->summary) : json_null());
+		json_object_set_new(o, "transcript",
+		                    m->transcript ? json_string(m->transcript) : json_null());
+		json_object_set_new(o, "recording_url",
+		                    m->recording_url ? json_string(m->recording_url) : json_null());
+		json_object_set_new(o, "cost", m->has_cost ? json_real(m->cost) : json_null());
+		json_object_set_new(o, "started_at",
+		                    m->started_at ? json_string(m->started_at) : json_null());
+		json_object_set_new(o, "ended_at",
+		                    m->ended_at ? json_string(m->ended_at) : json_null());
+		if (b2b_spool_append("vapi-reports.jsonl", o))
+			code = 503; /* not durable: VAPI may retry */
+		log_info("vapi", "end-of-call-report for %s: %s", m->call_name ? m->call_name : "?",
+		         m->ended_reason ? m->ended_reason : "");
+		break;
+	}
+	case VAPI_HOOK_HANG:
+		log_warn("vapi", "hang: the assistant is stalled (slow model, voice or tool)");
+		metric_inc(metric_get(METRIC_COUNTER, "vacs_vapi_hangs_total",
+		                      "VAPI hang notices: the assistant stalled"));
+		break;
+	case VAPI_HOOK_OTHER:
+		break;
+	}
+	if (call)
+		log_set_call(NULL);
+	return code;
 }

@@ -122,7 +122,10 @@ int main(int argc, char **argv)
 	    .hold_timeout_ms = cfg->media.hold_timeout_s * 1000u,
 	    .max_sessions = cfg->media.max_sessions,
 	};
-	struct ctl_config cc = {.address = cfg->http.address, .port = cfg->http.port};
+	const char *api_keys[] = {
+	    cfg->http.api_key && cfg->http.api_key[0] ? cfg->http.api_key : NULL, NULL};
+	struct ctl_config cc = {
+	    .address = cfg->http.address, .port = cfg->http.port, .api_keys = api_keys};
 	int exit_code = 1;
 	if ((rc = media_init(&mc))) {
 		log_err("main", "media: %s", strerror(-rc));
@@ -145,9 +148,15 @@ int main(int argc, char **argv)
 	} else {
 		log_info("main", "vapi.key_env not set: routes to \"ai\" answer 503");
 	}
+	if ((rc = b2b_api_init(cfg))) {
+		log_err("main", "http routes: %s", strerror(-rc));
+		goto out_api;
+	}
+	if (cfg->http.port && !api_keys[0])
+		log_info("main", "http.api_key_env not set: the /v1 API answers 401");
 	if ((rc = ctl_init(&cc))) {
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
-		goto out_vapi;
+		goto out_api;
 	}
 	if ((rc = b2b_init(cfg, vapi_up))) {
 		log_err("main", "sip: %s", strerror(-rc));
@@ -160,7 +169,8 @@ int main(int argc, char **argv)
 	b2b_close();
 out_ctl:
 	ctl_close();
-out_vapi:
+out_api:
+	b2b_api_close();
 	if (vapi_up)
 		vapi_close();
 out_media:

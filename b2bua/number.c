@@ -253,3 +253,27 @@ const struct conf_route *b2b_route_find(const struct conf *c, const char *from, 
 	}
 	return NULL;
 }
+
+const struct conf_route *b2b_route_find_ai(const struct conf *c, const char *called,
+                                           const char *caller)
+{
+	if (!c || !called || !called[0])
+		return NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		const char *num = pass && called[0] == '+' ? called + 1 : called;
+		if (pass && num == called)
+			break;
+		for (size_t i = 0; i < c->n_routes; i++) {
+			const struct conf_route *r = &c->routes[i];
+			if (r->target_type != CONF_ROUTE_AI || !r->regex)
+				continue;
+			if (regexec(r->regex, num, 0, NULL, 0) != 0)
+				continue;
+			if (r->caller_regex &&
+			    regexec(r->caller_regex, caller ? caller : "", 0, NULL, 0) != 0)
+				continue;
+			return r;
+		}
+	}
+	return NULL;
+}

@@ -27,4 +27,9 @@ int b2b_number_egress(const struct conf_numbering *n, const char *e164, char *ou
 const struct conf_route *b2b_route_find(const struct conf *c, const char *from, const char *called,
                                         const char *caller, char *target, size_t tlen);
 
+/* The first route to "ai" (from any trunk) whose match takes `called` (as given, or
+ * without its '+'), for VAPI's assistant-request. NULL when none. */
+const struct conf_route *b2b_route_find_ai(const struct conf *c, const char *called,
+                                           const char *caller);
+
 #endif

@@ -50,12 +50,14 @@ static void notices_free(struct notice *v, size_t n)
 
 int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
 {
-	struct notice *v = mem_zalloc(sizeof(*v) * (c->n_routes + 1));
+	struct notice *v = mem_zalloc(sizeof(*v) * (2 * c->n_routes + 1));
 	size_t n = 0;
 	if (!v)
 		return -ENOMEM;
-	for (size_t i = 0; i < c->n_routes; i++) {
-		const char *path = c->routes[i].record_notice;
+	for (size_t i = 0; i < 2 * c->n_routes + 1; i++) {
+		const char *path = i == 2 * c->n_routes ? c->outbound.fallback.prompt
+		                   : i % 2              ? c->routes[i / 2].fallback.prompt
+		                                        : c->routes[i / 2].record_notice;
 		if (!path || !path[0])
 			continue;
 		int dup = 0;
@@ -66,7 +68,11 @@ int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
 		char why[384];
 		int rc = media_prompt_load(path, &v[n].prompt, why, sizeof(why));
 		if (rc) {
-			snprintf(err, errlen, "routes.[%zu].record_notice: %s", i, why);
+			if (i == 2 * c->n_routes)
+				snprintf(err, errlen, "outbound.fallback_prompt: %s", why);
+			else
+				snprintf(err, errlen, "routes.[%zu].%s: %s", i / 2,
+				         i % 2 ? "fallback_prompt" : "record_notice", why);
 			notices_free(v, n);
 			return rc;
 		}
@@ -96,7 +102,7 @@ void b2b_record_close(void)
 	}
 }
 
-static struct media_prompt *notice_find(const char *path)
+struct media_prompt *b2b_prompt_find(const char *path)
 {
 	for (size_t i = 0; i < rec.n_notices; i++)
 		if (strcmp(rec.notices[i].path, path) == 0)
@@ -120,7 +126,12 @@ static void file_safe(const char *in, char *out, size_t cap)
 void b2b_call_record_start(struct b2b_call *call)
 {
 	const struct conf_route *r = call->route_cfg;
-	if (!r || !r->record || !call->a.ms || call->recording[0])
+	/* The customer's leg: the caller, or the lead of an outbound call. */
+	struct b2b_leg *cust = call->outbound ? &call->b : &call->a;
+	struct b2b_leg *other = call->outbound ? &call->a : &call->b;
+	int record = call->outbound ? call->conf->outbound.record : r && r->record;
+	const char *notice = r ? r->record_notice : NULL;
+	if (!record || !cust->ms || call->recording[0])
 		return;
 	char dir[400], name[80];
 	snprintf(dir, sizeof(dir), "%s/recordings", call->conf->spool.dir);
@@ -134,7 +145,7 @@ void b2b_call_record_start(struct b2b_call *call)
 		return;
 	snprintf(p->path, sizeof(p->path), "%s/%s-%llu.wav", dir, name,
 	         (unsigned long long)clock_wall_ms());
-	int rc = media_session_record(call->a.ms, p->path);
+	int rc = media_session_record(cust->ms, p->path);
 	if (rc) {
 		log_err("rec", "cannot record to %s: %s", p->path, strerror(-rc));
 		metric_inc(metric_get(METRIC_COUNTER, "vacs_recordings_failed_total",
@@ -142,23 +153,23 @@ void b2b_call_record_start(struct b2b_call *call)
 		mem_free(p);
 		return;
 	}
-	p->owner = call->a.id;
+	p->owner = cust->id;
 	snprintf(p->call_id, sizeof(p->call_id), "%s", call->id);
 	p->next = rec.pending;
 	rec.pending = p;
 	snprintf(call->recording, sizeof(call->recording), "%s", p->path);
 	log_info("rec", "recording to %s", p->path);
-	if (r->record_notice && r->record_notice[0]) {
-		struct media_prompt *np = notice_find(r->record_notice);
+	if (notice && notice[0]) {
+		struct media_prompt *np = b2b_prompt_find(notice);
 		if (!np) {
 			log_warn("rec", "notice %s is not loaded (configuration reloaded since?)",
-			         r->record_notice);
+			         notice);
 			return;
 		}
 		/* Both parties hear that the call is recorded; their audio resumes after. */
-		media_session_play(call->a.ms, np, 0, 0);
-		if (call->b.ms)
-			media_session_play(call->b.ms, np, 0, 0);
+		media_session_play(cust->ms, np, 0, 0);
+		if (other->ms)
+			media_session_play(other->ms, np, 0, 0);
 	}
 }
 
@@ -191,18 +202,26 @@ int b2b_record_event(const struct media_event *ev)
 	json_object_set_new(o, "result", json_integer(ev->result));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)ev->bytes));
 	json_object_set_new(o, "closed", json_string(ts));
-	char *line = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/recordings.jsonl", b2b_g.conf->spool.dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (fd < 0 || !line || dprintf(fd, "%s\n", line) < 0)
-		log_err("rec", "cannot append to %s: %s", path, strerror(errno));
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	free(line);
+	b2b_spool_append("recordings.jsonl", o);
 	mem_free(p);
 	return 1;
+}
+
+int b2b_spool_append(const char *name, json_t *o)
+{
+	char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", b2b_g.conf->spool.dir, name);
+	int rc = 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0 || !line || dprintf(fd, "%s\n", line) < 0 || fsync(fd) < 0) {
+		rc = line ? -errno : -ENOMEM;
+		log_err("spool", "cannot append to %s: %s", path,
+		        line ? strerror(errno) : "no memory");
+	}
+	if (fd >= 0)
+		close(fd);
+	free(line);
+	return rc;
 }

@@ -325,6 +325,15 @@ static int on_vapi(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 	return 0;
 }
 
+static int on_api(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
+{
+	(void)magic;
+	(void)w;
+	(void)arg;
+	b2b_api_poll();
+	return 0;
+}
+
 int b2b_init(struct conf *cfg, int vapi_up)
 {
 	int rc = 0;
@@ -403,6 +412,11 @@ int b2b_init(struct conf *cfg, int vapi_up)
 		su_wait_create(b2b_g.vapi_wait, vapi_event_fd(), SU_WAIT_IN);
 		su_root_register(b2b_g.root, b2b_g.vapi_wait, on_vapi, NULL, 0);
 	}
+	if (b2b_api_fd() >= 0) {
+		su_wait_create(b2b_g.api_wait, b2b_api_fd(), SU_WAIT_IN);
+		su_root_register(b2b_g.root, b2b_g.api_wait, on_api, NULL, 0);
+		b2b_g.api_registered = 1;
+	}
 
 	b2b_g.tick = su_timer_create(su_root_task(b2b_g.root), 200);
 	su_timer_set_for_ever(b2b_g.tick, on_tick, NULL);
@@ -434,6 +448,8 @@ void b2b_close(void)
 		su_root_unregister(b2b_g.root, b2b_g.media_wait, on_media, NULL);
 		if (b2b_g.vapi_up)
 			su_root_unregister(b2b_g.root, b2b_g.vapi_wait, on_vapi, NULL);
+		if (b2b_g.api_registered)
+			su_root_unregister(b2b_g.root, b2b_g.api_wait, on_api, NULL);
 		su_root_destroy(b2b_g.root);
 	}
 	mem_free(b2b_g.trunks);

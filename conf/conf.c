@@ -328,6 +328,30 @@ static const char *chk_header_text(const char *v)
 	return NULL;
 }
 
+/* An HTTP header name as lib/ws servers match it: lowercase token characters. */
+static const char *chk_header_name(const char *v)
+{
+	if (!v[0] || strlen(v) > 63)
+		return "must be a header name of 1-63 characters";
+	for (const char *p = v; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '_'))
+			return "must be a lowercase header name (a-z 0-9 - _)";
+	}
+	return NULL;
+}
+
+/* A caller ID to present: an E.164 number with +, or digits ("" = none). */
+static const char *chk_caller_id(const char *v)
+{
+	const char *d = v[0] == '+' ? v + 1 : v;
+	if (!v[0])
+		return NULL;
+	if (strlen(d) < 3 || strlen(d) > 15 || chk_digits(d))
+		return "must be a phone number: 3-15 digits, optionally after a +";
+	return NULL;
+}
+
 static const char *chk_nonempty_header_text(const char *v)
 {
 	return v[0] ? chk_header_text(v) : "must not be empty";
@@ -1126,6 +1150,10 @@ static const struct key route_keys[] = {
     {.name = "record_notice", .type = KT_STR, .off = RT(record_notice), .check = chk_readable},
     {.name = "amd", .type = KT_BOOL, .off = RT(amd)},
     {.name = "assistant", .type = KT_STR, .off = RT(assistant), .check = chk_header_text},
+    {.name = "fallback_prompt", .type = KT_STR, .off = RT(fallback.prompt), .check = chk_readable},
+    {.name = "fallback_to", .type = KT_STR, .off = RT(fallback.to)},
+    {.name = "fallback_number", .type = KT_STR, .off = RT(fallback.number), .check = chk_digits},
+    {.name = "fallback_callback", .type = KT_BOOL, .off = RT(fallback.callback)},
     {.type = KT_END},
 };
 #undef RT
@@ -1223,6 +1251,24 @@ static void parse_routes(struct ld *ld, const config_setting_t *s, void *base)
 	c->routes = arr;
 }
 
+/* A fallback's trunk and number go together; the trunk must exist. */
+static void fallback_resolve(struct ld *ld, const struct conf *c, const config_setting_t *gs,
+                             struct conf_ai_fallback *f)
+{
+	if (!f->to[0] && !f->number[0])
+		return;
+	if (!f->to[0] || !f->number[0]) {
+		ld_report(
+		    ld, gs, f->to[0] ? "fallback_number" : "fallback_to",
+		    "fallback_to and fallback_number go together (the queue's trunk and number)");
+		return;
+	}
+	f->to_trunk = conf_trunk_find(c, f->to);
+	if (!f->to_trunk)
+		ld_report(ld, config_setting_get_member(gs, "fallback_to"), NULL,
+		          "no trunk named \"%s\"", f->to);
+}
+
 /* Routes may come before trunks in the file: they are resolved once everything is read. */
 static void routes_resolve(struct ld *ld, struct conf *c)
 {
@@ -1244,6 +1290,18 @@ static void routes_resolve(struct ld *ld, struct conf *c)
 				ld_report(ld, config_setting_get_member(rs, "to"), NULL,
 				          "no trunk named \"%s\" (name a trunk, or \"ai\")", r->to);
 		}
+		fallback_resolve(ld, c, rs, &r->fallback);
+		if (r->target_type != CONF_ROUTE_AI &&
+		    (r->fallback.prompt[0] || r->fallback.to[0] || r->fallback.callback))
+			ld_report(ld, rs, "fallback_prompt",
+			          "the fallback keys are for routes to \"ai\" only");
+	}
+	if (c->outbound.trunk[0]) {
+		const config_setting_t *os = config_lookup(ld->cfg, "outbound");
+		c->outbound.to_trunk = conf_trunk_find(c, c->outbound.trunk);
+		if (!c->outbound.to_trunk)
+			ld_report(ld, os ? config_setting_get_member(os, "trunk") : NULL, NULL,
+			          "no trunk named \"%s\"", c->outbound.trunk);
 	}
 }
 
@@ -1341,6 +1399,44 @@ static const struct key media_keys[] = {
     {.type = KT_END},
 };
 
+static void parse_api_key_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	read_env_secret(ld, s, &c->http.api_key);
+}
+
+static void free_api_key(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->http.api_key);
+	c->http.api_key = NULL;
+}
+
+static void parse_hook_secret_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	read_env_secret(ld, s, &c->vapi.webhook.secret);
+}
+
+static void free_hook_secret(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->vapi.webhook.secret);
+	c->vapi.webhook.secret = NULL;
+}
+
+/* "key", "secret", "api_key" in the file: secrets come from the environment only. */
+static void reject_in_file(struct ld *ld, const config_setting_t *s, void *base)
+{
+	(void)base;
+	if (s)
+		ld_report(ld, s, NULL,
+		          "secrets (API keys) are not allowed in the file: put it in an "
+		          "environment variable "
+		          "and name that variable with %s_env",
+		          config_setting_name(s));
+}
+
 static const struct key http_keys[] = {
     {.name = "address",
      .type = KT_STR,
@@ -1348,6 +1444,28 @@ static const struct key http_keys[] = {
      .check = chk_ipv4,
      .def_str = "127.0.0.1"},
     {.name = "port", .type = KT_U16, .off = CF(http.port), .min = 0, .max = 65535},
+    {.name = "api_key_env", .type = KT_FN, .fn = parse_api_key_env, .free = free_api_key},
+    {.name = "api_key", .type = KT_FN, .fn = reject_in_file},
+    {.type = KT_END},
+};
+
+static const struct key outbound_keys[] = {
+    {.name = "trunk", .type = KT_STR, .off = CF(outbound.trunk)},
+    {.name = "caller_id", .type = KT_STR, .off = CF(outbound.caller_id), .check = chk_caller_id},
+    {.name = "assistant", .type = KT_STR, .off = CF(outbound.assistant), .check = chk_header_text},
+    {.name = "ring_timeout",
+     .type = KT_UINT,
+     .off = CF(outbound.ring_timeout_s),
+     .min = 5,
+     .max = 300,
+     .def_int = 45},
+    {.name = "amd", .type = KT_BOOL, .off = CF(outbound.amd)},
+    {.name = "record", .type = KT_BOOL, .off = CF(outbound.record)},
+    {.name = "fallback_prompt",
+     .type = KT_STR,
+     .off = CF(outbound.fallback.prompt),
+     .check = chk_readable},
+    {.name = "fallback_callback", .type = KT_BOOL, .off = CF(outbound.fallback.callback)},
     {.type = KT_END},
 };
 
@@ -1373,14 +1491,72 @@ static void free_vapi_key(void *base)
 	c->vapi.api_key = NULL;
 }
 
-static void reject_vapi_key(struct ld *ld, const config_setting_t *s, void *base)
-{
-	(void)base;
-	if (s)
-		ld_report(ld, s, NULL,
-		          "API keys are not allowed in the file: put it in an environment variable "
-		          "and name that variable with key_env");
-}
+static const char *const hook_auth_names[] = {"none", "bearer", "hmac", NULL};
+static const char *const hmac_alg_names[] = {"sha256", "sha512", "sha1", NULL};
+static const char *const sig_enc_names[] = {"hex", "base64", NULL};
+
+static const struct key vapi_webhook_keys[] = {
+    {.name = "auth",
+     .type = KT_ENUM,
+     .off = CF(vapi.webhook.auth),
+     .names = hook_auth_names,
+     .def_int = 1},
+    {.name = "secret_env", .type = KT_FN, .fn = parse_hook_secret_env, .free = free_hook_secret},
+    {.name = "secret", .type = KT_FN, .fn = reject_in_file},
+    {.name = "header",
+     .type = KT_STR,
+     .off = CF(vapi.webhook.header),
+     .check = chk_header_name,
+     .def_str = "authorization"},
+    {.name = "bearer_prefix", .type = KT_BOOL, .off = CF(vapi.webhook.bearer_prefix), .def_int = 1},
+    {.name = "algorithm",
+     .type = KT_STR,
+     .off = CF(vapi.webhook.algorithm),
+     .names = hmac_alg_names,
+     .def_str = "sha256"},
+    {.name = "signature_header",
+     .type = KT_STR,
+     .off = CF(vapi.webhook.signature_header),
+     .check = chk_header_name,
+     .def_str = "x-signature"},
+    {.name = "timestamp_header",
+     .type = KT_STR,
+     .off = CF(vapi.webhook.timestamp_header),
+     .check = chk_header_name,
+     .def_str = "x-timestamp"},
+    {.name = "signature_prefix",
+     .type = KT_STR,
+     .off = CF(vapi.webhook.signature_prefix),
+     .check = chk_header_text},
+    {.name = "include_timestamp",
+     .type = KT_BOOL,
+     .off = CF(vapi.webhook.include_timestamp),
+     .def_int = 1},
+    {.name = "signature_encoding",
+     .type = KT_ENUM,
+     .off = CF(vapi.webhook.base64),
+     .names = sig_enc_names,
+     .def_int = 0},
+    {.name = "max_skew",
+     .type = KT_UINT,
+     .off = CF(vapi.webhook.max_skew_s),
+     .min = 1,
+     .max = 86400,
+     .def_int = 300},
+    {.name = "max_body",
+     .type = KT_UINT,
+     .off = CF(vapi.webhook.max_body),
+     .min = 1024,
+     .max = 64u << 20,
+     .def_int = 4u << 20},
+    {.name = "answer_timeout",
+     .type = KT_UINT,
+     .off = CF(vapi.webhook.answer_timeout_ms),
+     .min = 100,
+     .max = 300000,
+     .def_int = 5000},
+    {.type = KT_END},
+};
 
 static const struct key vapi_keys[] = {
     {.name = "api_url",
@@ -1389,7 +1565,7 @@ static const struct key vapi_keys[] = {
      .check = chk_http_url,
      .def_str = "https://api.vapi.ai"},
     {.name = "key_env", .type = KT_FN, .fn = parse_vapi_key_env, .free = free_vapi_key},
-    {.name = "key", .type = KT_FN, .fn = reject_vapi_key},
+    {.name = "key", .type = KT_FN, .fn = reject_in_file},
     {.name = "assistant_id",
      .type = KT_STR,
      .off = CF(vapi.assistant_id),
@@ -1412,6 +1588,7 @@ static const struct key vapi_keys[] = {
      .off = CF(vapi.dtmf_text),
      .check = chk_dtmf_text,
      .def_str = "The caller pressed the %c key on the phone keypad."},
+    {.name = "webhook", .type = KT_GROUP, .sub = vapi_webhook_keys},
     {.type = KT_END},
 };
 
@@ -1422,6 +1599,7 @@ static const struct key top_keys[] = {
     {.name = "http", .type = KT_GROUP, .sub = http_keys},
     {.name = "spool", .type = KT_GROUP, .sub = spool_keys},
     {.name = "vapi", .type = KT_GROUP, .sub = vapi_keys},
+    {.name = "outbound", .type = KT_GROUP, .sub = outbound_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},
     {.name = "routes", .type = KT_FN, .fn = parse_routes, .free = free_routes},
     {.type = KT_END},
@@ -1454,6 +1632,10 @@ static void conf_finish(struct ld *ld, struct conf *c)
 	if (ld->oom)
 		return;
 	routes_resolve(ld, c);
+	if (c->vapi.webhook.auth == 0) {
+		s = where(ld, "vapi.webhook", "auth", mb, sizeof(mb), &m);
+		ld_report(ld, s, m, "webhooks must be authenticated: bearer or hmac");
+	}
 	if (c->media.port_min > c->media.port_max) {
 		s = where(ld, "media", "port_min", mb, sizeof(mb), &m);
 		ld_report(ld, s, m, "must not be above media.port_max (%u)", c->media.port_max);

@@ -83,6 +83,16 @@ struct conf_trunk {
 
 enum conf_route_target { CONF_ROUTE_TRUNK = 0, CONF_ROUTE_AI };
 
+/* What happens when the AI leg cannot be set up, or breaks mid-call (routes to "ai",
+ * outbound AI calls): never dead air, never a stuck call. */
+struct conf_ai_fallback {
+	char *prompt; /* apology WAV played to the caller first ("" = none) */
+	char *to;     /* trunk to move the caller to, an agent queue ("" = none) */
+	char *number; /* the queue's number on that trunk (hunt pilot, DN) */
+	int callback; /* when the caller is let go: a callback job in spool/callbacks.jsonl */
+	const struct conf_trunk *to_trunk; /* resolved at load */
+};
+
 struct conf_route {
 	char *name;
 	char *from;         /* trunk name the call arrives on */
@@ -95,6 +105,7 @@ struct conf_route {
 	char *record_notice; /* WAV played to both parties when recording starts ("" = none) */
 	int amd;             /* answering-machine detection on the called party's audio */
 	char *assistant;     /* route "ai": VAPI assistantId ("" = vapi.assistant_id) */
+	struct conf_ai_fallback fallback;  /* route "ai" */
 	const struct conf_trunk *to_trunk; /* resolved at load */
 	void *regex;                       /* compiled match (regex_t), private */
 	void *caller_regex;
@@ -137,7 +148,20 @@ struct conf {
 	struct {
 		char *address;
 		uint16_t port; /* 0 = off */
+		char *api_key; /* bearer key of the /v1 API, from api_key_env ("" = none) */
 	} http;
+
+	/* Outbound AI calls (the originate operation: REST API, dialer). */
+	struct {
+		char *trunk;             /* carrier trunk the calls go out on ("" = off) */
+		char *caller_id;         /* number presented ("" = the request must give one) */
+		char *assistant;         /* VAPI assistantId ("" = vapi.assistant_id) */
+		unsigned ring_timeout_s; /* no answer after this: the attempt ends (no_answer) */
+		int amd;                 /* answering-machine detection on the lead's audio */
+		int record;              /* record answered calls */
+		struct conf_ai_fallback fallback;  /* prompt and callback (no `to` yet) */
+		const struct conf_trunk *to_trunk; /* resolved at load */
+	} outbound;
 
 	struct {
 		char *dir; /* CDR JSON lines and store spool */
@@ -152,6 +176,23 @@ struct conf {
 		unsigned max_duration_s;     /* assistantOverrides.maxDurationSeconds */
 		char *ca_file;               /* extra CA for TLS ("" = system store) */
 		char *dtmf_text; /* add-message text for a caller's key, one %c ("" = off) */
+		/* Server webhooks at /webhooks/vapi (reference vapi.md §3.4); off without a
+		 * secret. */
+		struct conf_vapi_webhook {
+			int auth;                   /* 1 bearer, 2 hmac (enum vapi_hook_auth) */
+			char *secret;               /* from secret_env */
+			char *header;               /* bearer: header name, lowercase */
+			int bearer_prefix;          /* bearer: "Bearer " before the token */
+			char *algorithm;            /* hmac: sha256 | sha512 | sha1 */
+			char *signature_header;     /* hmac */
+			char *timestamp_header;     /* hmac */
+			char *signature_prefix;     /* hmac: e.g. "sha256=" */
+			int include_timestamp;      /* hmac: sign "{timestamp}.{body}" */
+			int base64;                 /* hmac: signature encoding (else hex) */
+			unsigned max_skew_s;        /* hmac: timestamp window */
+			unsigned max_body;          /* bytes; larger bodies get 413 */
+			unsigned answer_timeout_ms; /* tool-calls etc. answered within this */
+		} webhook;
 	} vapi;
 
 	struct conf_trunk *trunks;

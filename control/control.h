@@ -1,17 +1,24 @@
-/* The control plane's HTTP server (libwebsockets, own thread): health, readiness, metrics. */
+/* The control plane's HTTP server (libwebsockets, own thread): health, readiness, metrics,
+ * and the routes other modules register (webhooks, the REST API). */
 #ifndef VACS_CONTROL_CONTROL_H
 #define VACS_CONTROL_CONTROL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct ctl_config {
 	const char *address; /* bind address, e.g. "127.0.0.1" */
 	uint16_t port;       /* 0 = HTTP server off */
+	/* Bearer keys accepted on routes registered with CTL_AUTH_API (NULL-terminated list
+	 * of secrets, copied by ctl_init; NULL or empty = every such route answers 401). */
+	const char *const *api_keys;
 };
 
-/* Starts the http thread. 0 or -errno (e.g. -EADDRINUSE). Called once by main. */
+/* Starts the http thread. 0 or -errno (e.g. -EADDRINUSE). Called once by main, after
+ * every ctl_route_add. */
 int ctl_init(const struct ctl_config *cfg);
-/* Stops and joins the http thread. */
+/* Stops and joins the http thread. Requests not answered yet are dropped (connection
+ * closed); later ctl_reply calls for them are no-ops. */
 void ctl_close(void);
 
 /* Readiness shown by /readyz: 1 = taking calls, 0 = draining or not ready.
@@ -20,5 +27,55 @@ void ctl_set_ready(int ready, const char *why);
 
 /* The port actually bound (useful when cfg->port asked for an ephemeral one), 0 if off. */
 uint16_t ctl_bound_port(void);
+
+/* ---- Routes ----------------------------------------------------------------------------
+ *
+ * A route is a method and a path (exact, or a prefix when it ends in '/'), with a body
+ * limit and a handler that runs on the http thread once the whole body is in. The server
+ * answers by itself: 404 (no route for the path), 405 with Allow (path known, method not),
+ * 411 (POST/PUT/PATCH without Content-Length, or chunked), 413 (Content-Length or the
+ * bytes received over max_body; the body is not read further and the connection closes),
+ * 401 (CTL_AUTH_API and no valid Bearer key), 504 (the handler did not answer within
+ * timeout_ms). Every answer is counted in vacs_http_requests_total{code}. Error bodies are
+ * JSON: {"error":{"code":"...","message":"...","field":"..."}} (field only when known).
+ * `Expect: 100-continue` is answered so clients do not stall.
+ */
+
+struct ctl_request; /* owned by the server; valid in the handler only */
+
+enum ctl_route_flags {
+	CTL_AUTH_API = 1 << 0, /* requires Authorization: Bearer <one of cfg->api_keys> */
+};
+
+/* The handler: read the request, then answer with ctl_reply (now or later, from any
+ * thread) using the token. It must answer exactly once. */
+typedef void (*ctl_handler_fn)(struct ctl_request *rq, void *arg);
+
+/* Registers a route. Before ctl_init only (main thread). method "GET", "POST", ...;
+ * max_body in bytes (0 = no body accepted); timeout_ms 0 = 30000. 0 or -errno
+ * (-EEXIST same method and path, -ENOSPC table full, -EINVAL). */
+int ctl_route_add(const char *method, const char *path, unsigned flags, size_t max_body,
+                  unsigned timeout_ms, ctl_handler_fn fn, void *arg);
+
+/* What a handler may read (http thread, during the handler call only). */
+const char *ctl_req_method(const struct ctl_request *rq);
+const char *ctl_req_path(const struct ctl_request *rq); /* decoded path, no query */
+/* The raw body, NUL-terminated (the NUL is not counted), "" when there is none. */
+const char *ctl_req_body(const struct ctl_request *rq, size_t *len);
+/* A request header by lowercase name without ':' ("authorization", "x-vapi-secret").
+ * Copies it to buf; returns buf, or NULL when absent or longer than len - 1. */
+const char *ctl_req_header(const struct ctl_request *rq, const char *name, char *buf, size_t len);
+/* The peer's address as text ("127.0.0.1"). */
+const char *ctl_req_peer(const struct ctl_request *rq);
+/* A token naming this request for ctl_reply, unique for the process's life. */
+uint64_t ctl_req_token(const struct ctl_request *rq);
+
+/* Answers the request `token` from any thread: takes ownership of body (mem_alloc'd, or
+ * NULL with len 0). When the request is gone (client left, timed out, server closed) the
+ * body is freed and -ENOENT returned. ctype NULL = "application/json". */
+int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size_t len);
+/* Answers with the JSON error body above (field may be NULL). Any thread. */
+int ctl_reply_error(uint64_t token, unsigned code, const char *ecode, const char *message,
+                    const char *field);
 
 #endif

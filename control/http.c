@@ -1,6 +1,8 @@
-/* The http thread: a libwebsockets server context serving /healthz, /readyz and /metrics. */
+/* The http thread: a libwebsockets server context serving /healthz, /readyz, /metrics and the
+ * routes other modules register with ctl_route_add (webhooks, the REST API). */
 #include "control/control.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/metric.h"
@@ -9,212 +11,936 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libwebsockets.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 /*
- * Threads: ctl_init/ctl_close run on the main thread; everything lws does, and every
- * callback below, runs on the http thread, which owns the context. The only things
- * other threads touch are the atomics (readiness, stop flag) and lws_cancel_service(),
- * the one lws call that is safe from another thread.
+ * Threads: ctl_route_add, ctl_init and ctl_close run on the main thread; everything lws does,
+ * every callback below and every route handler runs on the http thread, which owns the
+ * context and every struct ctl_request. Other threads touch only the atomics (readiness,
+ * stop flag) and, through ctl_reply, the hand-off below.
  *
- * A response is built whole in LWS_CALLBACK_HTTP (headers written at once), then the
- * body is written from LWS_CALLBACK_HTTP_WRITEABLE in chunks of at most WRITE_CHUNK.
- * Request bodies are not read: every route here is GET, so anything else gets 405 and
- * the connection is closed after the answer.
+ * A request's life (struct ctl_request is the lws per-session data, fresh and zeroed for
+ * every transaction, freed by lws after HTTP_DROP_PROTOCOL or CLOSED_HTTP):
+ *   LWS_CALLBACK_HTTP: route lookup and the checks that need no body (404, 405, 401, 411,
+ *     400, 413 by Content-Length); `Expect: 100-continue` answered; then either the body
+ *     is read (RQ_BODY) or the handler runs at once.
+ *   HTTP_BODY chunks go into a buffer bounded by the route's max_body; BODY_COMPLETION runs
+ *     the handler (RQ_WAITING).
+ *   The answer (RQ_ANSWER) is written from HTTP_WRITEABLE: headers, then the body in chunks
+ *     of at most WRITE_CHUNK; then keep-alive (lws_http_transaction_completed) or close.
+ *
+ * Hand-off: a waiting request sits on `hand.pending` (mutex-protected, searched by token).
+ * ctl_reply on the http thread (the handler answering at once) takes it off and answers
+ * directly. From another thread it stores the answer in the request, moves it to
+ * `hand.ready` and wakes the service loop with lws_cancel_service(); the http thread picks
+ * it up in LWS_CALLBACK_EVENT_WAIT_CANCELLED. Matching is by token, never by pointer from
+ * outside: a request that is gone (closed, timed out) is no longer on either list, so a late
+ * reply finds nothing and gets -ENOENT.
+ *
+ * One sweep timer (SWEEP_US), armed only while requests wait, answers 504 past a route's
+ * timeout and notices clients that left: lws 4.1.6 does not read a socket whose response
+ * has not started (LRS_DOING_TRANSACTION), so a hang-up there would go unnoticed (and poll
+ * would spin on the pending EOF) until we look with recv(MSG_PEEK).
+ *
+ * Rejections that leave a request body unread close the connection. When lws is still
+ * reading that body, the close lingers (our side shut for writing, the rest of the body
+ * drained and dropped, bounded in bytes and time) so the client reads the answer instead
+ * of a reset.
  */
 
-#define WRITE_CHUNK 16384
+#define WRITE_CHUNK        16384
+#define MAX_ROUTES         64
+#define ROUTE_PATH_MAX     128
+#define DEFAULT_TIMEOUT_MS 30000u
+#define SWEEP_US           20000 /* the tick while requests wait */
+#define LINGER_US          1000000
+#define LINGER_MAX_BYTES   (256 * 1024)
+#define CTYPE_MAX          128
+#define AUTH_MAX           2048
+#define BODY_MIN_CAP       16384
+#define HEADER_DATA_MAX    8192 /* VAPI and Meta send long headers */
 
-/* Per connection (lws per-session data); members belong to the http thread. */
-struct ctl_req {
-	char *body; /* owned when `owned`, else static text */
-	size_t len, off;
-	int owned;
-	int close;     /* close the connection once this answer is sent */
-	int head_only; /* HEAD: the headers are the whole answer */
+/* The methods lws 4.1.6 parses, in the order Allow lists them. */
+static const struct method {
+	const char *name;
+	enum lws_token_indexes tok;
+	int needs_length; /* 411 without Content-Length */
+} methods[] = {
+    {"GET", WSI_TOKEN_GET_URI, 0},       {"POST", WSI_TOKEN_POST_URI, 1},
+    {"PUT", WSI_TOKEN_PUT_URI, 1},       {"PATCH", WSI_TOKEN_PATCH_URI, 1},
+    {"DELETE", WSI_TOKEN_DELETE_URI, 0}, {"OPTIONS", WSI_TOKEN_OPTIONS_URI, 0},
+    {"HEAD", WSI_TOKEN_HEAD_URI, 0},
+};
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+struct ctl_request;
+typedef void (*builtin_fn)(struct ctl_request *rq);
+
+struct route {
+	const struct method *method;
+	char path[ROUTE_PATH_MAX];
+	size_t path_len;
+	unsigned flags;
+	size_t max_body;     /* bytes */
+	unsigned timeout_ms; /* ms */
+	ctl_handler_fn fn;
+	void *arg;
+	builtin_fn builtin; /* the server's own routes answer at once */
 };
 
-enum { CODE_200, CODE_404, CODE_405, CODE_500, CODE_503, N_CODES };
-static const unsigned code_num[N_CODES] = {200, 404, 405, 500, 503};
+enum rq_state {
+	RQ_IDLE = 0,
+	RQ_BODY,    /* reading the body */
+	RQ_WAITING, /* handler called, no answer yet: on hand.pending */
+	RQ_READY,   /* answered from another thread: on hand.ready */
+	RQ_ANSWER,  /* the answer is being written */
+	RQ_LINGER,  /* answered, closing: draining the unread body */
+	RQ_DEAD,    /* the client left: close at the next WRITEABLE */
+};
+
+enum { LIST_NONE = 0, LIST_PENDING, LIST_READY };
+
+/* Per transaction (lws per-session data). Members belong to the http thread, except while
+ * `handed` is set: then `state`, `listed`, the links and the answer fields are under
+ * hand.lock. */
+struct ctl_request {
+	struct lws *wsi;
+	uint64_t token;
+	enum rq_state state;
+	const struct route *route;
+	const char *method;
+	const char *path; /* decoded, no query; in the lws header table (valid all transaction) */
+	char peer[48];
+	int head_only;      /* HEAD: the headers are the whole answer */
+	int lws_reads_body; /* lws delivers (or discards) a body for this request */
+	int has_unread;     /* a body may follow that we do not read */
+	int body_done;      /* lws said BODY_COMPLETION */
+	int handed;         /* on hand.pending or hand.ready (http thread's view) */
+	int listed;         /* LIST_*, under hand.lock */
+	/* request body: NUL-terminated, body_len does not count the NUL */
+	char *body;
+	size_t body_len, body_cap, content_length;
+	uint64_t deadline_us; /* 504 past this */
+	struct ctl_request *prev, *next;
+	/* the answer */
+	unsigned code;
+	char ctype[CTYPE_MAX];
+	char *resp; /* owned when resp_owned, else static text */
+	size_t resp_len, resp_off;
+	int resp_owned;
+	int hdr_sent;
+	int close; /* close the connection once this answer is sent */
+	char allow[64];
+	/* lingering close */
+	size_t linger_bytes;
+	uint64_t linger_until_us;
+};
+
+static const unsigned code_num[] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
+                                    409, 411, 413, 422, 429, 500, 502, 503, 504};
+#define N_CODES (sizeof(code_num) / sizeof(code_num[0]))
+
+static void builtin_healthz(struct ctl_request *rq);
+static void builtin_readyz(struct ctl_request *rq);
+static void builtin_metrics(struct ctl_request *rq);
+
+static const struct route builtins[] = {
+    {.method = &methods[0], .path = "/healthz", .path_len = 8, .builtin = builtin_healthz},
+    {.method = &methods[0], .path = "/readyz", .path_len = 7, .builtin = builtin_readyz},
+    {.method = &methods[0], .path = "/metrics", .path_len = 8, .builtin = builtin_metrics},
+};
+#define N_BUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 
 static struct {
 	struct lws_context *ctx;
 	pthread_t thread;
-	uint16_t port; /* bound port, 0 = off */
-	struct metric *requests[N_CODES];
+	uint16_t port;                        /* bound port, 0 = off */
+	int started;                          /* ctl_init succeeded; no more routes */
+	struct metric *requests[N_CODES + 1]; /* the last one is code="other" */
+	struct metric *abandoned;
+	/* written before the thread starts, read-only afterwards */
+	struct route routes[MAX_ROUTES];
+	unsigned n_routes;
+	char **keys;
+	size_t *key_len;
+	size_t n_keys;
+	/* http thread only */
+	uint64_t next_token;
+	lws_sorted_usec_list_t sweep;
+	int sweep_armed;
+	struct log_ratelimit rl;
 } srv;
 
+static struct {
+	pthread_mutex_t lock;
+	int live; /* the context runs: replies can be delivered */
+	struct ctl_request *pending, *ready;
+} hand = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Thread_local int on_http_thread;
 static atomic_int stop_flag;
 /* NULL = ready; otherwise the static reason /readyz gives. */
 static const char *_Atomic not_ready = "starting";
 
-static void req_reset(struct ctl_req *rq)
-{
-	if (rq->owned)
-		mem_free(rq->body);
-	rq->body = NULL;
-	rq->len = rq->off = 0;
-	rq->owned = 0;
-}
+/* ---- small helpers ------------------------------------------------------------------- */
 
 static void count(unsigned code)
 {
-	for (int i = 0; i < N_CODES; i++) {
-		if (code_num[i] == code)
+	for (size_t i = 0; i < N_CODES; i++) {
+		if (code_num[i] == code) {
 			metric_inc(srv.requests[i]);
+			return;
+		}
+	}
+	metric_inc(srv.requests[N_CODES]);
+}
+
+/* Length of the valid UTF-8 sequence at p (2..4), or 0. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	size_t k;
+	unsigned cp;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		k = 2;
+		cp = p[0] & 0x1fu;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		k = 3;
+		cp = p[0] & 0x0fu;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		k = 4;
+		cp = p[0] & 0x07u;
+	} else {
+		return 0;
+	}
+	if ((size_t)(end - p) < k)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (k == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+		return 0;
+	if (k == 4 && (cp < 0x10000 || cp > 0x10ffff))
+		return 0;
+	return k;
+}
+
+/* Appends s[0..n) as the inside of a JSON string: quotes, backslashes and control bytes
+ * escaped, valid UTF-8 kept, any other byte replaced by U+FFFD: always valid JSON. */
+static void json_escape(struct strbuf *sb, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	while (p < end) {
+		const unsigned char *run = p;
+		while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+			p++;
+		if (p > run)
+			str_append(sb, (const char *)run, (size_t)(p - run));
+		if (p == end)
+			break;
+		if (*p == '"' || *p == '\\') {
+			char e[2] = {'\\', (char)*p};
+			str_append(sb, e, 2);
+			p++;
+		} else if (*p < 0x80) {
+			str_printf(sb, "\\u%04x", *p);
+			p++;
+		} else {
+			size_t k = utf8_len(p, end);
+			if (k) {
+				str_append(sb, (const char *)p, k);
+				p += k;
+			} else {
+				str_puts(sb, "\\ufffd");
+				p++;
+			}
+		}
 	}
 }
 
-/* Writes the status line and headers now and queues body for HTTP_WRITEABLE.
- * Takes ownership of body when owned. */
-static int respond(struct lws *wsi, struct ctl_req *rq, unsigned code, const char *ctype,
-                   char *body, size_t len, int owned)
-{
-	unsigned char hdr[LWS_PRE + 1024];
-	unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-
-	req_reset(rq);
-	rq->body = body;
-	rq->len = len;
-	rq->owned = owned;
-	count(code);
-	if (lws_add_http_common_headers(wsi, code, ctype, len, &p, end))
-		return -1;
-	static const char no_store[] = "no-store";
-	if (lws_add_http_header_by_name(
-	        wsi, (const unsigned char *)"Cache-Control:", (const unsigned char *)no_store,
-	        (int)strlen(no_store), &p, end))
-		return -1;
-	if (code == 405 && lws_add_http_header_by_name(wsi, (const unsigned char *)"Allow:",
-	                                               (const unsigned char *)"GET", 3, &p, end))
-		return -1;
-	if (lws_finalize_write_http_header(wsi, start, &p, end))
-		return -1;
-	lws_callback_on_writable(wsi);
-	return 0;
-}
-
-/* {"error":{"code":"...","message":"... <detail>"}} with detail JSON-escaped. */
-static int respond_error(struct lws *wsi, struct ctl_req *rq, unsigned code, const char *ecode,
-                         const char *msg, const char *detail)
+/* {"error":{"code":"...","message":"<message><detail>","field":"..."}} with everything
+ * escaped; detail (the request path) is cut at 200 bytes. A mem_alloc'd string, or NULL. */
+static char *error_json(const char *ecode, const char *message, const char *detail,
+                        const char *field, size_t *len)
 {
 	struct strbuf sb;
 	str_init(&sb);
-	str_printf(&sb, "{\"error\":{\"code\":\"%s\",\"message\":\"%s", ecode, msg);
-	for (const unsigned char *s = (const unsigned char *)detail;
-	     *s && s - (const unsigned char *)detail < 200; s++) {
-		if (*s == '"' || *s == '\\')
-			str_printf(&sb, "\\%c", *s);
-		else if (*s < 0x20 || *s >= 0x7f)
-			str_printf(&sb, "\\u%04x", *s);
-		else
-			str_append(&sb, (const char *)s, 1);
+	str_puts(&sb, "{\"error\":{\"code\":\"");
+	json_escape(&sb, ecode ? ecode : "", ecode ? strlen(ecode) : 0);
+	str_puts(&sb, "\",\"message\":\"");
+	json_escape(&sb, message ? message : "", message ? strlen(message) : 0);
+	if (detail)
+		json_escape(&sb, detail, strnlen(detail, 200));
+	str_puts(&sb, "\"");
+	if (field) {
+		str_puts(&sb, ",\"field\":\"");
+		json_escape(&sb, field, strlen(field));
+		str_puts(&sb, "\"");
 	}
-	str_puts(&sb, "\"}}\n");
+	str_puts(&sb, "}}\n");
 	if (sb.oom) {
 		str_deinit(&sb);
-		static char oom[] =
-		    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n";
-		return respond(wsi, rq, 500, "application/json", oom, sizeof(oom) - 1, 0);
+		return NULL;
 	}
-	size_t len = sb.len;
-	return respond(wsi, rq, code, "application/json", str_steal(&sb), len, 1);
+	*len = sb.len;
+	return str_steal(&sb);
 }
 
-static int on_request(struct lws *wsi, struct ctl_req *rq, const char *path)
+/* A path fit for a log line: printable ASCII, at most 80 bytes. */
+static const char *log_path(const char *path, char *buf, size_t len)
 {
-	static char ok[] = "ok\n", ready[] = "ready\n";
-	int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-	int known = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
-	            strcmp(path, "/metrics") == 0;
+	size_t i = 0;
+	for (; path && path[i] && i + 1 < len && i < 80; i++)
+		buf[i] = path[i] > 0x20 && path[i] < 0x7f ? path[i] : '?';
+	buf[i] = '\0';
+	return buf;
+}
 
-	rq->close = 0;
-	rq->head_only = 0;
-	if (!known)
-		return respond_error(wsi, rq, 404, "not_found", "no such resource: ", path);
-	if (!is_get) {
-		rq->close = 1; /* a request body may follow; we do not read it */
-		rq->head_only = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
-		return respond_error(wsi, rq, 405, "method_not_allowed", "use GET on ", path);
+static void log_reject(const struct ctl_request *rq, unsigned code, const char *why)
+{
+	if (!log_ratelimit_ok(&srv.rl))
+		return;
+	char p[96];
+	log_warn("ctl", "http: %u %s %s from %s: %s", code, rq->method ? rq->method : "?",
+	         log_path(rq->path, p, sizeof(p)), rq->peer, why);
+}
+
+/* ---- hand-off lists (hand.lock held) ------------------------------------------------- */
+
+static void list_add(struct ctl_request **head, struct ctl_request *rq, int which)
+{
+	rq->prev = NULL;
+	rq->next = *head;
+	if (*head)
+		(*head)->prev = rq;
+	*head = rq;
+	rq->listed = which;
+}
+
+static void list_del(struct ctl_request *rq)
+{
+	struct ctl_request **head = rq->listed == LIST_READY ? &hand.ready : &hand.pending;
+	if (rq->listed == LIST_NONE)
+		return;
+	if (rq->prev)
+		rq->prev->next = rq->next;
+	else
+		*head = rq->next;
+	if (rq->next)
+		rq->next->prev = rq->prev;
+	rq->prev = rq->next = NULL;
+	rq->listed = LIST_NONE;
+}
+
+static struct ctl_request *find_pending(uint64_t token)
+{
+	for (struct ctl_request *rq = hand.pending; rq; rq = rq->next) {
+		if (rq->token == token)
+			return rq;
 	}
-	if (strcmp(path, "/healthz") == 0)
-		return respond(wsi, rq, 200, "text/plain", ok, sizeof(ok) - 1, 0);
-	if (strcmp(path, "/readyz") == 0) {
-		const char *why = atomic_load(&not_ready);
-		if (!why)
-			return respond(wsi, rq, 200, "text/plain", ready, sizeof(ready) - 1, 0);
-		struct strbuf sb;
-		str_init(&sb);
-		str_printf(&sb, "%s\n", why);
-		if (sb.oom)
-			return respond_error(wsi, rq, 500, "internal", "out of memory", "");
-		size_t len = sb.len;
-		return respond(wsi, rq, 503, "text/plain", str_steal(&sb), len, 1);
+	return NULL;
+}
+
+/* ---- answers (http thread) ----------------------------------------------------------- */
+
+static void resp_free(struct ctl_request *rq)
+{
+	if (rq->resp_owned)
+		mem_free(rq->resp);
+	rq->resp = NULL;
+	rq->resp_len = rq->resp_off = 0;
+	rq->resp_owned = 0;
+}
+
+static void set_ctype(struct ctl_request *rq, const char *ctype)
+{
+	snprintf(rq->ctype, sizeof(rq->ctype), "%s", ctype ? ctype : "application/json");
+}
+
+/* The answer's fields are set: count it and have it written. */
+static void start_answer(struct ctl_request *rq)
+{
+	rq->state = RQ_ANSWER;
+	rq->hdr_sent = 0;
+	rq->resp_off = 0;
+	if (rq->code == 204 || rq->code == 304)
+		resp_free(rq); /* these carry no body */
+	count(rq->code);
+	lws_callback_on_writable(rq->wsi);
+}
+
+/* Answers rq; takes ownership of body when owned. */
+static void respond(struct ctl_request *rq, unsigned code, const char *ctype, char *body,
+                    size_t len, int owned)
+{
+	resp_free(rq);
+	rq->code = code;
+	set_ctype(rq, ctype);
+	rq->resp = body;
+	rq->resp_len = body ? len : 0;
+	rq->resp_owned = owned;
+	start_answer(rq);
+}
+
+static void respond_error(struct ctl_request *rq, unsigned code, const char *ecode, const char *msg,
+                          const char *detail, const char *field)
+{
+	size_t len = 0;
+	char *body = error_json(ecode, msg, detail, field, &len);
+	if (!body) {
+		static char oom[] =
+		    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n";
+		respond(rq, 500, "application/json", oom, sizeof(oom) - 1, 0);
+		return;
 	}
-	/* /metrics: the page shows the counters as they were before this request. */
+	respond(rq, code, "application/json", body, len, 1);
+}
+
+/* An answer decided by the server before the handler runs. A body we will not read makes
+ * the connection close after it. */
+static void reject(struct ctl_request *rq, unsigned code, const char *ecode, const char *msg,
+                   const char *detail, const char *field)
+{
+	if (rq->has_unread)
+		rq->close = 1;
+	respond_error(rq, code, ecode, msg, detail, field);
+}
+
+static void builtin_healthz(struct ctl_request *rq)
+{
+	static char ok[] = "ok\n";
+	respond(rq, 200, "text/plain", ok, sizeof(ok) - 1, 0);
+}
+
+static void builtin_readyz(struct ctl_request *rq)
+{
+	static char ready[] = "ready\n";
+	const char *why = atomic_load(&not_ready);
+	if (!why) {
+		respond(rq, 200, "text/plain", ready, sizeof(ready) - 1, 0);
+		return;
+	}
+	struct strbuf sb;
+	str_init(&sb);
+	str_printf(&sb, "%s\n", why);
+	if (sb.oom) {
+		str_deinit(&sb);
+		respond_error(rq, 500, "internal", "out of memory", NULL, NULL);
+		return;
+	}
+	size_t len = sb.len;
+	respond(rq, 503, "text/plain", str_steal(&sb), len, 1);
+}
+
+static void builtin_metrics(struct ctl_request *rq)
+{
+	/* The page shows the counters as they were before this request. */
 	struct strbuf sb;
 	str_init(&sb);
 	if (metric_render(&sb) != 0) {
 		str_deinit(&sb);
-		return respond_error(wsi, rq, 500, "internal", "out of memory", "");
+		respond_error(rq, 500, "internal", "out of memory", NULL, NULL);
+		return;
 	}
 	size_t len = sb.len;
 	char *body = str_steal(&sb);
-	if (!body)
-		return respond_error(wsi, rq, 500, "internal", "out of memory", "");
-	return respond(wsi, rq, 200, "text/plain; version=0.0.4", body, len, 1);
+	if (!body) {
+		respond_error(rq, 500, "internal", "out of memory", NULL, NULL);
+		return;
+	}
+	respond(rq, 200, "text/plain; version=0.0.4", body, len, 1);
 }
 
-static int on_writeable(struct lws *wsi, struct ctl_req *rq)
+/* ---- the sweep: timeouts and clients that left --------------------------------------- */
+
+static void sweep_cb(lws_sorted_usec_list_t *sul);
+
+static void sweep_arm(void)
 {
-	static unsigned char buf[LWS_PRE + WRITE_CHUNK]; /* http thread only */
-	if (!rq->body)
-		return 0;
-	if (rq->head_only) {
-		req_reset(rq);
-		return -1; /* headers are out; HEAD answers carry no body */
+	if (srv.sweep_armed)
+		return;
+	srv.sweep_armed = 1;
+	lws_sul_schedule(srv.ctx, 0, &srv.sweep, sweep_cb, SWEEP_US);
+}
+
+/* 1 when the peer closed its side (or the socket failed). */
+static int peer_gone(struct lws *wsi)
+{
+	char c;
+	int fd = lws_get_socket_fd(wsi);
+	if (fd < 0)
+		return 1;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static void sweep_cb(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	uint64_t now = clock_now_us();
+	struct ctl_request *expired = NULL, *gone = NULL, *rq, *next;
+	int more;
+
+	srv.sweep_armed = 0;
+	pthread_mutex_lock(&hand.lock);
+	for (rq = hand.pending; rq; rq = next) {
+		next = rq->next;
+		if (now >= rq->deadline_us) {
+			list_del(rq);
+			rq->next = expired;
+			expired = rq;
+		} else if (peer_gone(rq->wsi)) {
+			list_del(rq);
+			rq->next = gone;
+			gone = rq;
+		}
 	}
-	size_t n = rq->len - rq->off;
-	if (n > WRITE_CHUNK)
-		n = WRITE_CHUNK;
-	int final = rq->off + n == rq->len;
-	memcpy(buf + LWS_PRE, rq->body + rq->off, n);
-	if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
-	    (int)n) {
-		req_reset(rq);
+	more = hand.pending != NULL;
+	pthread_mutex_unlock(&hand.lock);
+
+	for (rq = expired; rq; rq = next) {
+		next = rq->next;
+		rq->next = NULL;
+		rq->handed = 0;
+		log_reject(rq, 504, "the handler did not answer in time");
+		respond_error(rq, 504, "timeout", "no answer in time", NULL, NULL);
+	}
+	for (rq = gone; rq; rq = next) {
+		next = rq->next;
+		rq->next = NULL;
+		rq->handed = 0;
+		rq->state = RQ_DEAD;
+		metric_inc(srv.abandoned);
+		lws_callback_on_writable(rq->wsi);
+	}
+	if (more)
+		sweep_arm();
+}
+
+/* Answers given on other threads (LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
+static void drain_ready(void)
+{
+	struct ctl_request *list, *rq, *next;
+	pthread_mutex_lock(&hand.lock);
+	list = hand.ready;
+	hand.ready = NULL;
+	for (rq = list; rq; rq = rq->next)
+		rq->listed = LIST_NONE;
+	pthread_mutex_unlock(&hand.lock);
+	for (rq = list; rq; rq = next) {
+		next = rq->next;
+		rq->prev = rq->next = NULL;
+		rq->handed = 0;
+		start_answer(rq);
+	}
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+/* Frees what rq holds and takes it off the hand-off lists; idempotent. */
+static void req_reset(struct ctl_request *rq)
+{
+	if (rq->handed) {
+		pthread_mutex_lock(&hand.lock);
+		list_del(rq); /* a reply stored by another thread is freed with resp below */
+		pthread_mutex_unlock(&hand.lock);
+		rq->handed = 0;
+		metric_inc(srv.abandoned);
+	} else if (rq->state == RQ_BODY) {
+		metric_inc(srv.abandoned); /* the client left mid-body */
+	}
+	mem_free(rq->body);
+	rq->body = NULL;
+	rq->body_len = rq->body_cap = 0;
+	resp_free(rq);
+	rq->state = RQ_IDLE;
+}
+
+/* Runs the route's handler; the request waits on hand.pending until ctl_reply. */
+static void dispatch(struct ctl_request *rq)
+{
+	const struct route *r = rq->route;
+	if (r->builtin) {
+		r->builtin(rq);
+		return;
+	}
+	rq->deadline_us = clock_now_us() + (uint64_t)r->timeout_ms * 1000;
+	/* lws put a 5 s timer on the request; the route's timeout_ms governs from here. */
+	lws_set_timeout(rq->wsi, NO_PENDING_TIMEOUT, 0);
+	pthread_mutex_lock(&hand.lock);
+	rq->state = RQ_WAITING;
+	list_add(&hand.pending, rq, LIST_PENDING);
+	pthread_mutex_unlock(&hand.lock);
+	rq->handed = 1;
+	sweep_arm();
+	r->fn(rq, r->arg);
+}
+
+static int path_matches(const struct route *r, const char *path, size_t plen)
+{
+	if (r->path[r->path_len - 1] == '/')
+		return plen >= r->path_len && memcmp(path, r->path, r->path_len) == 0;
+	return plen == r->path_len && memcmp(path, r->path, plen) == 0;
+}
+
+/* The route for (method, path): an exact path beats a prefix, a longer prefix a shorter
+ * one. When none has the method, *known says whether the path matched at all, and allow
+ * lists the methods that would be accepted. */
+static const struct route *route_find(const struct method *m, const char *path, int *known,
+                                      char *allow, size_t allow_len)
+{
+	const struct route *best = NULL;
+	size_t best_score = 0, plen = strlen(path);
+	unsigned allowed = 0;
+
+	*known = 0;
+	for (unsigned i = 0; i < N_BUILTINS + srv.n_routes; i++) {
+		const struct route *r = i < N_BUILTINS ? &builtins[i] : &srv.routes[i - N_BUILTINS];
+		if (!path_matches(r, path, plen))
+			continue;
+		*known = 1;
+		allowed |= 1u << (r->method - methods);
+		size_t score = r->path[r->path_len - 1] == '/' ? r->path_len : SIZE_MAX;
+		if (r->method == m && (!best || score > best_score)) {
+			best = r;
+			best_score = score;
+		}
+	}
+	allow[0] = '\0';
+	if (!best) {
+		size_t off = 0;
+		for (unsigned i = 0; i < N_METHODS; i++) {
+			if (!(allowed & 1u << i))
+				continue;
+			int n = snprintf(allow + off, allow_len - off, "%s%s", off ? ", " : "",
+			                 methods[i].name);
+			if (n < 0 || (size_t)n >= allow_len - off)
+				break;
+			off += (size_t)n;
+		}
+	}
+	return best;
+}
+
+/* Time-independent comparison: the time depends on the key's length only. */
+static int ct_equal(const char *a, size_t alen, const char *key, size_t klen)
+{
+	volatile unsigned char d = alen != klen;
+	for (size_t i = 0; i < klen; i++)
+		d |= (unsigned char)(key[i] ^ (i < alen ? a[i] : 0));
+	return d == 0;
+}
+
+/* `Authorization: Bearer <one of the keys>`. */
+static int auth_ok(struct lws *wsi)
+{
+	char buf[AUTH_MAX];
+	int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION), ok = 0;
+	if (n <= 0 || n >= (int)sizeof(buf) ||
+	    lws_hdr_copy(wsi, buf, (int)sizeof(buf), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+		return 0;
+	if (strncasecmp(buf, "Bearer ", 7) == 0) {
+		const char *tok = buf + 7;
+		while (*tok == ' ')
+			tok++;
+		size_t tlen = strlen(tok);
+		while (tlen && (tok[tlen - 1] == ' ' || tok[tlen - 1] == '\t'))
+			tlen--;
+		for (size_t i = 0; i < srv.n_keys; i++)
+			ok |= ct_equal(tok, tlen, srv.keys[i], srv.key_len[i]);
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return ok;
+}
+
+/* Sends the interim answer lws 4.1.6 never sends, so clients do not wait (curl: 1 s). */
+static int send_continue(struct lws *wsi)
+{
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	char exp[32];
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_EXPECT) <= 0 ||
+	    lws_hdr_copy(wsi, exp, (int)sizeof(exp), WSI_TOKEN_HTTP_EXPECT) < 0 ||
+	    strcasecmp(exp, "100-continue") != 0)
+		return 0;
+	/* nothing else has been written on this transaction: the socket takes 25 bytes */
+	if (send(lws_get_socket_fd(wsi), cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+	    (ssize_t)(sizeof(cont) - 1))
+		return -1;
+	return 0;
+}
+
+static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
+{
+	const struct method *m = NULL;
+	char clbuf[32] = "";
+	unsigned long long cl = 0;
+	int has_cl, bad_cl = 0, chunked = 0, known;
+
+	rq->wsi = wsi;
+	rq->token = ++srv.next_token;
+	rq->path = path;
+	rq->close = 0;
+	for (unsigned i = 0; i < N_METHODS; i++) {
+		if (lws_hdr_total_length(wsi, methods[i].tok) > 0) {
+			m = &methods[i];
+			break;
+		}
+	}
+	rq->method = m ? m->name : "?";
+	rq->head_only = m && m->tok == WSI_TOKEN_HEAD_URI;
+	if (!lws_get_peer_simple(wsi, rq->peer, sizeof(rq->peer)))
+		rq->peer[0] = '\0';
+
+	/* What lws will do about a body (server.c lws_http_action): read Content-Length
+	 * bytes, or 100 MB for POST/PUT/PATCH without one. */
+	has_cl = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+	if (has_cl) {
+		char *end = NULL;
+		if (lws_hdr_copy(wsi, clbuf, (int)sizeof(clbuf), WSI_TOKEN_HTTP_CONTENT_LENGTH) <=
+		        0 ||
+		    clbuf[0] < '0' || clbuf[0] > '9') {
+			bad_cl = 1;
+		} else {
+			errno = 0;
+			cl = strtoull(clbuf, &end, 10);
+			bad_cl = errno != 0 || *end != '\0';
+		}
+		rq->lws_reads_body = atoll(clbuf) > 0;
+	} else {
+		rq->lws_reads_body = m && m->needs_length;
+	}
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+		char te[64];
+		chunked =
+		    lws_hdr_copy(wsi, te, (int)sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) < 0 ||
+		    strcasestr(te, "chunked") != NULL;
+	}
+	rq->has_unread = rq->lws_reads_body || chunked || bad_cl;
+
+	rq->route = route_find(m, path, &known, rq->allow, sizeof(rq->allow));
+	if (!rq->route) {
+		if (!known) {
+			rq->allow[0] = '\0';
+			reject(rq, 404, "not_found", "no such resource: ", path, NULL);
+		} else {
+			reject(rq, 405, "method_not_allowed", "method not allowed on ", path, NULL);
+		}
+		return 0;
+	}
+	if ((rq->route->flags & CTL_AUTH_API) && !auth_ok(wsi)) {
+		log_reject(rq, 401, "no valid bearer key");
+		reject(rq, 401, "unauthorized", "a valid API key is required", NULL,
+		       "authorization");
+		return 0;
+	}
+	if (chunked || (!has_cl && m->needs_length)) {
+		log_reject(rq, 411, chunked ? "chunked body" : "no Content-Length");
+		rq->close = 1;
+		respond_error(rq, 411, "length_required",
+		              chunked
+		                  ? "chunked request bodies are not accepted; send Content-Length"
+		                  : "Content-Length is required",
+		              NULL, "content-length");
+		return 0;
+	}
+	if (bad_cl) {
+		log_reject(rq, 400, "bad Content-Length");
+		rq->close = 1;
+		respond_error(rq, 400, "bad_request", "invalid Content-Length", NULL,
+		              "content-length");
+		return 0;
+	}
+	if (cl > rq->route->max_body) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "the body is limited to %zu bytes", rq->route->max_body);
+		log_reject(rq, 413, "Content-Length over the limit");
+		rq->close = 1;
+		respond_error(rq, 413, "payload_too_large", msg, NULL, NULL);
+		return 0;
+	}
+	if (cl > 0) {
+		rq->content_length = (size_t)cl;
+		rq->state = RQ_BODY;
+		return send_continue(wsi);
+	}
+	dispatch(rq);
+	return 0;
+}
+
+static int on_body(struct ctl_request *rq, const char *in, size_t len)
+{
+	if (rq->handed)
+		return 0; /* its state is under hand.lock; nothing more to read for it */
+	if (rq->state == RQ_LINGER) {
+		rq->linger_bytes += len;
+		if (rq->linger_bytes > LINGER_MAX_BYTES || clock_now_us() > rq->linger_until_us)
+			return -1;
+		return 0;
+	}
+	if (rq->state != RQ_BODY || !len)
+		return 0; /* a body we answered before reading: dropped */
+	size_t max = rq->route->max_body;
+	if (len > max - rq->body_len) { /* lws keeps to Content-Length; never trust it alone */
+		log_reject(rq, 413, "body over the limit");
+		mem_free(rq->body);
+		rq->body = NULL;
+		rq->body_len = rq->body_cap = 0;
+		rq->close = 1;
+		respond_error(rq, 413, "payload_too_large", "the body is over the limit", NULL,
+		              NULL);
+		return 0;
+	}
+	size_t need = rq->body_len + len + 1;
+	if (need > rq->body_cap) {
+		size_t cap = rq->body_cap ? rq->body_cap * 2 : BODY_MIN_CAP;
+		if (cap > rq->content_length + 1)
+			cap = rq->content_length + 1;
+		if (cap < need)
+			cap = need;
+		char *nb = mem_realloc(rq->body, cap);
+		if (!nb) {
+			mem_free(rq->body);
+			rq->body = NULL;
+			rq->body_len = rq->body_cap = 0;
+			rq->close = 1;
+			respond_error(rq, 500, "internal", "out of memory", NULL, NULL);
+			return 0;
+		}
+		rq->body = nb;
+		rq->body_cap = cap;
+	}
+	memcpy(rq->body + rq->body_len, in, len);
+	rq->body_len += len;
+	rq->body[rq->body_len] = '\0';
+	return 0;
+}
+
+static int on_body_done(struct ctl_request *rq)
+{
+	rq->body_done = 1;
+	if (rq->handed)
+		return 0;
+	if (rq->state == RQ_LINGER)
+		return -1; /* all read: the close is clean now */
+	if (rq->state == RQ_BODY)
+		dispatch(rq);
+	return 0;
+}
+
+static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+                      unsigned char *end)
+{
+	return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+	                                   (const unsigned char *)value, (int)strlen(value), p,
+	                                   end);
+}
+
+static int write_headers(struct lws *wsi, struct ctl_request *rq)
+{
+	unsigned char hdr[LWS_PRE + 1024 + CTYPE_MAX];
+	unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+
+	if (rq->code == 204 || rq->code == 304) {
+		if (lws_add_http_header_status(wsi, rq->code, &p, end))
+			return -1;
+	} else if (lws_add_http_common_headers(wsi, rq->code, rq->ctype, rq->resp_len, &p, end)) {
 		return -1;
 	}
-	rq->off += n;
+	if (add_header(wsi, "Cache-Control:", "no-store", &p, end))
+		return -1;
+	if (rq->allow[0] && add_header(wsi, "Allow:", rq->allow, &p, end))
+		return -1;
+	if (rq->code == 401 && add_header(wsi, "WWW-Authenticate:", "Bearer", &p, end))
+		return -1;
+	if ((rq->close || rq->head_only) && add_header(wsi, "Connection:", "close", &p, end))
+		return -1;
+	return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
+}
+
+/* The answer is out: keep-alive, close, or close after draining the unread body. */
+static int finish(struct lws *wsi, struct ctl_request *rq)
+{
+	int close = rq->close || rq->head_only;
+	int linger = close && rq->lws_reads_body && !rq->body_done;
+
+	resp_free(rq);
+	mem_free(rq->body);
+	rq->body = NULL;
+	rq->body_len = rq->body_cap = 0;
+	rq->state = RQ_IDLE;
+	if (!close) /* rq may be freed by lws from here (protocol rebind) */
+		return lws_http_transaction_completed(wsi) ? -1 : 0;
+	if (!linger || lws_partial_buffered(wsi))
+		return -1;
+	shutdown(lws_get_socket_fd(wsi), SHUT_WR);
+	rq->state = RQ_LINGER;
+	rq->linger_bytes = 0;
+	rq->linger_until_us = clock_now_us() + LINGER_US;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, 2);
+	return 0;
+}
+
+static int on_writeable(struct lws *wsi, struct ctl_request *rq)
+{
+	static unsigned char buf[LWS_PRE + WRITE_CHUNK]; /* http thread only */
+
+	if (rq->handed)
+		return 0; /* still waiting for its answer */
+	if (rq->state == RQ_DEAD)
+		return -1;
+	if (rq->state != RQ_ANSWER)
+		return 0;
+	if (!rq->hdr_sent) {
+		if (write_headers(wsi, rq))
+			return -1;
+		rq->hdr_sent = 1;
+		if (rq->head_only || !rq->resp_len)
+			return finish(wsi, rq);
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	size_t n = rq->resp_len - rq->resp_off;
+	if (n > WRITE_CHUNK)
+		n = WRITE_CHUNK;
+	int final = rq->resp_off + n == rq->resp_len;
+	memcpy(buf + LWS_PRE, rq->resp + rq->resp_off, n);
+	if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+	    (int)n)
+		return -1;
+	rq->resp_off += n;
 	if (!final) {
 		lws_callback_on_writable(wsi);
 		return 0;
 	}
-	req_reset(rq);
-	if (rq->close)
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	return finish(wsi, rq);
 }
 
 static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                    size_t len)
 {
-	struct ctl_req *rq = user;
+	struct ctl_request *rq = user;
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
 		if (!rq || !in)
 			return -1;
 		return on_request(wsi, rq, in);
 	case LWS_CALLBACK_HTTP_BODY:
-		return 0; /* only 405 answers see bodies; the connection closes after them */
+		return rq ? on_body(rq, in, len) : 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		return 0;
+		return rq ? on_body_done(rq) : 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return rq ? on_writeable(wsi, rq) : 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
@@ -223,7 +949,10 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
 			req_reset(rq);
 		break;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-		return 0; /* the service loop re-checks the stop flag; never nonzero here */
+		/* ctl_reply from another thread, or ctl_close: never nonzero here */
+		if (on_http_thread)
+			drain_ready();
+		return 0;
 	default:
 		break;
 	}
@@ -231,9 +960,176 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
 }
 
 static const struct lws_protocols protocols[] = {
-    {.name = "vacs-http", .callback = http_cb, .per_session_data_size = sizeof(struct ctl_req)},
+    {.name = "vacs-http", .callback = http_cb, .per_session_data_size = sizeof(struct ctl_request)},
     {.name = NULL},
 };
+
+/* ---- the API ------------------------------------------------------------------------- */
+
+int ctl_route_add(const char *method, const char *path, unsigned flags, size_t max_body,
+                  unsigned timeout_ms, ctl_handler_fn fn, void *arg)
+{
+	const struct method *m = NULL;
+	if (srv.started || !method || !path || !fn || path[0] != '/' ||
+	    strlen(path) >= ROUTE_PATH_MAX || (flags & ~(unsigned)CTL_AUTH_API))
+		return -EINVAL;
+	for (unsigned i = 0; i < N_METHODS; i++) {
+		if (strcmp(method, methods[i].name) == 0)
+			m = &methods[i];
+	}
+	if (!m)
+		return -EINVAL;
+	for (unsigned i = 0; i < N_BUILTINS + srv.n_routes; i++) {
+		const struct route *r = i < N_BUILTINS ? &builtins[i] : &srv.routes[i - N_BUILTINS];
+		if (r->method == m && strcmp(r->path, path) == 0)
+			return -EEXIST;
+	}
+	if (srv.n_routes == MAX_ROUTES)
+		return -ENOSPC;
+	struct route *r = &srv.routes[srv.n_routes++];
+	memset(r, 0, sizeof(*r));
+	r->method = m;
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	r->path_len = strlen(path);
+	r->flags = flags;
+	r->max_body = max_body;
+	r->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	r->fn = fn;
+	r->arg = arg;
+	return 0;
+}
+
+const char *ctl_req_method(const struct ctl_request *rq)
+{
+	return rq && rq->method ? rq->method : "";
+}
+
+const char *ctl_req_path(const struct ctl_request *rq)
+{
+	return rq && rq->path ? rq->path : "";
+}
+
+const char *ctl_req_body(const struct ctl_request *rq, size_t *len)
+{
+	if (len)
+		*len = rq && rq->body ? rq->body_len : 0;
+	return rq && rq->body ? rq->body : "";
+}
+
+/* The lws token for a header lws parses itself ("name:" lowercase), or -1. */
+static int header_token(const char *key)
+{
+	static const struct {
+		const char *name;
+		enum lws_token_indexes tok;
+	} common[] = {
+	    {"authorization:", WSI_TOKEN_HTTP_AUTHORIZATION},
+	    {"content-type:", WSI_TOKEN_HTTP_CONTENT_TYPE},
+	    {"user-agent:", WSI_TOKEN_HTTP_USER_AGENT},
+	    {"content-length:", WSI_TOKEN_HTTP_CONTENT_LENGTH},
+	    {"host:", WSI_TOKEN_HOST},
+	};
+	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+		if (strcmp(key, common[i].name) == 0)
+			return (int)common[i].tok;
+	}
+	/* lws stores every header it knows (accept:, origin:, x-forwarded-for:, ...) by token
+	 * only; lws_hdr_custom_copy would not find those. */
+	for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
+		const unsigned char *s = lws_token_to_string((enum lws_token_indexes)t);
+		if (s && strcmp((const char *)s, key) == 0)
+			return t;
+	}
+	return -1;
+}
+
+const char *ctl_req_header(const struct ctl_request *rq, const char *name, char *buf, size_t len)
+{
+	char key[96];
+	size_t n = name ? strlen(name) : 0;
+	if (!rq || !rq->wsi || !buf || !len || !n || n + 2 > sizeof(key))
+		return NULL;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		key[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+	key[n] = ':';
+	key[n + 1] = '\0';
+	int blen = len > INT_MAX ? INT_MAX : (int)len;
+	int tok = header_token(key);
+	if (tok >= 0) {
+		if (lws_hdr_total_length(rq->wsi, (enum lws_token_indexes)tok) <= 0)
+			return NULL;
+		return lws_hdr_copy(rq->wsi, buf, blen, (enum lws_token_indexes)tok) > 0 ? buf
+		                                                                         : NULL;
+	}
+	return lws_hdr_custom_copy(rq->wsi, buf, blen, key, (int)(n + 1)) >= 0 ? buf : NULL;
+}
+
+const char *ctl_req_peer(const struct ctl_request *rq)
+{
+	return rq ? rq->peer : "";
+}
+
+uint64_t ctl_req_token(const struct ctl_request *rq)
+{
+	return rq ? rq->token : 0;
+}
+
+int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size_t len)
+{
+	int rc = 0;
+	if (!body)
+		len = 0;
+	if (!ctype)
+		ctype = "application/json";
+	if (code < 200 || code > 599 || strlen(ctype) >= CTYPE_MAX || strpbrk(ctype, "\r\n")) {
+		/* a programming error: still answer, so the client is not left waiting */
+		mem_free(body);
+		body = NULL;
+		len = 0;
+		code = 500;
+		ctype = "application/json";
+		rc = -EINVAL;
+	}
+	pthread_mutex_lock(&hand.lock);
+	struct ctl_request *rq = hand.live ? find_pending(token) : NULL;
+	if (!rq) {
+		pthread_mutex_unlock(&hand.lock);
+		mem_free(body);
+		return -ENOENT;
+	}
+	list_del(rq);
+	if (on_http_thread) {
+		pthread_mutex_unlock(&hand.lock);
+		rq->handed = 0;
+		respond(rq, code, ctype, body, len, 1);
+		return rc;
+	}
+	rq->code = code;
+	set_ctype(rq, ctype);
+	rq->resp = body;
+	rq->resp_len = len;
+	rq->resp_owned = 1;
+	rq->state = RQ_READY;
+	list_add(&hand.ready, rq, LIST_READY);
+	lws_cancel_service(srv.ctx);
+	pthread_mutex_unlock(&hand.lock);
+	return rc;
+}
+
+int ctl_reply_error(uint64_t token, unsigned code, const char *ecode, const char *message,
+                    const char *field)
+{
+	size_t len = 0;
+	char *body = error_json(ecode, message, NULL, field, &len);
+	if (!body) {
+		int rc = ctl_reply(token, 500, NULL, NULL, 0);
+		return rc ? rc : -ENOMEM;
+	}
+	return ctl_reply(token, code, "application/json", body, len);
+}
+
+/* ---- the thread and its life --------------------------------------------------------- */
 
 static void lws_log(int level, const char *line)
 {
@@ -243,6 +1139,7 @@ static void lws_log(int level, const char *line)
 static void *http_main(void *arg)
 {
 	(void)arg;
+	on_http_thread = 1;
 	while (!atomic_load(&stop_flag)) {
 		if (lws_service(srv.ctx, 0) < 0)
 			break;
@@ -267,6 +1164,46 @@ static int probe_bind(const char *address, uint16_t port)
 	return rc;
 }
 
+static void keys_free(void)
+{
+	for (size_t i = 0; i < srv.n_keys; i++) {
+		explicit_bzero(srv.keys[i], srv.key_len[i]);
+		mem_free(srv.keys[i]);
+	}
+	mem_free(srv.keys);
+	mem_free(srv.key_len);
+	srv.keys = NULL;
+	srv.key_len = NULL;
+	srv.n_keys = 0;
+}
+
+/* Copies the non-empty keys of the NULL-terminated list. */
+static int keys_copy(const char *const *keys)
+{
+	size_t n = 0;
+	for (size_t i = 0; keys && keys[i]; i++)
+		n += keys[i][0] != '\0';
+	if (!n)
+		return 0;
+	srv.keys = mem_zalloc(n * sizeof(*srv.keys));
+	srv.key_len = mem_zalloc(n * sizeof(*srv.key_len));
+	if (!srv.keys || !srv.key_len)
+		goto oom;
+	for (size_t i = 0; keys[i]; i++) {
+		if (!keys[i][0])
+			continue;
+		srv.keys[srv.n_keys] = mem_strdup(keys[i]);
+		if (!srv.keys[srv.n_keys])
+			goto oom;
+		srv.key_len[srv.n_keys] = strlen(keys[i]);
+		srv.n_keys++;
+	}
+	return 0;
+oom:
+	keys_free();
+	return -ENOMEM;
+}
+
 int ctl_init(const struct ctl_config *cfg)
 {
 	int rc;
@@ -275,8 +1212,10 @@ int ctl_init(const struct ctl_config *cfg)
 	if (srv.ctx)
 		return -EALREADY;
 	srv.port = 0;
-	if (!cfg->port)
+	if (!cfg->port) {
+		srv.started = 1;
 		return 0;
+	}
 	const char *address = cfg->address && cfg->address[0] ? cfg->address : "0.0.0.0";
 	rc = probe_bind(address, cfg->port);
 	if (rc) {
@@ -284,14 +1223,26 @@ int ctl_init(const struct ctl_config *cfg)
 		        strerror(-rc));
 		return rc;
 	}
-	for (int i = 0; i < N_CODES; i++) {
+	for (size_t i = 0; i <= N_CODES; i++) {
 		char name[64];
-		snprintf(name, sizeof(name), "vacs_http_requests_total{code=\"%u\"}", code_num[i]);
+		if (i < N_CODES)
+			snprintf(name, sizeof(name), "vacs_http_requests_total{code=\"%u\"}",
+			         code_num[i]);
+		else
+			snprintf(name, sizeof(name), "vacs_http_requests_total{code=\"other\"}");
 		srv.requests[i] =
 		    metric_get(METRIC_COUNTER, name, "HTTP requests answered, by status code");
 		if (!srv.requests[i])
 			return -ENOMEM;
 	}
+	srv.abandoned = metric_get(METRIC_COUNTER, "vacs_http_abandoned_total",
+	                           "HTTP requests whose client left before the answer");
+	if (!srv.abandoned)
+		return -ENOMEM;
+	keys_free();
+	rc = keys_copy(cfg->api_keys);
+	if (rc)
+		return rc;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 
 	struct lws_context_creation_info info;
@@ -301,9 +1252,11 @@ int ctl_init(const struct ctl_config *cfg)
 	info.protocols = protocols;
 	info.gid = -1;
 	info.uid = -1;
+	info.max_http_header_data = HEADER_DATA_MAX;
 	srv.ctx = lws_create_context(&info);
 	if (!srv.ctx) {
 		log_err("ctl", "http: cannot create the lws context");
+		keys_free();
 		return -ENOMEM;
 	}
 	info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
@@ -318,7 +1271,12 @@ int ctl_init(const struct ctl_config *cfg)
 	}
 	int port = lws_get_vhost_listen_port(vh);
 	srv.port = port > 0 ? (uint16_t)port : cfg->port;
+	memset(&srv.sweep, 0, sizeof(srv.sweep));
+	srv.sweep_armed = 0;
 
+	pthread_mutex_lock(&hand.lock);
+	hand.live = 1;
+	pthread_mutex_unlock(&hand.lock);
 	/* Signals belong to the main thread; the http thread never takes one. */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -326,28 +1284,43 @@ int ctl_init(const struct ctl_config *cfg)
 	atomic_store(&stop_flag, 0);
 	rc = -pthread_create(&srv.thread, NULL, http_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc)
+	if (rc) {
+		pthread_mutex_lock(&hand.lock);
+		hand.live = 0;
+		pthread_mutex_unlock(&hand.lock);
 		goto fail;
+	}
 	pthread_setname_np(srv.thread, "http");
+	srv.started = 1;
 	log_info("ctl", "http: listening on %s:%u", address, srv.port);
 	return 0;
 fail:
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
 	srv.port = 0;
+	keys_free();
 	return rc;
 }
 
 void ctl_close(void)
 {
-	if (!srv.ctx)
-		return;
-	atomic_store(&stop_flag, 1);
-	lws_cancel_service(srv.ctx);
-	pthread_join(srv.thread, NULL);
-	lws_context_destroy(srv.ctx); /* closes connections: CLOSED_HTTP frees their bodies */
-	srv.ctx = NULL;
+	if (srv.ctx) {
+		/* From here ctl_reply answers -ENOENT and no longer touches the context. */
+		pthread_mutex_lock(&hand.lock);
+		hand.live = 0;
+		pthread_mutex_unlock(&hand.lock);
+		atomic_store(&stop_flag, 1);
+		lws_cancel_service(srv.ctx);
+		pthread_join(srv.thread, NULL);
+		/* Closes every connection: CLOSED_HTTP frees bodies and stored replies. */
+		lws_context_destroy(srv.ctx);
+		srv.ctx = NULL;
+	}
 	srv.port = 0;
+	srv.sweep_armed = 0;
+	srv.started = 0;
+	srv.n_routes = 0;
+	keys_free();
 }
 
 void ctl_set_ready(int ready, const char *why)

@@ -323,6 +323,9 @@ static void created(struct vapi_call *c, long code)
 	}
 	log_info("vapi", "%s: VAPI call %s created; WebSocket %s://%s:%d", c->name, c->vapi_id,
 	         c->ws_tls ? "wss" : "ws", c->ws_host, c->ws_port);
+	/* A deferred call waits for its port (vapi_call_connect posts CONNECT then). */
+	if (atomic_exchange(&c->gate, VAPI_GATE_CREATED) != VAPI_GATE_WANTED)
+		return;
 	if (vapi_ai_post(VAPI_AI_CONNECT, c, NULL))
 		fail(c, 0, "the ai thread is overloaded");
 }

@@ -397,6 +397,8 @@ int vapi_call_create(const struct vapi_call_params *p, struct vapi_call **out)
 	atomic_init(&c->ended, 0);
 	c->owner = p->owner;
 	c->format = p->format;
+	c->deferred = p->defer_connect != 0;
+	atomic_init(&c->gate, c->deferred ? VAPI_GATE_IDLE : VAPI_GATE_WANTED);
 	metric_add(vapi_g.m_active, 1);
 	c->name = mem_strdup(p->name && p->name[0] ? p->name : "-");
 	int rc = c->name ? build_body(p, &c->body) : -ENOMEM;
@@ -426,9 +428,16 @@ int vapi_call_connect(struct vapi_call *c, struct media_ai_port *port)
 	if (c->port_given)
 		return -EBUSY;
 	int rc = vapi_ai_post(VAPI_AI_PORT, c, port);
-	if (!rc)
-		c->port_given = 1;
-	return rc;
+	if (rc)
+		return rc;
+	c->port_given = 1;
+	/* The call was created before the port came: open the socket now. The port is the
+	 * ai thread's from here on; if the connect cannot be posted, the caller's connect
+	 * deadline ends the leg. */
+	if (c->deferred && atomic_exchange(&c->gate, VAPI_GATE_WANTED) == VAPI_GATE_CREATED &&
+	    vapi_ai_post(VAPI_AI_CONNECT, c, NULL))
+		log_err("vapi", "%s: the ai thread is overloaded: WebSocket not opened", c->name);
+	return 0;
 }
 
 /* Sends j (consumed) as one text frame once the socket is up. NULL j: json_pack refused

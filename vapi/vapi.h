@@ -42,12 +42,15 @@ struct vapi_call_params {
 	    *variables_json; /* assistantOverrides.variableValues (JSON object text), NULL = none */
 	unsigned max_duration_s;     /* assistantOverrides.maxDurationSeconds, 0 = VAPI's default */
 	enum media_ai_format format; /* transport.audioFormat: mulaw 8000 or pcm_s16le 16000 */
+	int defer_connect; /* open the WebSocket only once vapi_call_connect gives the port
+	                      (outbound: created while the phone rings, connected on answer) */
 };
 
 struct vapi_call; /* one AI leg; the sip thread's handle until vapi_call_end */
 
-/* Creates the VAPI call (POST /call) and, once created, opens its WebSocket; frames flow
- * once a port is given (vapi_call_connect). Copies p. Events follow: VAPI_EV_CONNECTED,
+/* Creates the VAPI call (POST /call) and, once created, opens its WebSocket (with
+ * defer_connect: once created and given a port); frames flow once a port is given
+ * (vapi_call_connect). Copies p. Events follow: VAPI_EV_CONNECTED,
  * or VAPI_EV_FAILED. 0 or -errno. */
 int vapi_call_create(const struct vapi_call_params *p, struct vapi_call **out);
 /* Gives the call the media AI port to move audio with (the call takes a reference by
@@ -73,7 +76,8 @@ void vapi_call_end(struct vapi_call *c);
 enum vapi_event_type {
 	VAPI_EV_CONNECTED = 1, /* the socket is up: id = VAPI call id */
 	VAPI_EV_FAILED,        /* create or connect failed: status (HTTP code, 0 = none), text */
-	VAPI_EV_ENDED,         /* VAPI ended the call or the socket closed: text = endedReason */
+	VAPI_EV_ENDED,         /* VAPI ended the call or the socket closed: text = endedReason;
+	                          status 1 = the socket dropped without an end from VAPI */
 	VAPI_EV_STATUS,        /* status-update: text = status */
 	VAPI_EV_SPEECH,        /* speech-update: text = role, status = 1 started / 0 stopped */
 	VAPI_EV_TRANSCRIPT,    /* final transcript: text = role, text2 = transcript */
@@ -94,5 +98,91 @@ struct vapi_event {
 int vapi_event_fd(void);
 unsigned vapi_events_poll(struct vapi_event *ev, unsigned max);
 void vapi_event_free(struct vapi_event *ev);
+
+/* ---- Server webhooks (reference vapi.md §3): pure functions, any thread ------------------
+ * vacsd's HTTP server receives them (route /webhooks/vapi); these check the credential and
+ * parse the body. Nothing here touches the calls: the caller routes the result. */
+
+enum vapi_hook_auth {
+	VAPI_HOOK_BEARER = 1, /* a token in a header (Authorization: Bearer, or X-Vapi-Secret) */
+	VAPI_HOOK_HMAC,       /* an HMAC of "{timestamp}.{body}" (or "{body}") in a header */
+};
+
+struct vapi_hook_config {
+	enum vapi_hook_auth auth;
+	const char *secret;           /* the token (bearer) or the HMAC key */
+	const char *header;           /* bearer: lowercase header name ("authorization") */
+	int bearer_prefix;            /* bearer: the value is "Bearer <token>" (else the token) */
+	const char *algorithm;        /* hmac: "sha256" (default), "sha512", "sha1" */
+	const char *signature_header; /* hmac: lowercase, NULL = "x-signature" */
+	const char *timestamp_header; /* hmac: lowercase, NULL = "x-timestamp" */
+	const char *signature_prefix; /* hmac: text before the signature ("sha256="), NULL = "" */
+	int include_timestamp;        /* hmac: sign "{timestamp}.{body}" (else "{body}") */
+	int base64;                   /* hmac: signature in base64 (else lowercase hex) */
+	unsigned max_skew_s;          /* hmac: |now - timestamp| limit, 0 = 300 s */
+};
+
+/* Looks a request header up by lowercase name; copies it into buf (NULL when absent). */
+typedef const char *(*vapi_hook_header_fn)(void *ctx, const char *name, char *buf, size_t len);
+
+/* Checks the request's credential against cfg, comparing in constant time. 0 when
+ * authentic; -EACCES with *why a static reason ("missing credential", "wrong credential",
+ * "missing timestamp", "stale timestamp", "malformed signature"); -EINVAL for a bad cfg.
+ * Timestamps are Unix seconds (milliseconds are recognised by size). */
+int vapi_hook_verify(const struct vapi_hook_config *cfg, vapi_hook_header_fn hdr, void *ctx,
+                     const char *body, size_t len, uint64_t now_s, const char **why);
+
+enum vapi_hook_type {
+	VAPI_HOOK_OTHER = 0,         /* any other type: acknowledged, counted */
+	VAPI_HOOK_TOOL_CALLS,        /* answer {"results":[...]} */
+	VAPI_HOOK_ASSISTANT_REQUEST, /* answer {"assistantId"} or {"error"} within 7.5 s */
+	VAPI_HOOK_TRANSFER_DEST, /* transfer-destination-request: {"destination"} or {"error"} */
+	VAPI_HOOK_FUNCTION_CALL, /* legacy function-call: answer {"result"} */
+	VAPI_HOOK_STATUS,        /* status-update */
+	VAPI_HOOK_END_REPORT,    /* end-of-call-report */
+	VAPI_HOOK_HANG,          /* hang: the assistant is stalled */
+};
+
+struct vapi_hook_tool {
+	char *id;        /* toolCallId ("" when VAPI gave none) */
+	char *name;      /* function name */
+	char *arguments; /* JSON object text ("{}" when absent; a string argument is parsed) */
+};
+
+/* A parsed webhook. Strings are heap copies (mem_), NULL when absent. */
+struct vapi_hook_msg {
+	enum vapi_hook_type type;
+	char type_name[48];    /* message.type as sent (cut to fit) */
+	char *call_id;         /* message.call.id (VAPI's call id) */
+	char *call_name;       /* message.call.name (vacsd sets it to its own call id) */
+	char *status;          /* status-update: status */
+	char *ended_reason;    /* status-update / end-of-call-report: endedReason */
+	char *phone_number;    /* the number called: message.phoneNumber.number, else
+	                          message.call.phoneNumber.number */
+	char *customer_number; /* message.customer.number, else message.call.customer.number */
+	struct vapi_hook_tool *tools; /* tool-calls: toolCallList[] (both argument shapes) */
+	unsigned n_tools;
+	char *summary;       /* end-of-call-report: analysis.summary (else message.summary) */
+	char *transcript;    /* end-of-call-report: artifact.transcript (else message.transcript) */
+	char *recording_url; /* end-of-call-report: artifact.recordingUrl / recording.mono... */
+	double cost;         /* end-of-call-report: cost */
+	int has_cost;
+	char *started_at, *ended_at; /* end-of-call-report: ISO 8601 as sent */
+};
+
+/* Parses a webhook body ({"message":{...}}). 0, or -EINVAL with *why a static reason
+ * naming the bad part ("body is not JSON", "no message object", "message.type missing",
+ * "toolCallList is not an array", ...); -ENOMEM. Unknown types parse as VAPI_HOOK_OTHER. */
+int vapi_hook_parse(const char *body, size_t len, struct vapi_hook_msg *out, const char **why);
+void vapi_hook_msg_free(struct vapi_hook_msg *m);
+
+/* One tool result for vapi_hook_results_json. */
+struct vapi_hook_result {
+	const char *id, *name;
+	const char *result; /* NULL when error is set */
+	const char *error;
+};
+/* {"results":[{"toolCallId","name","result"|"error"}, ...]} as a heap string (mem_). */
+char *vapi_hook_results_json(const struct vapi_hook_result *r, unsigned n, size_t *len);
 
 #endif

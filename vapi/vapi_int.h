@@ -42,6 +42,8 @@ struct vapi_txt {
 	unsigned char buf[];
 };
 
+enum { VAPI_GATE_IDLE = 0, VAPI_GATE_CREATED, VAPI_GATE_WANTED };
+
 enum vapi_ws_state {
 	VAPI_WS_IDLE = 0,   /* no connect requested yet */
 	VAPI_WS_CONNECTING, /* lws_client_connect_via_info issued */
@@ -57,6 +59,12 @@ struct vapi_call {
 	char *name; /* our call id, for logs ("-" when none) */
 	char *body; /* POST /call JSON, built by vapi_call_create */
 	enum media_ai_format format;
+
+	/* When the WebSocket may open (defer_connect): the io thread swaps in GATE_CREATED once
+	 * the call exists, the sip thread GATE_WANTED once it has a port; whichever comes
+	 * second posts VAPI_AI_CONNECT. Calls without defer_connect start at GATE_WANTED. */
+	atomic_int gate;
+	int deferred; /* defer_connect (set at create, read-only after) */
 
 	/* sip thread */
 	struct vapi_call *sip_prev, *sip_next;

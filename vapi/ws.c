@@ -93,7 +93,9 @@ static void ws_gone(struct vapi_call *c)
 	if (atomic_load(&c->ended))
 		return;
 	log_info("vapi", "%s: VAPI call %s ended: %s", c->name, c->vapi_id, why);
-	vapi_ws_event(c, VAPI_EV_ENDED, 0, NULL, why, NULL);
+	/* status 1: the socket dropped without VAPI ending the call (no status-update ended,
+	 * no normal close): a failure the call's fallback handles. */
+	vapi_ws_event(c, VAPI_EV_ENDED, !c->ended_reason && c->close_code != 1000, NULL, why, NULL);
 }
 
 /* Closes the wsi at lws's next turn. lws may replace the timeout that does it (a state

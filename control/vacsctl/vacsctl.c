@@ -3,6 +3,7 @@
 #include "core/mem.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -30,6 +31,10 @@ static void usage(FILE *f)
 	        "  health              GET /healthz: is vacsd alive\n"
 	        "  ready               GET /readyz: is vacsd taking calls (prints why not)\n"
 	        "  metrics             GET /metrics: Prometheus text format\n"
+	        "  call NUMBER [--from N] [--assistant ID] [--lead ID] [--ref R] [--var K=V]...\n"
+	        "                      POST /v1/calls: an outbound AI call to NUMBER now; the\n"
+	        "                      API key is read from $VACS_API_KEY; prints the call\n"
+	        "                      as JSON ({\"id\":...})\n"
 	        "  check-config FILE   load and validate a vacsd configuration file, print each\n"
 	        "                      problem (file:line: key: what) or \"ok\"; the environment\n"
 	        "                      variables named by password_env must be set\n"
@@ -143,29 +148,47 @@ static int dial(const struct url *u, int timeout_s)
 	return fd;
 }
 
-/* GET base+path over HTTP/1.0; prints the body on stdout. Returns the exit status. */
-static int http_get(const struct url *u, const char *path, int timeout_s)
+/* METHOD base+path over HTTP/1.0, with a JSON body and a bearer key when given; prints
+ * the answer's body on stdout. Returns the exit status. */
+static int http_do(const struct url *u, const char *method, const char *path, const char *body_out,
+                   const char *key, int timeout_s)
 {
 	int fd = dial(u, timeout_s);
 	if (fd < 0)
 		return EXIT_FAIL;
-	char req[1200];
-	int n = snprintf(req, sizeof(req),
-	                 "GET %s%s HTTP/1.0\r\nHost: %s\r\nUser-Agent: vacsctl/%s\r\n"
-	                 "Accept: */*\r\n\r\n",
-	                 u->base, path, u->host_hdr, VACS_VERSION);
+	size_t blen = body_out ? strlen(body_out) : 0;
+	size_t cap = 1600 + blen + (key ? strlen(key) : 0);
+	char *req = mem_alloc(cap);
+	if (!req) {
+		close(fd);
+		return EXIT_FAIL;
+	}
+	int n = snprintf(req, cap,
+	                 "%s %s%s HTTP/1.0\r\nHost: %s\r\nUser-Agent: vacsctl/%s\r\n"
+	                 "Accept: */*\r\n%s%s%s",
+	                 method, u->base, path, u->host_hdr, VACS_VERSION,
+	                 key ? "Authorization: Bearer " : "", key ? key : "", key ? "\r\n" : "");
+	if (body_out)
+		n += snprintf(req + n, cap - (size_t)n,
+		              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		              blen, body_out);
+	else
+		n += snprintf(req + n, cap - (size_t)n, "\r\n");
 	for (int off = 0; off < n;) {
 		ssize_t w = send(fd, req + off, (size_t)(n - off), MSG_NOSIGNAL);
 		if (w < 0) {
 			fprintf(stderr, "vacsctl: send: %s\n", strerror(errno));
 			close(fd);
+			mem_free(req);
 			return EXIT_FAIL;
 		}
 		off += (int)w;
 	}
+	mem_free(req);
 
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0;
+	cap = 0;
 	int rc = EXIT_FAIL;
 	for (;;) {
 		if (len + 4096 + 1 > cap) {
@@ -211,6 +234,56 @@ static int http_get(const struct url *u, const char *path, int timeout_s)
 out:
 	mem_free(buf);
 	close(fd);
+	return rc;
+}
+
+/* vacsctl call NUMBER [options]: POST /v1/calls. */
+static int cmd_call(const struct url *u, int argc, char **argv, int timeout_s)
+{
+	static const struct option opts[] = {
+	    {"from", required_argument, NULL, 'f'}, {"assistant", required_argument, NULL, 'a'},
+	    {"lead", required_argument, NULL, 'l'}, {"ref", required_argument, NULL, 'r'},
+	    {"var", required_argument, NULL, 'v'},  {NULL, 0, NULL, 0},
+	};
+	json_t *o = json_object(), *vars = json_object();
+	int c, rc = EXIT_USAGE;
+	optind = 0; /* GNU getopt: 0 re-initialises its state after the first scan */
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		const char *k = c == 'f'   ? "from"
+		                : c == 'a' ? "assistant_id"
+		                : c == 'l' ? "lead_id"
+		                : c == 'r' ? "ref"
+		                           : NULL;
+		if (k) {
+			json_object_set_new(o, k, json_string(optarg));
+		} else if (c == 'v' && strchr(optarg, '=') && optarg[0] != '=') {
+			char *eq = strchr(optarg, '=');
+			*eq = '\0';
+			json_object_set_new(vars, optarg, json_string(eq + 1));
+		} else {
+			fprintf(stderr, "usage: vacsctl call NUMBER [--from N] [--assistant ID] "
+			                "[--lead ID] [--ref R] [--var KEY=VALUE]...\n");
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "vacsctl: call needs exactly one NUMBER\n");
+		goto out;
+	}
+	const char *key = getenv("VACS_API_KEY");
+	if (!key || !key[0]) {
+		fprintf(stderr, "vacsctl: set VACS_API_KEY to an API key of vacsd\n");
+		goto out;
+	}
+	json_object_set_new(o, "to", json_string(argv[optind]));
+	if (json_object_size(vars))
+		json_object_set(o, "variables", vars);
+	char *body = json_dumps(o, JSON_COMPACT);
+	rc = body ? http_do(u, "POST", "/v1/calls", body, key, timeout_s) : EXIT_FAIL;
+	free(body);
+out:
+	json_decref(vars);
+	json_decref(o);
 	return rc;
 }
 
@@ -301,7 +374,16 @@ int main(int argc, char **argv)
 			        "vacsctl: bad URL \"%s\" (want http://host[:port][/path])\n", url);
 			return EXIT_USAGE;
 		}
-		return http_get(&u, gets[i].path, timeout_s);
+		return http_do(&u, "GET", gets[i].path, NULL, NULL, timeout_s);
+	}
+	if (strcmp(cmd, "call") == 0) {
+		struct url u;
+		if (url_parse(url, &u)) {
+			fprintf(stderr,
+			        "vacsctl: bad URL \"%s\" (want http://host[:port][/path])\n", url);
+			return EXIT_USAGE;
+		}
+		return cmd_call(&u, argc - optind, argv + optind, timeout_s);
 	}
 	fprintf(stderr, "vacsctl: unknown command \"%s\"\n", cmd);
 	usage(stderr);

@@ -104,13 +104,14 @@ vacs_write_conf() {
 	local carrier_port="" carrier_host=127.0.0.2 carrier_transport=udp carrier_srtp=optional
 	local carrier_acl='"127.0.0.2"' cucm_port="" cucm_host=127.0.0.3 cucm_transport=udp
 	local cucm_srtp=off log_level="" carrier_codecs='"PCMU", "PCMA"' route_in_extra=""
-	local route_in_to=cucm vapi_url="" vapi_timeout=3000
+	local route_in_to=cucm vapi_url="" vapi_timeout=3000 vapi_extra="" http_extra="" top_extra=""
 	for kv in "$@"; do
 		case ${kv%%=*} in
 		sip_port | tls_port | cert_dir | media_min | media_max | http_port | spool | \
 			carrier_port | carrier_host | carrier_transport | carrier_srtp | carrier_acl | \
 			cucm_port | cucm_host | cucm_transport | cucm_srtp | log_level | carrier_codecs | \
-			route_in_extra | route_in_to | vapi_url | vapi_timeout)
+			route_in_extra | route_in_to | vapi_url | vapi_timeout | vapi_extra | http_extra | \
+			top_extra)
 			local -n ref=${kv%%=*}
 			ref=${kv#*=}
 			unset -n ref
@@ -122,7 +123,7 @@ vacs_write_conf() {
 		esac
 	done
 	local vapi_group=""
-	[ -n "$vapi_url" ] && vapi_group="vapi = { api_url = \"$vapi_url\"; key_env = \"VACS_TEST_VAPI_KEY\"; assistant_id = \"asst-vacs-test\"; connect_timeout = $vapi_timeout; };"
+	[ -n "$vapi_url" ] && vapi_group="vapi = { api_url = \"$vapi_url\"; key_env = \"VACS_TEST_VAPI_KEY\"; assistant_id = \"asst-vacs-test\"; connect_timeout = $vapi_timeout; $vapi_extra };"
 	# Single-quoted so the backslashes reach libconfig as written ("\\+" is a regex "\+").
 	local re_in='^\\+52551234(2[0-9]{3})$' re_out='^\\+52[0-9]{10}$' rw_in='\\1'
 	{
@@ -131,7 +132,8 @@ vacs_write_conf() {
 		cat <<EOF
 sip = { address = "127.0.0.1"; port = $sip_port; tls_port = $tls_port; tls_cert_dir = "$cert_dir"; };
 media = { address = "127.0.0.1"; port_min = $media_min; port_max = $media_max; };
-http = { address = "127.0.0.1"; port = $http_port; };
+http = { address = "127.0.0.1"; port = $http_port; $http_extra };
+$top_extra
 spool = { dir = "$spool"; };
 $vapi_group
 trunks = (

@@ -24,9 +24,10 @@
  *           clean sine through G.711 gives > 0.95, noise or broken SRTP far less
  * and prints one line:
  *   freq=1000.0 rms=5882 duration_ms=3980 voiced_ms=3980 purity=1.00 zc_freq=999.9
- *   rms_all=5882 rate=8000 channels=1                                   (one line)
+ *   rms_all=5882 rate=8000 channels=1 first_voiced_ms=0                 (one line)
  * duration_ms is the length analysed (after skip), voiced_ms the voiced part of it,
- * rms_all the RMS over everything analysed (what --silent checks).
+ * rms_all the RMS over everything analysed (what --silent checks), first_voiced_ms where
+ * the first voiced frame starts, from the start of the file (-1 when none).
  *
  * Exit: 0 when the check passes, 1 when it fails, 2 on usage or file errors.
  * A tone check passes when voiced_ms >= --min-voiced-ms (default 500), |freq - want| <=
@@ -339,6 +340,7 @@ int main(int argc, char **argv)
 	size_t nx = 0, zc = 0;
 	int sign = 0; /* sign of the last non-zero voiced sample, for zero crossings */
 	double all_sq = 0, voiced_sq = 0;
+	long first_voiced = -1; /* sample index of the first voiced frame */
 	for (size_t f0 = start; f0 + frame <= end; f0 += frame) {
 		double fsq = 0;
 		double *dst = x + nx;
@@ -377,6 +379,8 @@ int main(int argc, char **argv)
 			}
 			voiced_sq += fsq;
 			nx += frame;
+			if (first_voiced < 0)
+				first_voiced = (long)f0;
 		} else {
 			sign = 0;
 		}
@@ -422,8 +426,9 @@ int main(int argc, char **argv)
 	}
 
 	printf("freq=%.1f rms=%.0f duration_ms=%.0f voiced_ms=%.0f purity=%.2f zc_freq=%.1f "
-	       "rms_all=%.0f rate=%u channels=%u\n",
-	       freq, rms, dur_ms, voiced_ms, purity, zc_freq, rms_all, w.rate, w.channels);
+	       "rms_all=%.0f rate=%u channels=%u first_voiced_ms=%.0f\n",
+	       freq, rms, dur_ms, voiced_ms, purity, zc_freq, rms_all, w.rate, w.channels,
+	       first_voiced < 0 ? -1.0 : (double)first_voiced * 1000.0 / w.rate);
 
 	if (o.silent) {
 		if (rms_all < o.max_rms) {

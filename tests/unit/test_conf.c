@@ -260,7 +260,7 @@ static void test_conf_bad_enum(void **state)
 	             "log.level: must be one of error, warn, info, debug");
 	expect_error("log = { format = \"xml\"; };\n", 1, "log.format: must be one of text, json");
 	expect_error("vapi = { key = \"sk-123\"; };\n", 1,
-	             "vapi.key: API keys are not allowed in the file");
+	             "vapi.key: secrets (API keys) are not allowed in the file");
 	expect_error("vapi = { key_env = \"VACS_TEST_NO_SUCH_VAR\"; };\n", 1,
 	             "vapi.key_env: environment variable VACS_TEST_NO_SUCH_VAR is not set");
 	expect_error("vapi = { api_url = \"ftp://x\"; };\n", 1,
@@ -545,20 +545,90 @@ static void test_conf_fault_injection(void **state)
 	unsetenv("VACS_CARRIER_PASSWORD");
 }
 
+/* The AI leg's fallback, outbound calls, the API key and the VAPI webhook settings. */
+static void test_conf_ai_outbound_webhook(void **state)
+{
+	(void)state;
+	expect_error(CARRIER
+	             "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^1\";\n"
+	             "  to = \"ai\"; fallback_to = \"pbx\"; fallback_number = \"2000\"; } );\n",
+	             3, "routes.[0].fallback_to: no trunk named \"pbx\"");
+	expect_error(CARRIER "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^1\";\n"
+	                     "  to = \"ai\"; fallback_to = \"carrier\"; } );\n",
+	             2, "routes.[0].fallback_number: fallback_to and fallback_number go together");
+	expect_error(CARRIER "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^1\";\n"
+	                     "  to = \"carrier\"; fallback_callback = true; } );\n",
+	             2,
+	             "routes.[0].fallback_prompt: the fallback keys are for routes to \"ai\" only");
+	expect_error(CARRIER "routes = ( { name = \"r\"; from = \"carrier\"; match = \"^1\";\n"
+	                     "  to = \"ai\"; fallback_prompt = \"/nonexistent/sorry.wav\"; } );\n",
+	             3, "routes.[0].fallback_prompt: cannot read \"/nonexistent/sorry.wav\"");
+	expect_error(CARRIER "outbound = {\n trunk = \"nope\"; };\n", 3,
+	             "outbound.trunk: no trunk named \"nope\"");
+	expect_error("outbound = { caller_id = \"+52-55\"; };\n", 1,
+	             "outbound.caller_id: must be a phone number");
+	expect_error("outbound = { ring_timeout = 1; };\n", 1, "outbound.ring_timeout:");
+	expect_error("http = { api_key = \"k\"; };\n", 1,
+	             "http.api_key: secrets (API keys) are not allowed in the file");
+	expect_error("vapi = { webhook = { secret = \"s\"; }; };\n", 1,
+	             "vapi.webhook.secret: secrets (API keys) are not allowed in the file");
+	expect_error("vapi = { webhook = { auth = \"none\"; }; };\n", 1,
+	             "vapi.webhook.auth: webhooks must be authenticated: bearer or hmac");
+	expect_error("vapi = { webhook = { header = \"X-Vapi-Secret\"; }; };\n", 1,
+	             "vapi.webhook.header: must be a lowercase header name");
+	expect_error("vapi = { webhook = { algorithm = \"md5\"; }; };\n", 1,
+	             "vapi.webhook.algorithm: must be one of sha256, sha512, sha1");
+	expect_error("vapi = { webhook = { max_body = 10; }; };\n", 1, "vapi.webhook.max_body:");
+
+	setenv("VACS_TEST_HOOK", "s3cret", 1);
+	setenv("VACS_TEST_API", "k3y", 1);
+	struct conf *c = load_ok(
+	    CARRIER "http = { api_key_env = \"VACS_TEST_API\"; };\n"
+	            "outbound = { trunk = \"carrier\"; caller_id = \"+525512340000\"; };\n"
+	            "vapi = { webhook = { auth = \"hmac\"; secret_env = \"VACS_TEST_HOOK\";\n"
+	            "  signature_encoding = \"base64\"; }; };\n");
+	assert_string_equal(c->http.api_key, "k3y");
+	assert_non_null(c->outbound.to_trunk);
+	assert_string_equal(c->outbound.to_trunk->name, "carrier");
+	assert_int_equal(c->outbound.ring_timeout_s, 45);
+	assert_int_equal(c->vapi.webhook.auth, 2);
+	assert_string_equal(c->vapi.webhook.secret, "s3cret");
+	assert_string_equal(c->vapi.webhook.header, "authorization");
+	assert_int_equal(c->vapi.webhook.bearer_prefix, 1);
+	assert_int_equal(c->vapi.webhook.include_timestamp, 1);
+	assert_int_equal(c->vapi.webhook.base64, 1);
+	assert_string_equal(c->vapi.webhook.signature_header, "x-signature");
+	assert_int_equal(c->vapi.webhook.max_skew_s, 300);
+	conf_unref(c);
+	unsetenv("VACS_TEST_HOOK");
+	unsetenv("VACS_TEST_API");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, leak_setup, leak_teardown)
-	    T(test_conf_example_loads),    T(test_conf_defaults),
-	    T(test_conf_cucm_defaults),    T(test_conf_unknown_key),
-	    T(test_conf_wrong_type),       T(test_conf_out_of_range),
-	    T(test_conf_bad_enum),         T(test_conf_bad_cidr),
-	    T(test_conf_bad_regex),        T(test_conf_route_unknown_trunk),
-	    T(test_conf_duplicate_trunk),  T(test_conf_missing_env),
-	    T(test_conf_password_literal), T(test_conf_syntax_error),
-	    T(test_conf_missing_required), T(test_conf_missing_file),
-	    T(test_conf_multiple_errors),  T(test_conf_by_source),
-	    T(test_conf_ref_unref),        T(test_conf_fault_injection),
+	    T(test_conf_example_loads),
+	    T(test_conf_defaults),
+	    T(test_conf_cucm_defaults),
+	    T(test_conf_unknown_key),
+	    T(test_conf_wrong_type),
+	    T(test_conf_out_of_range),
+	    T(test_conf_bad_enum),
+	    T(test_conf_bad_cidr),
+	    T(test_conf_bad_regex),
+	    T(test_conf_route_unknown_trunk),
+	    T(test_conf_duplicate_trunk),
+	    T(test_conf_missing_env),
+	    T(test_conf_password_literal),
+	    T(test_conf_syntax_error),
+	    T(test_conf_missing_required),
+	    T(test_conf_missing_file),
+	    T(test_conf_multiple_errors),
+	    T(test_conf_by_source),
+	    T(test_conf_ref_unref),
+	    T(test_conf_fault_injection),
+	    T(test_conf_ai_outbound_webhook),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,6 +44,11 @@
 #define CLOSE_GRACE_US   3000000LL
 #define MAX_LIST         10000 /* entries per report list */
 #define ORG_ID           "5a1d0c52-3e4f-4b0c-9a7e-0e6d5a1a2b3c"
+/* Benchmark tags (bench/tools/aiload.c): a mu-law frame whose first bytes are this magic,
+ * the generator's stream id, its packet count and its CLOCK_REALTIME send time (ns). */
+#define TAG_MAGIC  0x52544c44u /* "RTLD", little-endian u32 at offset 0 */
+#define LAT_FINE   20000u      /* 1 us bins up to 20 ms */
+#define LAT_COARSE 10000u      /* 1 ms bins up to 10 s */
 
 enum call_state { CALL_CREATED, CALL_OPEN, CALL_ENDED };
 enum tx_kind { TX_TEXT, TX_BIN, TX_PING, TX_CLOSE, TX_DROP };
@@ -108,6 +113,9 @@ struct call {
 	double voiced_sumsq;
 	unsigned long long voiced_samples;
 	struct emu_tone tone;
+	/* benchmark tags: the last packet count seen */
+	int tag_seen;
+	uint32_t tag_last;
 	/* send side */
 	struct tx *txh, *txt;
 	unsigned txn, tx_audio;
@@ -158,9 +166,21 @@ static struct {
 	struct pss *delayed;
 	long long refuse_call_n, refuse_ws_n;
 	int shutting_down;
+	/* --report-at-exit: the report is written once, at exit (a benchmark with hundreds
+	 * of calls would otherwise rewrite it, whole, at every event) */
+	int report_at_exit, final_report;
+	/* --bench-out: window counters, reset by SIGUSR1, written by SIGUSR2 */
+	const char *bench_out;
+	struct {
+		long long start_us;
+		unsigned long long frames, tagged, untagged, gaps, reordered, bad_size, ia_over_40;
+		unsigned long long lat_n, lat_over, lat_max_us, chunks_sent, chunks_dropped;
+		double lat_sum_us;
+		uint32_t fine[LAT_FINE], coarse[LAT_COARSE];
+	} w;
 } g;
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop, g_usr1, g_usr2;
 
 /* ---------------------------------------------------------------- utilities */
 
@@ -401,7 +421,7 @@ static void write_report(void)
 	json_t *root = json_object(), *calls = json_array();
 	char tmp[4096];
 
-	if (!g.report_path)
+	if (!g.report_path || (g.report_at_exit && !g.final_report))
 		return;
 	for (struct call *c = g.calls; c; c = c->next)
 		json_array_append_new(calls, call_json(c));
@@ -457,8 +477,10 @@ static void tx_push(struct call *c, struct tx *t)
 {
 	if (c->state != CALL_OPEN || c->txn >= TXQ_MAX ||
 	    (t->audio && c->tx_audio >= TXQ_AUDIO_MAX)) {
-		if (t->audio)
+		if (t->audio) {
 			c->tx_dropped++;
+			g.w.chunks_dropped++;
+		}
 		tx_free(t);
 		return;
 	}
@@ -683,6 +705,31 @@ static void call_end(struct call *c, const char *by, const char *reason, int sen
 	emu_log("call %s: ending (%s: %s)", c->id, by, reason);
 }
 
+/* The scenario's "end_of_call_report": true: POST an end-of-call-report for the call that
+ * just ended (any reason), recorded in "webhooks" like the scripted ones. */
+static void end_of_call_report(struct call *c)
+{
+	json_t *v = json_object_get(c->scen, "end_of_call_report"), *name;
+	long long at_ms = call_ms(c, c->end_us), end_ms = epoch_ms();
+	char *body;
+	int rc;
+
+	if (!v)
+		v = json_object_get(g.scen, "end_of_call_report");
+	if (!json_is_true(v) || !g.webhook_url)
+		return;
+	name = json_object_get(c->request, "name");
+	body = emu_webhook_end_report(
+	    c->id, json_string_value(name), c->ended_reason, json_object_get(c->scen, "actions"),
+	    c->next_action, c->open_epoch_ms ? c->open_epoch_ms : c->created_epoch_ms, end_ms);
+	rc = body ? emu_webhook_post(c->id, at_ms, "end-of-call-report", body) : -ENOMEM;
+	if (rc)
+		list_add(c, c->webhooks,
+		         json_pack("{s:I,s:s,s:i,s:n,s:s}", "at_ms", (json_int_t)at_ms, "type",
+		                   "end-of-call-report", "status", 0, "response", "error",
+		                   rc == -ENOTCONN ? "webhook sender stopped" : strerror(-rc)));
+}
+
 static void call_finish(struct call *c, const char *by, const char *reason)
 {
 	if (c->state == CALL_ENDED)
@@ -708,6 +755,7 @@ static void call_finish(struct call *c, const char *by, const char *reason)
 	tx_clear(c);
 	emu_log("call %s: ended by %s (%s), %llu frames, tone %.1f Hz", c->id, c->ended_by,
 	        c->ended_reason ? c->ended_reason : "", c->frames, c->tone.hz);
+	end_of_call_report(c);
 	write_report();
 }
 
@@ -807,20 +855,32 @@ static void do_tool_call(struct call *c, json_t *a)
 
 static void do_webhook(struct call *c, json_t *m, long long at_ms)
 {
-	json_t *msg = json_deep_copy(m), *body;
-	const char *type;
-	char *s;
+	json_t *msg = json_deep_copy(m), *body, *call, *name = json_object_get(c->request, "name");
+	const char *type, *a = json_string_value(json_object_get(msg, "_auth"));
+	char *s, auth[160];
 	int rc;
 
-	if (!json_object_get(msg, "call"))
-		json_object_set_new(
-		    msg, "call", json_pack("{s:s,s:s}", "id", c->id, "type", "vapi.websocketCall"));
+	/* "_auth" (checked at load) overrides the credential of this one POST. */
+	snprintf(auth, sizeof auth, "%s", a ? a : "");
+	json_object_del(msg, "_auth");
+	/* message.call always carries the id and the name vacsd gave (unless the scenario
+	 * made "call" something other than an object on purpose). */
+	call = json_object_get(msg, "call");
+	if (!call) {
+		call = json_pack("{s:s}", "type", "vapi.websocketCall");
+		json_object_set_new(msg, "call", call);
+	}
+	if (json_is_object(call) && !json_object_get(call, "id"))
+		json_object_set_new(call, "id", json_string(c->id));
+	if (json_is_object(call) && json_is_string(name) && !json_object_get(call, "name"))
+		json_object_set(call, "name", name);
 	if (!json_object_get(msg, "timestamp"))
 		json_object_set_new(msg, "timestamp", json_integer(epoch_ms()));
 	type = json_string_value(json_object_get(msg, "type"));
 	body = json_pack("{s:o}", "message", msg); /* body owns msg (and type) */
 	s = json_dumps(body, JSON_COMPACT);
-	rc = s ? emu_webhook_post(c->id, at_ms, type ? type : "", s) : -ENOMEM;
+	rc = s ? emu_webhook_post_auth(c->id, at_ms, type ? type : "", s, auth[0] ? auth : NULL)
+	       : -ENOMEM;
 	if (rc) {
 		list_add(c, c->webhooks,
 		         json_pack("{s:I,s:s,s:i,s:n,s:s}", "at_ms", (json_int_t)at_ms, "type",
@@ -885,6 +945,46 @@ static void run_actions(struct call *c, long long now)
 
 /* ---------------------------------------------------------------- receive side */
 
+/* A benchmark's tagged mu-law frame (bench/tools/aiload.c): counts gaps in the generator's
+ * packet numbering and the latency from its send time to now. 1 when tagged. */
+static int bench_tag(struct call *c, const unsigned char *b, size_t n)
+{
+	uint32_t magic, count;
+	uint64_t t_tx, t_rx, us;
+	struct timespec ts;
+
+	if (!c->mulaw || n != 160)
+		return 0;
+	memcpy(&magic, b, 4);
+	if (magic != TAG_MAGIC)
+		return 0;
+	memcpy(&count, b + 8, 4);
+	memcpy(&t_tx, b + 12, 8);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t_rx = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (c->tag_seen && count != c->tag_last + 1) {
+		if (count > c->tag_last)
+			g.w.gaps += count - c->tag_last - 1;
+		else
+			g.w.reordered++;
+	}
+	if (!c->tag_seen || count > c->tag_last)
+		c->tag_last = count;
+	c->tag_seen = 1;
+	us = t_rx > t_tx ? (t_rx - t_tx) / 1000 : 0;
+	if (us < LAT_FINE)
+		g.w.fine[us]++;
+	else if (us / 1000 < LAT_COARSE)
+		g.w.coarse[us / 1000]++;
+	else
+		g.w.lat_over++;
+	if (us > g.w.lat_max_us)
+		g.w.lat_max_us = us;
+	g.w.lat_sum_us += (double)us;
+	g.w.lat_n++;
+	return 1;
+}
+
 static void on_audio(struct call *c, const unsigned char *b, size_t n, long long now)
 {
 	size_t ns = c->mulaw ? n : n / 2, cap;
@@ -893,11 +993,20 @@ static void on_audio(struct call *c, const unsigned char *b, size_t n, long long
 
 	c->frames++;
 	c->bytes += n;
-	if (n != c->frame_bytes)
+	g.w.frames++;
+	if (bench_tag(c, b, n))
+		g.w.tagged++;
+	else if (c->mulaw)
+		g.w.untagged++;
+	if (n != c->frame_bytes) {
 		c->bad_size_frames++;
+		g.w.bad_size++;
+	}
 	if (c->prev_frame_us) {
 		double ia = (now - c->prev_frame_us) / 1000.0;
 		size_t bin = (size_t)(ia / 0.1);
+		if (ia > 40.0)
+			g.w.ia_over_40++;
 		c->ia_sum += ia;
 		c->ia_sumsq += ia * ia;
 		c->ia_n++;
@@ -1534,6 +1643,7 @@ static int ws_writeable(struct lws *wsi, struct call *c)
 		wt = LWS_WRITE_BINARY;
 		c->audio_chunks++;
 		c->audio_bytes += t->len;
+		g.w.chunks_sent++;
 		break;
 	default:
 		wt = LWS_WRITE_TEXT;
@@ -1579,6 +1689,8 @@ static void drain_webhooks(void)
 				                    r->body ? json_string(r->body) : json_null());
 			if (r->error)
 				json_object_set_new(e, "error", json_string(r->error));
+			if (r->auth)
+				json_object_set_new(e, "auth", json_string(r->auth));
 			list_add(c, c->webhooks, e);
 			emu_log("call %s: webhook %s -> %d", c->id, r->type ? r->type : "",
 			        r->status);
@@ -1819,7 +1931,8 @@ static int check_actions(json_t *s, const char *where)
 	{
 		static const char *const ok[] = {
 		    "silence_timeout_ms", "connect_timeout_ms", "actions",       "per_call",
-		    "refuse_call",        "refuse_ws",          "call_delay_ms", "comment"};
+		    "refuse_call",        "refuse_ws",          "call_delay_ms", "comment",
+		    "end_of_call_report"};
 		int found = 0;
 		for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
 			found |= !strcmp(key, ok[i]);
@@ -1831,6 +1944,11 @@ static int check_actions(json_t *s, const char *where)
 	if (check_number(s, "silence_timeout_ms", where) ||
 	    check_number(s, "connect_timeout_ms", where) || check_number(s, "call_delay_ms", where))
 		return -1;
+	if (json_object_get(s, "end_of_call_report") &&
+	    !json_is_boolean(json_object_get(s, "end_of_call_report"))) {
+		fprintf(stderr, "vapi-emu: %s: end_of_call_report must be true or false\n", where);
+		return -1;
+	}
 	if (!acts)
 		return 0;
 	if (!json_is_array(acts)) {
@@ -1881,6 +1999,14 @@ static int check_actions(json_t *s, const char *where)
 			    "vapi-emu: %s: action %zu: send needs an object with a \"type\", raw a "
 			    "string, tool_call a \"name\", speak and webhook an object\n",
 			    where, i);
+			return -1;
+		}
+		v = json_object_get(json_object_get(a, "webhook"), "_auth");
+		if (v && !emu_webhook_auth_valid(json_string_value(v))) {
+			fprintf(stderr,
+			        "vapi-emu: %s: action %zu: webhook \"_auth\" must be \"none\", "
+			        "\"wrong\" or a --webhook-auth mode\n",
+			        where, i);
 			return -1;
 		}
 	}
@@ -1956,19 +2082,86 @@ static int load_scenario(const char *path)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- benchmark window */
+
+static double lat_pct(double p)
+{
+	unsigned long long want, acc = 0;
+
+	if (!g.w.lat_n)
+		return -1;
+	want = (unsigned long long)(p * (double)g.w.lat_n);
+	if (want >= g.w.lat_n)
+		want = g.w.lat_n - 1;
+	for (unsigned i = 0; i < LAT_FINE; i++) {
+		acc += g.w.fine[i];
+		if (acc > want)
+			return i;
+	}
+	for (unsigned i = 0; i < LAT_COARSE; i++) {
+		acc += g.w.coarse[i];
+		if (acc > want)
+			return (double)i * 1000.0;
+	}
+	return (double)g.w.lat_max_us;
+}
+
+/* SIGUSR1: a new window starts (the counters restart). */
+static void bench_reset(void)
+{
+	memset(&g.w, 0, sizeof g.w);
+	g.w.start_us = now_us();
+}
+
+/* SIGUSR2: the window's counters, one JSON object, to --bench-out (replaced atomically). */
+static void bench_dump(void)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (!g.bench_out)
+		return;
+	snprintf(tmp, sizeof tmp, "%s.tmp.%d", g.bench_out, (int)getpid());
+	f = fopen(tmp, "w");
+	if (!f) {
+		emu_log("cannot write %s: %s", tmp, strerror(errno));
+		return;
+	}
+	fprintf(f,
+	        "{\"window_s\": %.3f, \"calls_open\": %u, \"frames\": %llu, \"tagged\": %llu, "
+	        "\"untagged\": %llu, \"gaps\": %llu, \"reordered\": %llu, \"bad_size\": %llu, "
+	        "\"ia_over_40ms\": %llu, \"lat_n\": %llu, \"lat_p50_us\": %.0f, "
+	        "\"lat_p99_us\": %.0f, \"lat_p999_us\": %.0f, \"lat_max_us\": %llu, "
+	        "\"lat_mean_us\": %.1f, \"chunks_sent\": %llu, \"chunks_dropped\": %llu}\n",
+	        g.w.start_us ? (now_us() - g.w.start_us) / 1e6 : 0.0, active_ws(), g.w.frames,
+	        g.w.tagged, g.w.untagged, g.w.gaps, g.w.reordered, g.w.bad_size, g.w.ia_over_40,
+	        g.w.lat_n, lat_pct(0.50), lat_pct(0.99), lat_pct(0.999), g.w.lat_max_us,
+	        g.w.lat_n ? g.w.lat_sum_us / (double)g.w.lat_n : -1.0, g.w.chunks_sent,
+	        g.w.chunks_dropped);
+	if (fclose(f) || rename(tmp, g.bench_out))
+		emu_log("cannot write %s: %s", g.bench_out, strerror(errno));
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	g_stop = 1;
+	if (sig == SIGUSR1)
+		g_usr1 = 1;
+	else if (sig == SIGUSR2)
+		g_usr2 = 1;
+	else
+		g_stop = 1;
 }
 
 static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: vapi-emu --port N (0 = any) --report FILE [--scenario FILE] [--key KEY]\n"
-	        "                [--max-calls N] [--webhook-url URL --webhook-secret S] [-v]\n");
+	        "                [--max-calls N] [--webhook-url URL --webhook-secret S]\n"
+	        "                [--webhook-auth x-vapi-secret|bearer|header:NAME|hmac-sha256|\n"
+	        "                                hmac-sha512-base64|none] [-v]\n"
+	        "                [--report-at-exit] [--bench-out FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -1980,7 +2173,10 @@ int main(int argc, char **argv)
 	                                     {"max-calls", required_argument, NULL, 'm'},
 	                                     {"webhook-url", required_argument, NULL, 'w'},
 	                                     {"webhook-secret", required_argument, NULL, 'S'},
+	                                     {"webhook-auth", required_argument, NULL, 'A'},
 	                                     {"verbose", no_argument, NULL, 'v'},
+	                                     {"report-at-exit", no_argument, NULL, 'R'},
+	                                     {"bench-out", required_argument, NULL, 'B'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	struct lws_context_creation_info info;
@@ -2020,8 +2216,22 @@ int main(int argc, char **argv)
 		case 'S':
 			g.webhook_secret = optarg;
 			break;
+		case 'A':
+			if (emu_webhook_set_auth(optarg)) {
+				fprintf(stderr, "vapi-emu: --webhook-auth %s: unknown mode\n",
+				        optarg);
+				usage();
+				return 2;
+			}
+			break;
 		case 'v':
 			g.verbose = 1;
+			break;
+		case 'R':
+			g.report_at_exit = 1;
+			break;
+		case 'B':
+			g.bench_out = optarg;
 			break;
 		default:
 			usage();
@@ -2040,7 +2250,10 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	bench_reset();
 
 	lws_set_log_level(g.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR | LLL_WARN, NULL);
 	memset(&info, 0, sizeof info);
@@ -2079,9 +2292,18 @@ int main(int argc, char **argv)
 
 	g.next_tick_us = now_us() + TICK_US;
 	lws_sul_schedule(g.ctx, 0, &g.sul, tick, TICK_US);
-	while (!g_stop)
+	while (!g_stop) {
 		if (lws_service(g.ctx, 0) < 0)
 			break;
+		if (g_usr1) {
+			g_usr1 = 0;
+			bench_reset();
+		}
+		if (g_usr2) {
+			g_usr2 = 0;
+			bench_dump();
+		}
+	}
 
 	emu_log("stopping");
 	g.shutting_down = 1;
@@ -2097,6 +2319,7 @@ int main(int argc, char **argv)
 	lws_context_destroy(g.ctx);
 	for (struct call *c = g.calls; c; c = c->next)
 		call_finish(c, "shutdown", "emulator-shutdown");
+	g.final_report = 1;
 	write_report();
 	while (g.calls) {
 		struct call *c = g.calls;

@@ -1,0 +1,364 @@
+/* The HTTP routes that act on calls: POST /v1/calls (the originate operation) and
+ * POST /webhooks/vapi (VAPI's server messages). The http thread authenticates and parses;
+ * the sip thread, which owns the calls, acts and answers. */
+#include "b2bua/b2bua.h"
+#include "b2bua/b2bua_int.h"
+
+#include "conf/conf.h"
+#include "control/control.h"
+#include "core/log.h"
+#include "core/mbox.h"
+#include "core/mem.h"
+#include "core/metric.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/*
+ * Threads: b2b_api_init/close run on the main thread (before ctl_init, after ctl_close).
+ * The handlers run on the http thread: they check the request, parse it into a heap
+ * object and post it with the request's token to the sip thread's mailbox. The sip thread
+ * (b2b_api_poll) acts and answers with ctl_reply, which any thread may call. A request
+ * the sip thread never sees (mailbox full) is answered 503 at once.
+ */
+
+enum api_kind { API_ORIGINATE = 1, API_HOOK };
+
+struct api_msg {
+	enum api_kind kind;
+	uint64_t token;
+	void *ptr; /* struct orig_req, or struct vapi_hook_msg */
+};
+
+/* POST /v1/calls, parsed: the strings point into `body` (one allocation). */
+struct orig_req {
+	struct b2b_orig o;
+	char *vars;  /* variables as JSON text (mem_) */
+	char text[]; /* the copied strings */
+};
+
+static struct {
+	struct mbox *mb;
+	int hook_on;
+	struct vapi_hook_config hook;
+	char *hook_strs[6]; /* copies behind hook's strings */
+	struct metric *m_hook[4];
+	struct log_ratelimit rl; /* refusals logged by the http thread */
+} api;
+
+enum { HOOK_OK, HOOK_UNAUTHORIZED, HOOK_MALFORMED, HOOK_BUSY };
+static const char *const hook_results[] = {"ok", "unauthorized", "malformed", "busy"};
+
+#define ORIG_MAX_BODY (64u * 1024u)
+#define ORIG_MAX_VARS (16u * 1024u)
+
+static void post_or_busy(enum api_kind kind, uint64_t token, void *ptr)
+{
+	struct api_msg m = {.kind = kind, .token = token, .ptr = ptr};
+	if (mbox_post(api.mb, &m) == 0)
+		return;
+	if (kind == API_HOOK) {
+		vapi_hook_msg_free(ptr);
+		mem_free(ptr);
+		metric_inc(api.m_hook[HOOK_BUSY]);
+	} else {
+		mem_free(((struct orig_req *)ptr)->vars);
+		mem_free(ptr);
+	}
+	ctl_reply_error(token, 503, "busy", "the call engine is overloaded: try again", NULL);
+}
+
+/* ---- POST /v1/calls ---- */
+
+static const char *const orig_fields[] = {"to",  "from", "assistant_id", "variables", "lead_id",
+                                          "ref", NULL};
+static const size_t orig_max[] = {32, 32, 95, 0, 63, 95};
+
+/* Checks the body; fills *out or answers the error itself. */
+static void on_calls(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	uint64_t token = ctl_req_token(rq);
+	size_t len;
+	const char *body = ctl_req_body(rq, &len);
+	json_error_t jerr;
+	json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(j)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%s", j ? "" : ": ",
+		         j ? "" : jerr.text);
+		json_decref(j);
+		ctl_reply_error(token, 400, "invalid_json", msg, NULL);
+		return;
+	}
+	const char *key;
+	json_t *v;
+	size_t need = 0;
+	json_object_foreach(j, key, v)
+	{
+		size_t i = 0;
+		while (orig_fields[i] && strcmp(orig_fields[i], key) != 0)
+			i++;
+		if (!orig_fields[i]) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "unknown field \"%.60s\"", key);
+			ctl_reply_error(token, 400, "invalid_field", msg, key);
+			json_decref(j);
+			return;
+		}
+		if (strcmp(key, "variables") == 0) {
+			if (!json_is_object(v)) {
+				ctl_reply_error(token, 400, "invalid_field",
+				                "variables must be a JSON object", key);
+				json_decref(j);
+				return;
+			}
+			continue;
+		}
+		if (!json_is_string(v) || json_string_length(v) > orig_max[i] ||
+		    strlen(json_string_value(v)) != json_string_length(v)) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "%s must be a string of at most %zu characters",
+			         key, orig_max[i]);
+			ctl_reply_error(token, 400, "invalid_field", msg, key);
+			json_decref(j);
+			return;
+		}
+		need += json_string_length(v) + 1;
+	}
+	const char *to = json_string_value(json_object_get(j, "to"));
+	if (!to || !to[0]) {
+		ctl_reply_error(token, 400, "missing_field", "to is required: the number to call",
+		                "to");
+		json_decref(j);
+		return;
+	}
+	struct orig_req *r = mem_zalloc(sizeof(*r) + need);
+	if (!r) {
+		json_decref(j);
+		ctl_reply_error(token, 503, "busy", "out of memory", NULL);
+		return;
+	}
+	char *p = r->text;
+	const char **dst[] = {&r->o.to, &r->o.from,    &r->o.assistant_id,
+	                      NULL,     &r->o.lead_id, &r->o.ref};
+	for (size_t i = 0; orig_fields[i]; i++) {
+		const char *s = json_string_value(json_object_get(j, orig_fields[i]));
+		if (!dst[i] || !s)
+			continue;
+		size_t n = strlen(s) + 1;
+		memcpy(p, s, n);
+		*dst[i] = p;
+		p += n;
+	}
+	json_t *vars = json_object_get(j, "variables");
+	if (vars) {
+		char *vj = json_dumps(vars, JSON_COMPACT);
+		if (!vj || strlen(vj) > ORIG_MAX_VARS) {
+			free(vj);
+			mem_free(r);
+			json_decref(j);
+			ctl_reply_error(token, 400, "invalid_field",
+			                "variables is larger than 16 KiB", "variables");
+			return;
+		}
+		r->vars = mem_strdup(vj);
+		free(vj);
+		r->o.variables_json = r->vars;
+	}
+	json_decref(j);
+	post_or_busy(API_ORIGINATE, token, r);
+}
+
+static void do_originate(uint64_t token, struct orig_req *r)
+{
+	char id[96];
+	const char *why = NULL, *field = NULL;
+	int code = b2b_originate(&r->o, id, sizeof(id), &why, &field);
+	if (code) {
+		const char *ecode = code == 400   ? "invalid_field"
+		                    : code == 429 ? "capacity"
+		                                  : "unavailable";
+		ctl_reply_error(token, (unsigned)code, ecode, why, field);
+	} else {
+		json_t *o = json_object();
+		json_object_set_new(o, "id", json_string(id));
+		json_object_set_new(o, "status", json_string("dialing"));
+		json_object_set_new(o, "to", json_string(r->o.to));
+		char *s = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		char *body = s ? mem_strdup(s) : NULL;
+		free(s);
+		if (body)
+			ctl_reply(token, 201, NULL, body, strlen(body));
+		else
+			ctl_reply_error(token, 500, "internal", "out of memory", NULL);
+	}
+	mem_free(r->vars);
+	mem_free(r);
+}
+
+/* ---- POST /webhooks/vapi ---- */
+
+static const char *hook_header(void *ctx, const char *name, char *buf, size_t len)
+{
+	return ctl_req_header(ctx, name, buf, len);
+}
+
+static void on_vapi_hook(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	uint64_t token = ctl_req_token(rq);
+	size_t len;
+	const char *body = ctl_req_body(rq, &len);
+	const char *why = NULL;
+	if (vapi_hook_verify(&api.hook, hook_header, rq, body, len, (uint64_t)time(NULL), &why)) {
+		metric_inc(api.m_hook[HOOK_UNAUTHORIZED]);
+		if (log_ratelimit_ok(&api.rl))
+			log_warn("vapi", "webhook from %s refused: %s", ctl_req_peer(rq),
+			         why ? why : "?");
+		ctl_reply_error(token, 401, "unauthorized", why ? why : "bad credential", NULL);
+		return;
+	}
+	struct vapi_hook_msg *m = mem_zalloc(sizeof(*m));
+	if (!m) {
+		ctl_reply_error(token, 503, "busy", "out of memory", NULL);
+		return;
+	}
+	int rc = vapi_hook_parse(body, len, m, &why);
+	if (rc) {
+		mem_free(m);
+		metric_inc(api.m_hook[HOOK_MALFORMED]);
+		if (log_ratelimit_ok(&api.rl))
+			log_warn("vapi", "webhook from %s malformed: %s", ctl_req_peer(rq),
+			         why ? why : strerror(-rc));
+		if (rc == -ENOMEM)
+			ctl_reply_error(token, 503, "busy", "out of memory", NULL);
+		else
+			ctl_reply_error(token, 400, "invalid_body", why ? why : "malformed", NULL);
+		return;
+	}
+	post_or_busy(API_HOOK, token, m);
+}
+
+static void do_hook(uint64_t token, struct vapi_hook_msg *m)
+{
+	char *answer = NULL;
+	size_t len = 0;
+	metric_inc(api.m_hook[HOOK_OK]);
+	char name[96];
+	snprintf(name, sizeof(name), "vacs_vapi_webhooks_total{type=\"%s\"}",
+	         m->type == VAPI_HOOK_OTHER ? "other" : m->type_name);
+	metric_inc(metric_get(METRIC_COUNTER, name, "VAPI server messages received, by type"));
+	int code = b2b_call_hook(m, &answer, &len);
+	if (!answer) {
+		answer = mem_strdup("{}");
+		len = answer ? 2 : 0;
+	}
+	if (code != 200) {
+		mem_free(answer);
+		ctl_reply_error(token, (unsigned)code, "unavailable",
+		                "could not store the message: retry later", NULL);
+	} else if (answer) {
+		ctl_reply(token, 200, NULL, answer, len);
+	} else {
+		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
+	}
+	vapi_hook_msg_free(m);
+	mem_free(m);
+}
+
+/* ---- set-up, and the sip thread's side ---- */
+
+static char *keep(unsigned i, const char *s)
+{
+	api.hook_strs[i] = s && s[0] ? mem_strdup(s) : NULL;
+	return api.hook_strs[i];
+}
+
+int b2b_api_init(const struct conf *cfg)
+{
+	int rc = mbox_create(&api.mb, sizeof(struct api_msg), 256);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < 4; i++) {
+		char name[96];
+		snprintf(name, sizeof(name), "vacs_vapi_webhooks_total{result=\"%s\"}",
+		         hook_results[i]);
+		api.m_hook[i] =
+		    metric_get(METRIC_COUNTER, name, "VAPI server messages received, by result");
+		if (!api.m_hook[i])
+			return -ENOMEM;
+	}
+	if (!cfg->http.port)
+		return 0;
+	rc = ctl_route_add("POST", "/v1/calls", CTL_AUTH_API, ORIG_MAX_BODY, 10000, on_calls, NULL);
+	if (rc)
+		return rc;
+	const struct conf_vapi_webhook *w = &cfg->vapi.webhook;
+	if (!w->secret || !w->secret[0]) {
+		log_info("main", "vapi.webhook.secret_env not set: /webhooks/vapi is off");
+		return 0;
+	}
+	api.hook.auth = w->auth == 2 ? VAPI_HOOK_HMAC : VAPI_HOOK_BEARER;
+	api.hook.secret = keep(0, w->secret);
+	api.hook.header = keep(1, w->header);
+	api.hook.bearer_prefix = w->bearer_prefix;
+	api.hook.algorithm = keep(2, w->algorithm);
+	api.hook.signature_header = keep(3, w->signature_header);
+	api.hook.timestamp_header = keep(4, w->timestamp_header);
+	api.hook.signature_prefix = keep(5, w->signature_prefix);
+	api.hook.include_timestamp = w->include_timestamp;
+	api.hook.base64 = w->base64;
+	api.hook.max_skew_s = w->max_skew_s;
+	if (!api.hook.secret)
+		return -ENOMEM;
+	rc = ctl_route_add("POST", "/webhooks/vapi", 0, w->max_body, w->answer_timeout_ms,
+	                   on_vapi_hook, NULL);
+	if (rc)
+		return rc;
+	api.hook_on = 1;
+	log_info("main", "VAPI webhooks at /webhooks/vapi (%s)",
+	         api.hook.auth == VAPI_HOOK_HMAC ? "hmac" : "bearer");
+	return 0;
+}
+
+int b2b_api_fd(void)
+{
+	return api.mb ? mbox_fd(api.mb) : -1;
+}
+
+void b2b_api_poll(void)
+{
+	if (!api.mb)
+		return;
+	mbox_drain_fd(api.mb);
+	struct api_msg m;
+	while (mbox_take(api.mb, &m) == 0) { /* bounded by the mailbox's capacity */
+		if (m.kind == API_ORIGINATE)
+			do_originate(m.token, m.ptr);
+		else
+			do_hook(m.token, m.ptr);
+	}
+}
+
+void b2b_api_close(void)
+{
+	struct api_msg m;
+	while (api.mb && mbox_take(api.mb, &m) == 0) {
+		if (m.kind == API_HOOK) {
+			vapi_hook_msg_free(m.ptr);
+		} else {
+			mem_free(((struct orig_req *)m.ptr)->vars);
+		}
+		mem_free(m.ptr);
+	}
+	mbox_destroy(api.mb);
+	for (unsigned i = 0; i < 6; i++)
+		mem_free(api.hook_strs[i]);
+	memset(&api, 0, sizeof(api));
+}

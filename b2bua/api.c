@@ -26,12 +26,21 @@
  * the sip thread never sees (mailbox full) is answered 503 at once.
  */
 
-enum api_kind { API_ORIGINATE = 1, API_HOOK };
+enum api_kind { API_ORIGINATE = 1, API_HOOK, API_ACTION };
 
 struct api_msg {
 	enum api_kind kind;
 	uint64_t token;
 	void *ptr; /* struct orig_req, or struct vapi_hook_msg */
+};
+
+/* POST /v1/calls/{id}/transfer or /hangup, parsed. */
+struct action_req {
+	int transfer; /* else hangup */
+	char id[96];
+	char queue[64];
+	char reason[160];
+	char summary[1024];
 };
 
 /* POST /v1/calls, parsed: the strings point into `body` (one allocation). */
@@ -65,6 +74,8 @@ static void post_or_busy(enum api_kind kind, uint64_t token, void *ptr)
 		vapi_hook_msg_free(ptr);
 		mem_free(ptr);
 		metric_inc(api.m_hook[HOOK_BUSY]);
+	} else if (kind == API_ACTION) {
+		mem_free(ptr);
 	} else {
 		mem_free(((struct orig_req *)ptr)->vars);
 		mem_free(ptr);
@@ -202,6 +213,115 @@ static void do_originate(uint64_t token, struct orig_req *r)
 	mem_free(r);
 }
 
+/* ---- POST /v1/calls/{id}/transfer, POST /v1/calls/{id}/hangup ---- */
+
+/* Copies a string member of j (absent = ""); 0, or -1 after answering 400. */
+static int take_str(uint64_t token, json_t *j, const char *key, char *out, size_t len)
+{
+	json_t *v = json_object_get(j, key);
+	out[0] = '\0';
+	if (!v)
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) >= len ||
+	    strlen(json_string_value(v)) != json_string_length(v)) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "%s must be a string of at most %zu characters", key,
+		         len - 1);
+		ctl_reply_error(token, 400, "invalid_field", msg, key);
+		return -1;
+	}
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+static void on_call_action(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	uint64_t token = ctl_req_token(rq);
+	const char *path = ctl_req_path(rq) + strlen("/v1/calls/");
+	const char *slash = strchr(path, '/');
+	struct action_req *r = mem_zalloc(sizeof(*r));
+	if (!r) {
+		ctl_reply_error(token, 503, "busy", "out of memory", NULL);
+		return;
+	}
+	size_t idlen = slash ? (size_t)(slash - path) : 0;
+	if (!slash || !idlen || idlen >= sizeof(r->id) ||
+	    (strcmp(slash, "/transfer") != 0 && strcmp(slash, "/hangup") != 0)) {
+		mem_free(r);
+		ctl_reply_error(token, 404, "not_found",
+		                "no such resource: use /v1/calls/{id}/transfer or /hangup", NULL);
+		return;
+	}
+	memcpy(r->id, path, idlen);
+	r->transfer = strcmp(slash, "/transfer") == 0;
+	size_t len;
+	const char *body = ctl_req_body(rq, &len);
+	if (len) {
+		json_error_t jerr;
+		json_t *j = json_loadb(body, len, 0, &jerr);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			mem_free(r);
+			ctl_reply_error(token, 400, "invalid_json",
+			                "the body must be a JSON object", NULL);
+			return;
+		}
+		const char *key;
+		json_t *v;
+		json_object_foreach(j, key, v)
+		{
+			if (!r->transfer || (strcmp(key, "queue") && strcmp(key, "reason") &&
+			                     strcmp(key, "summary"))) {
+				char msg[120];
+				snprintf(msg, sizeof(msg), "unknown field \"%.60s\"", key);
+				ctl_reply_error(token, 400, "invalid_field", msg, key);
+				json_decref(j);
+				mem_free(r);
+				return;
+			}
+		}
+		int bad = take_str(token, j, "queue", r->queue, sizeof(r->queue)) ||
+		          take_str(token, j, "reason", r->reason, sizeof(r->reason)) ||
+		          take_str(token, j, "summary", r->summary, sizeof(r->summary));
+		json_decref(j);
+		if (bad) {
+			mem_free(r);
+			return;
+		}
+	}
+	post_or_busy(API_ACTION, token, r);
+}
+
+static void do_action(uint64_t token, struct action_req *r)
+{
+	struct b2b_call *call = b2b_call_by_id(r->id);
+	if (!call) {
+		ctl_reply_error(token, 404, "not_found", "no call in progress has that id", NULL);
+	} else if (!r->transfer) {
+		b2b_call_hangup(call, 16, "hung up by the API");
+		ctl_reply(token, 204, NULL, NULL, 0);
+	} else {
+		const char *why = NULL;
+		int code = b2b_xfer_start(call, r->queue, r->reason, r->summary, "api", &why);
+		if (code) {
+			ctl_reply_error(token, (unsigned)code,
+			                code == 404 ? "not_found" : "conflict", why,
+			                code == 404 ? "queue" : NULL);
+		} else {
+			char body[200];
+			int n = snprintf(body, sizeof(body),
+			                 "{\"id\":\"%s\",\"status\":\"transferring\"}", r->id);
+			char *b = mem_strdup(body);
+			if (b)
+				ctl_reply(token, 202, NULL, b, (size_t)n);
+			else
+				ctl_reply_error(token, 500, "internal", "out of memory", NULL);
+		}
+	}
+	mem_free(r);
+}
+
 /* ---- POST /webhooks/vapi ---- */
 
 static const char *hook_header(void *ctx, const char *name, char *buf, size_t len)
@@ -297,6 +417,9 @@ int b2b_api_init(const struct conf *cfg)
 	if (!cfg->http.port)
 		return 0;
 	rc = ctl_route_add("POST", "/v1/calls", CTL_AUTH_API, ORIG_MAX_BODY, 10000, on_calls, NULL);
+	if (!rc)
+		rc = ctl_route_add("POST", "/v1/calls/", CTL_AUTH_API, ORIG_MAX_BODY, 10000,
+		                   on_call_action, NULL);
 	if (rc)
 		return rc;
 	const struct conf_vapi_webhook *w = &cfg->vapi.webhook;
@@ -341,6 +464,8 @@ void b2b_api_poll(void)
 	while (mbox_take(api.mb, &m) == 0) { /* bounded by the mailbox's capacity */
 		if (m.kind == API_ORIGINATE)
 			do_originate(m.token, m.ptr);
+		else if (m.kind == API_ACTION)
+			do_action(m.token, m.ptr);
 		else
 			do_hook(m.token, m.ptr);
 	}
@@ -352,7 +477,7 @@ void b2b_api_close(void)
 	while (api.mb && mbox_take(api.mb, &m) == 0) {
 		if (m.kind == API_HOOK) {
 			vapi_hook_msg_free(m.ptr);
-		} else {
+		} else if (m.kind == API_ORIGINATE) {
 			mem_free(((struct orig_req *)m.ptr)->vars);
 		}
 		mem_free(m.ptr);

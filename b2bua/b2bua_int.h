@@ -158,6 +158,9 @@ struct b2b_call {
 	struct conf *conf; /* the snapshot the call started with (ref) */
 	char id[96];       /* the caller's Call-ID */
 	struct b2b_leg a, b;
+	struct b2b_leg x;      /* the agent leg of a warm transfer (side 'x'), when any */
+	struct b2b_xfer *xfer; /* the transfer in progress or done (transfer.c), or NULL */
+	int ai_speaking;       /* the assistant's speech-update said started, not stopped */
 	const struct conf_trunk *counted; /* the trunk whose active_calls counts this call */
 	int ended;
 	uint64_t start_ms, ring_ms, answer_ms, end_ms;
@@ -168,8 +171,8 @@ struct b2b_call {
 	char recording[512];                /* the WAV being written ("" = none) */
 	/* The AI leg (route to "ai"): the VAPI call, its audio format, what VAPI said. */
 	struct vapi_call *ai;
-	int ai_attached;      /* the AI leg's media session feeds an AI port */
-	su_timer_t *ai_timer; /* create + connect deadline */
+	struct b2b_leg *ai_on; /* the leg whose media feeds the AI port (NULL = none) */
+	su_timer_t *ai_timer;  /* create + connect deadline */
 	enum media_ai_format ai_format;
 	char ai_id[64];       /* VAPI call id */
 	char ai_end[96];      /* VAPI's endedReason, or why the AI leg failed */
@@ -251,6 +254,59 @@ struct b2b_global {
 	int api_registered;
 };
 extern struct b2b_global b2b_g;
+
+/* call.c: helpers shared with transfer.c */
+#define LEG_CONTACT(leg) TAG_IF((leg)->contact[0], SIPTAG_CONTACT_STR((leg)->contact))
+int b2b_leg_answered(const struct b2b_leg *leg);
+void b2b_call_set_end(struct b2b_call *call, char side, int code, const char *why);
+void b2b_leg_media_apply(struct b2b_leg *leg, int live);
+int b2b_leg_media_create(struct b2b_leg *leg, struct media_session *pin);
+/* A full offer on leg (prefer first); caller frees (mem_). */
+char *b2b_leg_offer(struct b2b_leg *leg, enum media_codec prefer, unsigned only_mask);
+int b2b_leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans);
+/* The SDP body of a message: 0, 1 when there is none, -EINVAL with *why. */
+int b2b_sip_sdp(const sip_t *sip, struct b2b_sdp *out, const char **why);
+void b2b_leg_set_contact(struct b2b_leg *leg, int tls);
+void b2b_timer_drop(su_timer_t **t);
+void b2b_call_maybe_finish(struct b2b_call *call);
+/* BYE, CANCEL or a final answer, as the leg's state needs; `reason` a Reason value. */
+void b2b_leg_bye(struct b2b_leg *leg, const char *reason);
+/* Ends the AI leg (end-call, close) and detaches its port from the customer's media. */
+void b2b_ai_drop(struct b2b_call *call);
+/* The AI leg failed (or ended while a transfer could not complete): the fallback runs. */
+void b2b_ai_fail(struct b2b_call *call, int status, const char *text);
+/* Moves the AI leg's audio to leg (the whisper to the agent, and back). 0 or -errno. */
+int b2b_ai_move(struct b2b_call *call, struct b2b_leg *leg);
+/* The customer's leg: a for inbound calls, b for outbound ones. */
+struct b2b_leg *b2b_call_customer(struct b2b_call *call);
+
+/* transfer.c: the warm transfer from the assistant to an agent queue */
+/* Starts a transfer of call to queue (NULL/"" = the first), with the assistant's reason
+ * and summary. 0, or an HTTP-like status with *why: 404 no such queue, 409 not possible
+ * now (no assistant on the call, not answered, a transfer already running). */
+int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
+                   const char *summary, const char *source, const char **why);
+/* Events for the transfer: a response on leg x, a request on leg x, a media event of
+ * any leg of the call, an assistant speech-update, the AI leg's end. Each returns 1 when
+ * the transfer took the event. */
+void b2b_xfer_response(struct b2b_call *call, int status, const char *phrase, const sip_t *sip);
+void b2b_xfer_leg_bye(struct b2b_call *call);
+void b2b_xfer_leg_gone(struct b2b_call *call, int status, const char *phrase);
+int b2b_xfer_media_event(struct b2b_call *call, struct b2b_leg *leg, const struct media_event *ev);
+void b2b_xfer_speech(struct b2b_call *call, int started);
+/* The AI leg ended or failed during a transfer: 1 when the transfer goes on without it. */
+int b2b_xfer_ai_gone(struct b2b_call *call);
+/* The customer hung up: the agent leg is ended. */
+void b2b_xfer_customer_gone(struct b2b_call *call);
+/* 1 while the agent is being reached (ringing, whisper, accept), not yet bridged. */
+int b2b_xfer_active(const struct b2b_call *call);
+/* 1 once the customer is bridged to the agent. */
+int b2b_xfer_bridged(const struct b2b_call *call);
+/* Adds the "transfer" object to a call record; frees the transfer. */
+void b2b_xfer_record(struct b2b_call *call, json_t *cdr);
+void b2b_xfer_free(struct b2b_call *call);
+/* The transfer's id for POST /v1/calls/{id}/transfer: finds the call by id. */
+struct b2b_call *b2b_call_by_id(const char *id);
 
 /* call.c */
 /* An outbound AI call (the originate operation). Strings may be NULL (config defaults).

@@ -32,12 +32,25 @@ static struct b2b_leg *other_leg(struct b2b_leg *leg)
 	return leg->side == 'a' ? &leg->call->b : &leg->call->a;
 }
 
-static int leg_answered(const struct b2b_leg *leg)
+struct b2b_leg *b2b_call_customer(struct b2b_call *call)
+{
+	return call->ai_leg ? call->ai_leg : &call->a;
+}
+
+struct b2b_call *b2b_call_by_id(const char *id)
+{
+	for (struct b2b_call *c = b2b_g.calls; c; c = c->next)
+		if (strcmp(c->id, id) == 0)
+			return c;
+	return NULL;
+}
+
+int b2b_leg_answered(const struct b2b_leg *leg)
 {
 	return leg->state == LEG_ANSWERED || leg->state == LEG_UP;
 }
 
-static void call_set_end(struct b2b_call *call, char side, int code, const char *why)
+void b2b_call_set_end(struct b2b_call *call, char side, int code, const char *why)
 {
 	if (call->end_reason[0])
 		return;
@@ -50,7 +63,6 @@ static void call_set_end(struct b2b_call *call, char side, int code, const char 
 /* ---- media glue ---- */
 
 static void ai_start(struct b2b_call *call);
-static void ai_drop(struct b2b_call *call);
 static void ai_dtmf(struct b2b_call *call, char digit);
 static void ai_lead_answered(struct b2b_call *call);
 static void fb_queue_failed(struct b2b_call *call, int status, const char *phrase);
@@ -89,7 +101,7 @@ static uint8_t remote_pt_of(const struct b2b_sdp *sdp, enum media_codec c)
 
 /* Pushes what we know of this leg's far end to its media session. `live` = media may
  * flow (the leg is answered, or early media was sent). */
-static void leg_media_apply(struct b2b_leg *leg, int live)
+void b2b_leg_media_apply(struct b2b_leg *leg, int live)
 {
 	if (!leg->ms)
 		return;
@@ -132,7 +144,7 @@ static void leg_media_apply(struct b2b_leg *leg, int live)
 	media_session_update(leg->ms, &p);
 }
 
-static int leg_media_create(struct b2b_leg *leg, struct media_session *pin)
+int b2b_leg_media_create(struct b2b_leg *leg, struct media_session *pin)
 {
 	int rc = media_session_create(leg->id, pin, &leg->ms, &leg->local_port);
 	if (rc)
@@ -189,7 +201,7 @@ static void local_base(struct b2b_leg *leg, struct b2b_sdp_local *l)
 /* A full offer on this leg: `prefer` first, then the trunk's other codecs (only those in
  * `only_mask`, a bit per enum media_codec, when it is not 0); SRTP as the trunk says;
  * fresh keys. Caller frees. */
-static char *leg_make_offer(struct b2b_leg *leg, enum media_codec prefer, unsigned only_mask)
+char *b2b_leg_offer(struct b2b_leg *leg, enum media_codec prefer, unsigned only_mask)
 {
 	const struct conf_trunk *t = leg->trunk;
 	struct b2b_sdp_local l;
@@ -236,7 +248,7 @@ static unsigned sdp_codec_mask(const struct b2b_sdp *sdp)
 }
 
 /* Takes an answer to our offer on this leg. 0 or -EPROTO (no usable codec/crypto). */
-static int leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans)
+int b2b_leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans)
 {
 	enum media_codec codec = MEDIA_CODEC_NONE;
 	for (unsigned i = 0; i < ans->n_codecs && codec == MEDIA_CODEC_NONE; i++)
@@ -347,7 +359,7 @@ static char *leg_make_answer(struct b2b_leg *leg)
 	return sdp_render(leg, &l);
 }
 
-static int parse_body(const sip_t *sip, struct b2b_sdp *out, const char **why)
+int b2b_sip_sdp(const sip_t *sip, struct b2b_sdp *out, const char **why)
 {
 	if (!sip || !sip->sip_payload || !sip->sip_payload->pl_len)
 		return 1; /* no SDP */
@@ -357,15 +369,13 @@ static int parse_body(const sip_t *sip, struct b2b_sdp *out, const char **why)
 
 /* On TLS nua would put a sips: Contact, which a peer that called a sip: URI (or that we
  * call with a sip: URI) may refuse to use; name the TLS transport explicitly instead. */
-static void leg_set_contact(struct b2b_leg *leg, int tls)
+void b2b_leg_set_contact(struct b2b_leg *leg, int tls)
 {
 	leg->contact[0] = '\0';
 	if (tls && b2b_g.conf->sip.tls_port)
 		snprintf(leg->contact, sizeof(leg->contact), "<sip:%s:%u;transport=tls>",
 		         b2b_g.our_host, b2b_g.conf->sip.tls_port);
 }
-
-#define LEG_CONTACT(leg) TAG_IF((leg)->contact[0], SIPTAG_CONTACT_STR((leg)->contact))
 
 /* ---- identity ---- */
 
@@ -471,7 +481,8 @@ static void cdr_leg(json_t *legs, struct b2b_leg *leg)
 	if (leg->ms)
 		media_session_stats(leg->ms, &st);
 	json_t *o = json_object();
-	json_object_set_new(o, "side", json_string(leg->side == 'a' ? "a" : "b"));
+	char side[2] = {leg->side, '\0'};
+	json_object_set_new(o, "side", json_string(side));
 	json_object_set_new(o, "trunk", json_string(leg->trunk ? leg->trunk->name : ""));
 	json_object_set_new(o, "codec", json_string(b2b_codec_name(leg->codec)));
 	json_object_set_new(o, "srtp",
@@ -572,6 +583,9 @@ static void write_cdr(struct b2b_call *c)
 		cdr_leg(legs, &c->a);
 	if (c->b.trunk)
 		cdr_leg(legs, &c->b);
+	if (c->x.trunk)
+		cdr_leg(legs, &c->x);
+	b2b_xfer_record(c, o);
 	json_object_set_new(o, "legs", legs);
 	char *line = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -585,7 +599,7 @@ static void write_cdr(struct b2b_call *c)
 	free(line);
 }
 
-static void timer_drop(su_timer_t **t)
+void b2b_timer_drop(su_timer_t **t)
 {
 	if (*t) {
 		su_timer_destroy(*t);
@@ -595,13 +609,13 @@ static void timer_drop(su_timer_t **t)
 
 static void stop_timer(struct b2b_leg *leg)
 {
-	timer_drop(&leg->invite_timer);
+	b2b_timer_drop(&leg->invite_timer);
 }
 
 static void leg_deinit(struct b2b_leg *leg)
 {
-	timer_drop(&leg->invite_timer);
-	timer_drop(&leg->refresh_timer);
+	b2b_timer_drop(&leg->invite_timer);
+	b2b_timer_drop(&leg->refresh_timer);
 	media_session_destroy(leg->ms);
 	leg->ms = NULL;
 }
@@ -610,15 +624,17 @@ static void call_finish(struct b2b_call *call)
 {
 	call->end_ms = clock_wall_ms();
 	if (!call->end_reason[0])
-		call_set_end(call, 'n', 0, "ended");
-	ai_drop(call);
-	timer_drop(&call->ring_timer);
+		b2b_call_set_end(call, 'n', 0, "ended");
+	b2b_ai_drop(call);
+	b2b_timer_drop(&call->ring_timer);
 	write_cdr(call);
 	log_info("call", "ended: %s (code %d, side %c), %llu ms talk", call->end_reason,
 	         call->sip_code, call->hangup_side ? call->hangup_side : 'n',
 	         (unsigned long long)(call->answer_ms ? call->end_ms - call->answer_ms : 0));
 	leg_deinit(&call->a);
 	leg_deinit(&call->b);
+	leg_deinit(&call->x);
+	b2b_xfer_free(call);
 	struct b2b_trunk_rt *rt = b2b_trunk_rt(call->counted);
 	if (rt && rt->active_calls)
 		rt->active_calls--;
@@ -638,13 +654,13 @@ static void call_finish(struct b2b_call *call)
 	mem_free(call);
 }
 
-static void maybe_finish(struct b2b_call *call)
+void b2b_call_maybe_finish(struct b2b_call *call)
 {
-	if (!call->a.nh && !call->b.nh)
+	if (!call->a.nh && !call->b.nh && !call->x.nh)
 		call_finish(call);
 }
 
-static void leg_bye(struct b2b_leg *leg, const char *reason)
+void b2b_leg_bye(struct b2b_leg *leg, const char *reason)
 {
 	if (!leg->nh || leg->state == LEG_ENDING || leg->state == LEG_GONE)
 		return;
@@ -655,7 +671,7 @@ static void leg_bye(struct b2b_leg *leg, const char *reason)
 		break;
 	case LEG_CALLING:
 	case LEG_EARLY:
-		if (leg->side == 'b')
+		if (leg->side == 'b' || leg->side == 'x')
 			nua_cancel(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 		else
 			nua_respond(leg->nh, 480, "Temporarily Unavailable",
@@ -674,10 +690,10 @@ void b2b_call_hangup(struct b2b_call *call, int cause, const char *text)
 {
 	char reason[160];
 	snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"", cause, text);
-	call_set_end(call, 'n', cause, text);
-	leg_bye(&call->a, reason);
-	leg_bye(&call->b, reason);
-	maybe_finish(call);
+	b2b_call_set_end(call, 'n', cause, text);
+	b2b_leg_bye(&call->a, reason);
+	b2b_leg_bye(&call->b, reason);
+	b2b_call_maybe_finish(call);
 }
 
 void b2b_calls_hangup_all(const char *why)
@@ -728,18 +744,18 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 		return;
 	}
 	if (call->outbound)
-		call_set_end(call, 'b', status, phrase ? phrase : "lead not reached");
+		b2b_call_set_end(call, 'b', status, phrase ? phrase : "lead not reached");
 	if (a->nh && (a->state == LEG_CALLING || a->state == LEG_EARLY)) {
 		int code = status;
 		if (code == 401 || code == 407)
 			code = 403;
 		if (code < 300 || code > 699)
 			code = 500;
-		call_set_end(call, 'b', status, phrase ? phrase : "callee failed");
+		b2b_call_set_end(call, 'b', status, phrase ? phrase : "callee failed");
 		nua_respond(a->nh, code, phrase ? phrase : "Failed", LEG_CONTACT(a), TAG_END());
 		a->state = LEG_ENDING;
 	}
-	maybe_finish(call);
+	b2b_call_maybe_finish(call);
 }
 
 static void send_b_invite(struct b2b_call *call)
@@ -787,7 +803,7 @@ static void send_b_invite(struct b2b_call *call)
 	/* The caller's codec first, then the trunk's others: PCMU and PCMA legs are
 	 * converted into each other, so a callee that takes only the other law still
 	 * gets a call. */
-	char *offer = leg_make_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE, 0);
+	char *offer = b2b_leg_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE, 0);
 	b->nh = nua_handle(b2b_g.nua, b, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
 	                   TAG_END());
 	if (!b->nh || !offer) {
@@ -801,7 +817,7 @@ static void send_b_invite(struct b2b_call *call)
 	char se[16], mse[16];
 	snprintf(se, sizeof(se), "%u", t->session_expires_s);
 	snprintf(mse, sizeof(mse), "%u", t->min_se_s);
-	leg_set_contact(b, t->transport == CONF_TP_TLS);
+	b2b_leg_set_contact(b, t->transport == CONF_TP_TLS);
 	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer),
 	           LEG_CONTACT(b), TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
 	           TAG_IF(call->privacy_id, SIPTAG_PRIVACY_STR("id")),
@@ -876,7 +892,7 @@ static void a_progress(struct b2b_call *call, int with_media, int ringback)
 			a->state = LEG_EARLY;
 			mem_free(sdp);
 		}
-		leg_media_apply(a, 1);
+		b2b_leg_media_apply(a, 1);
 		/* The caller hears the ringback of the country its trunk is in. */
 		const char *cc = a->trunk ? a->trunk->numbering.country_code : NULL;
 		enum media_tone rb = media_ringback_for_country(cc ? (unsigned)atoi(cc) : 1u);
@@ -895,7 +911,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	struct b2b_leg *a = &call->a, *b = &call->b;
 	struct b2b_sdp ans;
 	const char *why = NULL;
-	int pr = parse_body(sip, &ans, &why);
+	int pr = b2b_sip_sdp(sip, &ans, &why);
 	int early = b->state == LEG_EARLY && b->have_remote;
 	b->state = LEG_UP;
 	b->final_status = 200;
@@ -907,24 +923,24 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 		pr = 0;
 		ans = b->remote;
 	}
-	if (pr != 0 || leg_take_answer(b, &ans) != 0) {
+	if (pr != 0 || b2b_leg_take_answer(b, &ans) != 0) {
 		log_warn("call", "callee answered without a usable SDP answer (%s)",
 		         pr > 0 ? "none"
 		         : why  ? why
 		                : "no common codec or crypto");
 		b2b_count_reject("bad_sdp");
-		call_set_end(call, 'b', 488, "callee answer unusable");
-		leg_bye(b, "SIP;cause=488;text=\"Unusable SDP answer\"");
+		b2b_call_set_end(call, 'b', 488, "callee answer unusable");
+		b2b_leg_bye(b, "SIP;cause=488;text=\"Unusable SDP answer\"");
 		if (a->nh && a->state != LEG_ENDING) {
 			nua_respond(a->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
 			a->state = LEG_ENDING;
 		}
 		return;
 	}
-	leg_media_apply(b, 1);
+	b2b_leg_media_apply(b, 1);
 	if (call->fb_state == FB_QUEUE)
 		call->fb_state = FB_DONE;
-	if (call->fb_state == FB_DONE && leg_answered(a)) {
+	if (call->fb_state == FB_DONE && b2b_leg_answered(a)) {
 		/* The agent queue took a caller whose AI leg broke mid-call. */
 		media_session_tone(a->ms, MEDIA_TONE_NONE);
 		media_session_bridge(a->ms, b->ms);
@@ -954,7 +970,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 			a->sdp_version--;
 		sdp = leg_make_answer(a);
 	} else {
-		sdp = leg_make_offer(a, b->codec, 1u << b->codec);
+		sdp = b2b_leg_offer(a, b->codec, 1u << b->codec);
 	}
 	media_session_tone(a->ms, MEDIA_TONE_NONE);
 	media_session_bridge(a->ms, b->ms);
@@ -973,7 +989,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	a->state = LEG_ANSWERED;
 	a->final_status = 200;
 	if (a->have_remote)
-		leg_media_apply(a, 1);
+		b2b_leg_media_apply(a, 1);
 }
 
 static void on_b_response(struct b2b_call *call, int status, const char *phrase, const sip_t *sip)
@@ -1003,9 +1019,9 @@ static void on_b_response(struct b2b_call *call, int status, const char *phrase,
 		}
 		struct b2b_sdp early;
 		const char *why = NULL;
-		if (parse_body(sip, &early, &why) == 0 && leg_take_answer(b, &early) == 0) {
+		if (b2b_sip_sdp(sip, &early, &why) == 0 && b2b_leg_take_answer(b, &early) == 0) {
 			b->state = LEG_EARLY;
-			leg_media_apply(b, 1);
+			b2b_leg_media_apply(b, 1);
 			if (call->a.ms)
 				media_session_bridge(call->a.ms, b->ms);
 			a_follow_codec(call);
@@ -1045,10 +1061,10 @@ static void leg_ack(struct b2b_leg *leg, const sip_t *sip)
 	} else if (leg->state == LEG_UP && !leg->offer_pending) {
 		struct b2b_sdp offer;
 		const char *why = NULL;
-		if (parse_body(sip, &offer, &why) == 0 &&
+		if (b2b_sip_sdp(sip, &offer, &why) == 0 &&
 		    leg_accept_offer(leg, &offer, leg->codec) == 0) {
 			sdp = leg_make_answer(leg);
-			leg_media_apply(leg, 1);
+			b2b_leg_media_apply(leg, 1);
 		}
 	}
 	nua_ack(leg->nh, TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
@@ -1114,7 +1130,7 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 {
 	struct b2b_sdp offer;
 	const char *why = NULL;
-	int pr = parse_body(sip, &offer, &why);
+	int pr = b2b_sip_sdp(sip, &offer, &why);
 	char *sdp = NULL;
 	if (pr < 0) {
 		b2b_count_reject("bad_sdp");
@@ -1126,7 +1142,7 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 	if (pr > 0) {
 		/* SDP-less re-INVITE: a fresh, complete sendrecv offer; the answer comes in
 		 * the ACK (RFC 6337 5.1). */
-		sdp = leg_make_offer(leg, leg->codec, 0);
+		sdp = b2b_leg_offer(leg, leg->codec, 0);
 	} else {
 		int rc = leg_accept_offer(leg, &offer, leg->codec);
 		/* Keep this leg's codec if offered; else the other G.711 law (the media
@@ -1140,7 +1156,7 @@ static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
 		}
 		leg->offer_pending = 0;
 		sdp = leg_make_answer(leg);
-		leg_media_apply(leg, 1);
+		b2b_leg_media_apply(leg, 1);
 	}
 	if (!sdp) {
 		nua_respond(leg->nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -1161,8 +1177,8 @@ static void on_ack(struct b2b_leg *leg, const sip_t *sip)
 		return;
 	struct b2b_sdp ans;
 	const char *why = NULL;
-	int pr = parse_body(sip, &ans, &why);
-	if (pr != 0 || leg_take_answer(leg, &ans) != 0) {
+	int pr = b2b_sip_sdp(sip, &ans, &why);
+	if (pr != 0 || b2b_leg_take_answer(leg, &ans) != 0) {
 		log_warn("call", "leg %c: ACK without a usable SDP answer (%s): ending the call",
 		         leg->side,
 		         pr > 0 ? "no SDP"
@@ -1172,7 +1188,7 @@ static void on_ack(struct b2b_leg *leg, const sip_t *sip)
 		b2b_call_hangup(leg->call, 488, pr > 0 ? "No SDP in ACK" : "Unusable SDP in ACK");
 		return;
 	}
-	leg_media_apply(leg, 1);
+	b2b_leg_media_apply(leg, 1);
 	struct b2b_leg *o = other_leg(leg);
 	if (o->ms)
 		media_session_bridge(leg->ms, o->ms);
@@ -1189,12 +1205,14 @@ static void on_bye(struct b2b_leg *leg, const sip_t *sip)
 			su_free(b2b_g.home, r);
 		}
 	}
-	call_set_end(call, leg->side, 0,
-	             leg->side == 'a' ? "caller hung up"
-	             : call->outbound ? "lead hung up"
-	                              : "callee hung up");
+	b2b_call_set_end(call, leg->side, 0,
+	                 leg->side == 'a' ? "caller hung up"
+	                 : call->outbound ? "lead hung up"
+	                                  : "callee hung up");
 	leg->state = LEG_ENDING;
-	leg_bye(other_leg(leg), reason[0] ? reason : NULL);
+	b2b_leg_bye(other_leg(leg), reason[0] ? reason : NULL);
+	if (leg == b2b_call_customer(call))
+		b2b_xfer_customer_gone(call);
 }
 
 static void on_terminated(struct b2b_leg *leg, int status, const char *phrase)
@@ -1209,16 +1227,18 @@ static void on_terminated(struct b2b_leg *leg, int status, const char *phrase)
 	stop_timer(leg);
 	struct b2b_leg *o = other_leg(leg);
 	if (was != LEG_ENDING)
-		call_set_end(call, leg->side, status, phrase ? phrase : "leg terminated");
+		b2b_call_set_end(call, leg->side, status, phrase ? phrase : "leg terminated");
+	if (leg == b2b_call_customer(call))
+		b2b_xfer_customer_gone(call);
 	if (was != LEG_ENDING && o->nh) {
 		/* This leg ended on its own (session timer expiry, transport error, nua's
 		 * BYE): carry the reason to the other side. */
 		char reason[200];
 		snprintf(reason, sizeof(reason), "SIP;cause=%d;text=\"%s\"",
 		         status >= 300 ? status : 200, phrase ? phrase : "");
-		leg_bye(o, reason);
+		b2b_leg_bye(o, reason);
 	}
-	maybe_finish(call);
+	b2b_call_maybe_finish(call);
 }
 
 void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
@@ -1245,22 +1265,29 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 			leg->refresh_pending = 0;
 		if (leg->side == 'b')
 			on_b_response(call, status, phrase, sip);
+		else if (leg->side == 'x')
+			b2b_xfer_response(call, status, phrase, sip);
 		break;
 	case nua_i_ack:
 		on_ack(leg, sip);
 		break;
 	case nua_i_bye:
-		on_bye(leg, sip);
+		if (leg->side == 'x')
+			b2b_xfer_leg_bye(call);
+		else
+			on_bye(leg, sip);
 		break;
 	case nua_i_cancel:
-		call_set_end(call, 'a', 487, "caller cancelled");
+		b2b_call_set_end(call, 'a', 487, "caller cancelled");
 		leg->state = LEG_ENDING;
-		leg_bye(&call->b, NULL);
+		b2b_leg_bye(&call->b, NULL);
 		break;
 	case nua_i_state: {
 		int cs = -1;
 		tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
-		if (cs == nua_callstate_terminated)
+		if (cs == nua_callstate_terminated && leg->side == 'x')
+			b2b_xfer_leg_gone(call, status, phrase);
+		else if (cs == nua_callstate_terminated)
 			on_terminated(leg, status, phrase);
 		break;
 	}
@@ -1292,9 +1319,12 @@ static struct b2b_call *call_new(const char *id)
 	call->a.call = call->b.call = call;
 	call->a.side = 'a';
 	call->b.side = 'b';
+	call->x.call = call;
+	call->x.side = 'x';
 	call->a.id = ++b2b_g.next_leg_id;
 	call->b.id = ++b2b_g.next_leg_id;
-	call->a.pt_dtmf = call->b.pt_dtmf = -1;
+	call->x.id = ++b2b_g.next_leg_id;
+	call->a.pt_dtmf = call->b.pt_dtmf = call->x.pt_dtmf = -1;
 	call->ai_cost = -1;
 	return call;
 }
@@ -1442,7 +1472,7 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	}
 	struct b2b_sdp offer;
 	const char *why = NULL;
-	int pr = parse_body(sip, &offer, &why);
+	int pr = b2b_sip_sdp(sip, &offer, &why);
 	if (pr < 0) {
 		char w[128];
 		snprintf(w, sizeof(w), "399 %s \"%s\"", b2b_g.our_host, why ? why : "bad SDP");
@@ -1462,9 +1492,10 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	nua_handle_bind(nh, &call->a);
 	leg_refresh_method(&call->a, sip);
 	leg_plan_refresh(&call->a, sip, 0);
-	leg_set_contact(&call->a, sip->sip_via && sip->sip_via->v_protocol &&
-	                              strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
-	                              sip->sip_request->rq_url->url_type != url_sips);
+	b2b_leg_set_contact(&call->a,
+	                    sip->sip_via && sip->sip_via->v_protocol &&
+	                        strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS") == 0 &&
+	                        sip->sip_request->rq_url->url_type != url_sips);
 	call_link(call, from);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_total", "Calls accepted for routing"));
 
@@ -1533,19 +1564,19 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		}
 	}
 	int to_ai = route && !route->to_trunk;
-	if (!code && (leg_media_create(&call->a, NULL) ||
-	              (!to_ai && leg_media_create(&call->b, call->a.ms))))
+	if (!code && (b2b_leg_media_create(&call->a, NULL) ||
+	              (!to_ai && b2b_leg_media_create(&call->b, call->a.ms))))
 		code = 503, phrase = "No Media Ports", reason = "media_ports";
 	if (code) {
 		b2b_count_reject(reason);
-		call_set_end(call, 'n', code, reason);
+		b2b_call_set_end(call, 'n', code, reason);
 		log_info("call", "rejected with %d %s (%s)", code, phrase, reason);
 		nua_respond(nh, code, phrase, TAG_END());
 		call->a.state = LEG_ENDING;
 		return; /* nua_i_state terminated frees the call */
 	}
 	if (call->a.have_remote)
-		leg_media_apply(&call->a, 0);
+		b2b_leg_media_apply(&call->a, 0);
 	if (to_ai) {
 		/* The caller hears ringing until the assistant's socket is up, then 200. */
 		nua_respond(nh, SIP_180_RINGING, LEG_CONTACT(&call->a), TAG_END());
@@ -1577,10 +1608,16 @@ void b2b_call_media_events(void)
 					leg = &c->a;
 				else if (c->b.id == ev[i].owner)
 					leg = &c->b;
+				else if (c->x.id == ev[i].owner)
+					leg = &c->x;
 			}
 			if (!leg)
 				continue;
 			log_set_call(leg->call->id);
+			if (b2b_xfer_media_event(leg->call, leg, &ev[i])) {
+				log_set_call(NULL);
+				continue;
+			}
 			if (ev[i].type == MEDIA_EV_TIMEOUT) {
 				log_warn("call", "no RTP from leg %c: releasing the call",
 				         leg->side);
@@ -1611,17 +1648,17 @@ void b2b_call_media_events(void)
 
 /* ---- the AI leg (VAPI) ---- */
 
-static void ai_drop(struct b2b_call *call)
+void b2b_ai_drop(struct b2b_call *call)
 {
-	timer_drop(&call->ai_timer);
+	b2b_timer_drop(&call->ai_timer);
 	if (call->ai) {
 		vapi_call_end(call->ai); /* end-call on the socket, then close */
 		call->ai = NULL;
 	}
 	/* The leg stops feeding the port: a prompt, a tone or a bridge is heard next. */
-	if (call->ai_attached && call->ai_leg && call->ai_leg->ms)
-		media_ai_detach(call->ai_leg->ms);
-	call->ai_attached = 0;
+	if (call->ai_on && call->ai_on->ms)
+		media_ai_detach(call->ai_on->ms);
+	call->ai_on = NULL;
 }
 
 /* A callback job for a customer the AI could not serve (the data layer turns it into a
@@ -1654,20 +1691,20 @@ static void fb_release(struct b2b_call *call)
 	struct b2b_leg *c = call->ai_leg;
 	const char *reason = "Q.850;cause=41;text=\"AI leg failed\"";
 	call->fb_state = FB_DONE;
-	if (call->fallback && call->fallback->callback && (leg_answered(c) || !call->outbound))
+	if (call->fallback && call->fallback->callback && (b2b_leg_answered(c) || !call->outbound))
 		callback_job(call, call->fb_why);
 	if (c->nh && (c->state == LEG_CALLING || c->state == LEG_EARLY) && c->side == 'a') {
-		call_set_end(call, 'n', 503, "AI leg not available");
+		b2b_call_set_end(call, 'n', 503, "AI leg not available");
 		nua_respond(c->nh, 503, "AI Leg Not Available", LEG_CONTACT(c),
 		            SIPTAG_REASON_STR(reason), SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
 		c->state = LEG_ENDING;
 	} else {
-		call_set_end(call, 'n', 503,
-		             leg_answered(c) ? "AI leg failed" : "AI leg not available");
-		leg_bye(c, reason);
-		leg_bye(other_leg(c), reason);
+		b2b_call_set_end(call, 'n', 503,
+		                 b2b_leg_answered(c) ? "AI leg failed" : "AI leg not available");
+		b2b_leg_bye(c, reason);
+		b2b_leg_bye(other_leg(c), reason);
 	}
-	maybe_finish(call);
+	b2b_call_maybe_finish(call);
 }
 
 /* Moves the caller (leg a, answered or not) to the fallback queue on leg b. */
@@ -1679,7 +1716,7 @@ static void fb_queue(struct b2b_call *call)
 	b->trunk = fb->to_trunk;
 	b->node = 0;
 	snprintf(call->target, sizeof(call->target), "%s", fb->number);
-	if (!b->ms && leg_media_create(b, a->ms)) {
+	if (!b->ms && b2b_leg_media_create(b, a->ms)) {
 		fb_release(call);
 		return;
 	}
@@ -1689,7 +1726,7 @@ static void fb_queue(struct b2b_call *call)
 		return;
 	}
 	/* An answered caller hears ringback while the queue rings. */
-	if (leg_answered(a)) {
+	if (b2b_leg_answered(a)) {
 		const char *cc = a->trunk ? a->trunk->numbering.country_code : NULL;
 		media_session_tone(a->ms, media_ringback_for_country(cc ? (unsigned)atoi(cc) : 1u));
 	}
@@ -1718,26 +1755,26 @@ static void fb_play_done(struct b2b_call *call)
 /* The AI leg could not be set up or broke. The configured fallback runs: the apology
  * prompt, then the agent queue, or a release with a callback job; without one the caller
  * gets 503 before the answer, a BYE after it. Never dead air, never a stuck call. */
-static void ai_fail(struct b2b_call *call, int status, const char *text)
+void b2b_ai_fail(struct b2b_call *call, int status, const char *text)
 {
 	struct b2b_leg *c = call->ai_leg;
 	log_warn("call", "AI leg failed%s%.0d: %s", status ? " with HTTP " : "", status, text);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_failures_total",
 	                      "AI legs that could not be set up or broke"));
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", text);
-	ai_drop(call);
-	if (call->fb_state != FB_NONE)
+	b2b_ai_drop(call);
+	if (call->fb_state != FB_NONE || b2b_xfer_ai_gone(call))
 		return;
 	snprintf(call->fb_why, sizeof(call->fb_why), "%s", text);
 	const struct conf_ai_fallback *fb = call->fallback;
 	/* An outbound lead still ringing is let go: no one to talk to when they answer. */
-	if (call->outbound && !leg_answered(c)) {
+	if (call->outbound && !b2b_leg_answered(c)) {
 		fb_release(call);
 		return;
 	}
 	struct media_prompt *pr = fb && fb->prompt[0] ? b2b_prompt_find(fb->prompt) : NULL;
-	if (pr && c->ms && (leg_answered(c) || (c->side == 'a' && c->have_remote))) {
-		if (!leg_answered(c)) {
+	if (pr && c->ms && (b2b_leg_answered(c) || (c->side == 'a' && c->have_remote))) {
+		if (!b2b_leg_answered(c)) {
 			/* Answer to play the apology (a caller who has not been answered yet). */
 			char *sdp = leg_make_answer(c);
 			nua_respond(c->nh, SIP_200_OK, LEG_CONTACT(c),
@@ -1748,7 +1785,7 @@ static void ai_fail(struct b2b_call *call, int status, const char *text)
 			c->final_status = 200;
 			call->answer_ms = clock_wall_ms();
 			call->sip_code = 200;
-			leg_media_apply(c, 1);
+			b2b_leg_media_apply(c, 1);
 		}
 		call->fb_state = FB_PROMPT;
 		media_session_play(c->ms, pr, 0, PLAY_FALLBACK);
@@ -1767,15 +1804,15 @@ static void on_ai_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t 
 	(void)magic;
 	(void)t;
 	struct b2b_call *call = (struct b2b_call *)arg;
-	timer_drop(&call->ai_timer);
+	b2b_timer_drop(&call->ai_timer);
 	log_set_call(call->id);
-	ai_fail(call, 0, "connect timeout");
+	b2b_ai_fail(call, 0, "connect timeout");
 	log_set_call(NULL);
 }
 
 static void ai_arm_timer(struct b2b_call *call, unsigned ms)
 {
-	timer_drop(&call->ai_timer);
+	b2b_timer_drop(&call->ai_timer);
 	call->ai_timer = su_timer_create(su_root_task(b2b_g.root), ms);
 	if (call->ai_timer)
 		su_timer_set(call->ai_timer, on_ai_timeout, (su_timer_arg_t *)call);
@@ -1789,8 +1826,8 @@ static void ai_start(struct b2b_call *call)
 	                        : r && r->assistant && r->assistant[0] ? r->assistant
 	                                                               : cfg->vapi.assistant_id;
 	if (!assistant || !assistant[0]) {
-		ai_fail(call, 0,
-		        "no assistant configured (vapi.assistant_id or the route's assistant)");
+		b2b_ai_fail(call, 0,
+		            "no assistant configured (vapi.assistant_id or the route's assistant)");
 		return;
 	}
 	/* The lead's context for the assistant's prompt ({{caller}}, {{called}}, ...),
@@ -1834,7 +1871,7 @@ static void ai_start(struct b2b_call *call)
 	int rc = vj ? vapi_call_create(&p, &call->ai) : -ENOMEM;
 	free(vj);
 	if (rc) {
-		ai_fail(call, 0, strerror(-rc));
+		b2b_ai_fail(call, 0, strerror(-rc));
 		return;
 	}
 	/* REST and WebSocket each have connect_timeout; both in a row for inbound. An
@@ -1851,12 +1888,32 @@ static int ai_attach(struct b2b_call *call)
 	struct media_ai_port *port = NULL;
 	int rc = media_ai_attach(call->ai_leg->ms, call->ai_format, vapi_ai_notify, NULL, &port);
 	if (!rc) {
-		call->ai_attached = 1;
+		call->ai_on = call->ai_leg;
 		rc = vapi_call_connect(call->ai, port);
 		if (rc)
 			media_ai_port_release(port);
 	}
 	return rc;
+}
+
+int b2b_ai_move(struct b2b_call *call, struct b2b_leg *leg)
+{
+	if (!call->ai || !leg->ms || call->ai_on == leg)
+		return call->ai ? 0 : -ENOENT;
+	struct media_ai_port *port = NULL;
+	int rc = media_ai_attach(leg->ms, call->ai_format, vapi_ai_notify, NULL, &port);
+	if (rc)
+		return rc;
+	rc = vapi_call_move(call->ai, port);
+	if (rc) {
+		media_ai_port_release(port);
+		media_ai_detach(leg->ms);
+		return rc;
+	}
+	if (call->ai_on && call->ai_on->ms)
+		media_ai_detach(call->ai_on->ms);
+	call->ai_on = leg;
+	return 0;
 }
 
 /* Outbound: the lead answered. The VAPI call exists (created while ringing) or is on its
@@ -1873,7 +1930,7 @@ static void ai_lead_answered(struct b2b_call *call)
 		log_info("call", "the lead answered with %s: the AI leg is re-created for %s",
 		         b2b_codec_name(b->codec),
 		         media_ai_format_name(media_ai_format_for(b->codec)));
-		ai_drop(call);
+		b2b_ai_drop(call);
 	}
 	if (!call->ai) {
 		ai_start(call);
@@ -1882,13 +1939,13 @@ static void ai_lead_answered(struct b2b_call *call)
 	}
 	ai_arm_timer(call, 2 * call->conf->vapi.connect_timeout_ms);
 	if (ai_attach(call))
-		ai_fail(call, 0, "cannot connect the media to the AI leg");
+		b2b_ai_fail(call, 0, "cannot connect the media to the AI leg");
 }
 
 static void ai_connected(struct b2b_call *call, const char *id)
 {
 	struct b2b_leg *a = &call->a;
-	timer_drop(&call->ai_timer);
+	b2b_timer_drop(&call->ai_timer);
 	snprintf(call->ai_id, sizeof(call->ai_id), "%s", id ? id : "");
 	if (call->outbound) {
 		log_info("call", "AI leg up (VAPI call %s): %llu ms after the lead answered",
@@ -1896,11 +1953,11 @@ static void ai_connected(struct b2b_call *call, const char *id)
 		return;
 	}
 	if (!a->nh || (a->state != LEG_CALLING && a->state != LEG_EARLY)) {
-		ai_drop(call);
+		b2b_ai_drop(call);
 		return;
 	}
 	if (ai_attach(call)) {
-		ai_fail(call, 0, "cannot connect the media to the AI leg");
+		b2b_ai_fail(call, 0, "cannot connect the media to the AI leg");
 		return;
 	}
 	char *sdp = leg_make_answer(a);
@@ -1915,7 +1972,7 @@ static void ai_connected(struct b2b_call *call, const char *id)
 	a->final_status = 200;
 	call->answer_ms = clock_wall_ms();
 	call->sip_code = 200;
-	leg_media_apply(a, 1);
+	b2b_leg_media_apply(a, 1);
 	b2b_call_record_start(call);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
 	log_info("call", "AI leg up (VAPI call %s): answered after %llu ms", call->ai_id,
@@ -1928,18 +1985,18 @@ static void ai_ended(struct b2b_call *call, const char *why)
 {
 	struct b2b_leg *c = call->ai_leg;
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", why ? why : "ended");
-	if (!leg_answered(c)) {
-		ai_fail(call, 0, call->ai_end);
+	if (!b2b_leg_answered(c)) {
+		b2b_ai_fail(call, 0, call->ai_end);
 		return;
 	}
-	ai_drop(call);
-	if (call->fb_state != FB_NONE)
+	b2b_ai_drop(call);
+	if (call->fb_state != FB_NONE || b2b_xfer_ai_gone(call))
 		return;
 	char reason[160];
 	snprintf(reason, sizeof(reason), "Q.850;cause=16;text=\"%s\"", call->ai_end);
-	call_set_end(call, call->outbound ? 'a' : 'b', 200, call->ai_end);
-	leg_bye(c, reason);
-	maybe_finish(call);
+	b2b_call_set_end(call, call->outbound ? 'a' : 'b', 200, call->ai_end);
+	b2b_leg_bye(c, reason);
+	b2b_call_maybe_finish(call);
 }
 
 /* The socket has no DTMF channel (reference/vapi.md §1.4): a caller's key reaches the
@@ -1971,11 +2028,26 @@ static const char *ai_tool(struct b2b_call *call, const char *name, const char *
 		ai_ended(call, "assistant-ended-call");
 		return "The call is being ended.";
 	}
-	/* transfer_to_agent is the warm-transfer issue; others are reported only. */
+	if (strcmp(name, "transfer_to_agent") == 0) {
+		metric_inc(metric_get(METRIC_COUNTER,
+		                      "vacs_ai_tool_calls_total{tool=\"transfer_to_agent\"}",
+		                      "Tool calls from the assistant"));
+		json_t *j = json_loads(args ? args : "{}", 0, NULL);
+		const char *q = json_string_value(json_object_get(j, "queue"));
+		const char *r = json_string_value(json_object_get(j, "reason"));
+		const char *sm = json_string_value(json_object_get(j, "summary"));
+		const char *why = NULL;
+		int rc = b2b_xfer_start(call, q, r, sm, "tool", &why);
+		json_decref(j);
+		if (rc) {
+			*err = why;
+			return NULL;
+		}
+		return "Transferring the customer to an agent now. Stay silent.";
+	}
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_tool_calls_total{tool=\"other\"}",
 	                      "Tool calls from the assistant"));
-	*err = strcmp(name, "transfer_to_agent") == 0 ? "No agent can be reached right now."
-	                                              : "This tool is not available.";
+	*err = "This tool is not available.";
 	return NULL;
 }
 
@@ -2026,12 +2098,12 @@ void b2b_call_vapi_events(void)
 				ai_connected(call, ev[i].id);
 				break;
 			case VAPI_EV_FAILED:
-				ai_fail(call, ev[i].status, ev[i].text ? ev[i].text : "failed");
+				b2b_ai_fail(call, ev[i].status, ev[i].text ? ev[i].text : "failed");
 				break;
 			case VAPI_EV_ENDED:
 				if (ev[i].status == 1) /* dropped: the fallback, not a hang-up */
-					ai_fail(call, 0,
-					        ev[i].text ? ev[i].text : "socket dropped");
+					b2b_ai_fail(call, 0,
+					            ev[i].text ? ev[i].text : "socket dropped");
 				else
 					ai_ended(call, ev[i].text);
 				break;
@@ -2053,6 +2125,10 @@ void b2b_call_vapi_events(void)
 				log_debug("call", "AI status %s", ev[i].text ? ev[i].text : "?");
 				break;
 			case VAPI_EV_SPEECH:
+				if (ev[i].text && strcmp(ev[i].text, "assistant") == 0) {
+					call->ai_speaking = ev[i].status == 1;
+					b2b_xfer_speech(call, ev[i].status == 1);
+				}
 				if (!call->ai_speech_ms && ev[i].status == 1 && ev[i].text &&
 				    strcmp(ev[i].text, "assistant") == 0 && call->answer_ms)
 					call->ai_speech_ms = clock_wall_ms();
@@ -2073,14 +2149,14 @@ static void on_ring_timeout(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_
 	(void)magic;
 	(void)t;
 	struct b2b_call *call = (struct b2b_call *)arg;
-	timer_drop(&call->ring_timer);
+	b2b_timer_drop(&call->ring_timer);
 	if (call->b.state != LEG_CALLING && call->b.state != LEG_EARLY)
 		return;
 	log_set_call(call->id);
 	log_info("call", "the lead did not answer within %u s",
 	         call->conf->outbound.ring_timeout_s);
-	call_set_end(call, 'n', 480, "no answer");
-	leg_bye(&call->b, "SIP;cause=480;text=\"No Answer\"");
+	b2b_call_set_end(call, 'n', 480, "no answer");
+	b2b_leg_bye(&call->b, "SIP;cause=480;text=\"No Answer\"");
 	log_set_call(NULL);
 }
 
@@ -2174,7 +2250,7 @@ int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char *
 		*why = "out of memory";
 		return 503;
 	}
-	if (leg_media_create(&call->b, NULL)) {
+	if (b2b_leg_media_create(&call->b, NULL)) {
 		mem_free(call->variables);
 		conf_unref(call->conf);
 		mem_free(call);

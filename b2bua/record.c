@@ -48,17 +48,38 @@ static void notices_free(struct notice *v, size_t n)
 	mem_free(v);
 }
 
+/* The i-th prompt path a configuration names (NULL past the last), with the key that
+ * names it for error messages. */
+static const char *prompt_path(const struct conf *c, size_t i, char *key, size_t klen)
+{
+	if (i < 2 * c->n_routes) {
+		snprintf(key, klen, "routes.[%zu].%s", i / 2,
+		         i % 2 ? "fallback_prompt" : "record_notice");
+		return i % 2 ? c->routes[i / 2].fallback.prompt : c->routes[i / 2].record_notice;
+	}
+	i -= 2 * c->n_routes;
+	if (i < 2 * c->n_queues) {
+		snprintf(key, klen, "queues.[%zu].%s", i / 2, i % 2 ? "whisper_prompt" : "moh");
+		return i % 2 ? c->queues[i / 2].whisper_prompt : c->queues[i / 2].moh;
+	}
+	if (i == 2 * c->n_queues) {
+		snprintf(key, klen, "outbound.fallback_prompt");
+		return c->outbound.fallback.prompt ? c->outbound.fallback.prompt : "";
+	}
+	return NULL;
+}
+
 int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
 {
-	struct notice *v = mem_zalloc(sizeof(*v) * (2 * c->n_routes + 1));
+	size_t cap = 2 * c->n_routes + 2 * c->n_queues + 1;
+	struct notice *v = mem_zalloc(sizeof(*v) * cap);
 	size_t n = 0;
 	if (!v)
 		return -ENOMEM;
-	for (size_t i = 0; i < 2 * c->n_routes + 1; i++) {
-		const char *path = i == 2 * c->n_routes ? c->outbound.fallback.prompt
-		                   : i % 2              ? c->routes[i / 2].fallback.prompt
-		                                        : c->routes[i / 2].record_notice;
-		if (!path || !path[0])
+	char key[64];
+	const char *path;
+	for (size_t i = 0; (path = prompt_path(c, i, key, sizeof(key))) != NULL; i++) {
+		if (!path[0])
 			continue;
 		int dup = 0;
 		for (size_t j = 0; j < n && !dup; j++)
@@ -68,11 +89,7 @@ int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
 		char why[384];
 		int rc = media_prompt_load(path, &v[n].prompt, why, sizeof(why));
 		if (rc) {
-			if (i == 2 * c->n_routes)
-				snprintf(err, errlen, "outbound.fallback_prompt: %s", why);
-			else
-				snprintf(err, errlen, "routes.[%zu].%s: %s", i / 2,
-				         i % 2 ? "fallback_prompt" : "record_notice", why);
+			snprintf(err, errlen, "%s: %s", key, why);
 			notices_free(v, n);
 			return rc;
 		}

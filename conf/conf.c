@@ -341,6 +341,30 @@ static const char *chk_header_name(const char *v)
 	return NULL;
 }
 
+/* The dashboard's base URL as agents' phones reach it ("" = none). */
+static const char *chk_public_url(const char *v)
+{
+	if (!v[0])
+		return NULL;
+	if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+		return "must start with http:// or https://";
+	if (v[strlen(v) - 1] == '/')
+		return "must be a base URL without a trailing slash";
+	for (const char *p = v; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '<' || *p == '>')
+			return "must be a URL without spaces, quotes or angle brackets";
+	return NULL;
+}
+
+/* A queue's number on its trunk: a DN or hunt pilot, or an E.164 number with +. */
+static const char *chk_queue_number(const char *v)
+{
+	const char *d = v[0] == '+' ? v + 1 : v;
+	if (!d[0] || strlen(d) > 20 || chk_digits(d))
+		return "must be 1-20 digits, optionally after a +";
+	return NULL;
+}
+
 /* A caller ID to present: an E.164 number with +, or digits ("" = none). */
 static const char *chk_caller_id(const char *v)
 {
@@ -1305,6 +1329,103 @@ static void routes_resolve(struct ld *ld, struct conf *c)
 	}
 }
 
+/* ---------------------------------------------------------------- queues */
+
+static const char *const whisper_names[] = {"none", "prompt", "ai", NULL};
+static const char *const accept_names[] = {"answer", "dtmf", NULL};
+
+#define QU(f) offsetof(struct conf_queue, f)
+static const struct key queue_keys[] = {
+    {.name = "name", .type = KT_STR, .off = QU(name), .check = chk_name, .required = 1},
+    {.name = "trunk", .type = KT_STR, .off = QU(trunk), .check = chk_nonempty, .required = 1},
+    {.name = "number", .type = KT_STR, .off = QU(number), .check = chk_queue_number, .required = 1},
+    {.name = "ring_timeout",
+     .type = KT_UINT,
+     .off = QU(ring_timeout_s),
+     .min = 5,
+     .max = 300,
+     .def_int = 25},
+    {.name = "whisper",
+     .type = KT_ENUM,
+     .off = QU(whisper),
+     .names = whisper_names,
+     .def_int = CONF_WHISPER_NONE},
+    {.name = "whisper_prompt", .type = KT_STR, .off = QU(whisper_prompt), .check = chk_readable},
+    {.name = "accept",
+     .type = KT_ENUM,
+     .off = QU(accept),
+     .names = accept_names,
+     .def_int = CONF_ACCEPT_ANSWER},
+    {.name = "accept_timeout",
+     .type = KT_UINT,
+     .off = QU(accept_timeout_s),
+     .min = 2,
+     .max = 120,
+     .def_int = 15},
+    {.name = "moh", .type = KT_STR, .off = QU(moh), .check = chk_readable},
+    {.type = KT_END},
+};
+#undef QU
+
+static void queue_elem_finish(struct ld *ld, const config_setting_t *qs, void *elems, int i)
+{
+	struct conf_queue *q = &((struct conf_queue *)elems)[i];
+	if (q->whisper == CONF_WHISPER_PROMPT && !q->whisper_prompt[0])
+		ld_report(ld, qs, "whisper_prompt", "whisper = \"prompt\" needs whisper_prompt");
+	for (int j = 0; j < i && q->name[0]; j++) {
+		if (strcmp(((struct conf_queue *)elems)[j].name, q->name) == 0) {
+			ld_report(ld, config_setting_get_member(qs, "name"), NULL,
+			          "duplicate queue name \"%s\"", q->name);
+			break;
+		}
+	}
+}
+
+static void free_queues(void *base)
+{
+	struct conf *c = base;
+	for (size_t i = 0; i < c->n_queues; i++)
+		schema_free(queue_keys, &c->queues[i]);
+	mem_free(c->queues);
+	c->queues = NULL;
+	c->n_queues = 0;
+}
+
+static void parse_queues(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	void *arr;
+	c->n_queues =
+	    parse_group_array(ld, s, queue_keys, sizeof(*c->queues), &arr, queue_elem_finish);
+	c->queues = arr;
+}
+
+static void queues_resolve(struct ld *ld, struct conf *c)
+{
+	const config_setting_t *list = config_lookup(ld->cfg, "queues");
+	for (size_t i = 0; i < c->n_queues && list; i++) {
+		struct conf_queue *q = &c->queues[i];
+		q->to_trunk = conf_trunk_find(c, q->trunk);
+		if (!q->to_trunk) {
+			const config_setting_t *qs = config_setting_get_elem(list, (unsigned)i);
+			ld_report(ld, qs ? config_setting_get_member(qs, "trunk") : list, NULL,
+			          "no trunk named \"%s\"", q->trunk);
+		}
+	}
+}
+
+const struct conf_queue *conf_queue_find(const struct conf *c, const char *name)
+{
+	if (!c || !c->n_queues)
+		return NULL;
+	if (!name || !name[0])
+		return &c->queues[0];
+	for (size_t i = 0; i < c->n_queues; i++)
+		if (strcmp(c->queues[i].name, name) == 0)
+			return &c->queues[i];
+	return NULL;
+}
+
 /* ---------------------------------------------------------------- top level */
 
 #define CF(f) offsetof(struct conf, f)
@@ -1446,6 +1567,7 @@ static const struct key http_keys[] = {
     {.name = "port", .type = KT_U16, .off = CF(http.port), .min = 0, .max = 65535},
     {.name = "api_key_env", .type = KT_FN, .fn = parse_api_key_env, .free = free_api_key},
     {.name = "api_key", .type = KT_FN, .fn = reject_in_file},
+    {.name = "public_url", .type = KT_STR, .off = CF(http.public_url), .check = chk_public_url},
     {.type = KT_END},
 };
 
@@ -1602,6 +1724,7 @@ static const struct key top_keys[] = {
     {.name = "outbound", .type = KT_GROUP, .sub = outbound_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},
     {.name = "routes", .type = KT_FN, .fn = parse_routes, .free = free_routes},
+    {.name = "queues", .type = KT_FN, .fn = parse_queues, .free = free_queues},
     {.type = KT_END},
 };
 #undef CF
@@ -1632,6 +1755,7 @@ static void conf_finish(struct ld *ld, struct conf *c)
 	if (ld->oom)
 		return;
 	routes_resolve(ld, c);
+	queues_resolve(ld, c);
 	if (c->vapi.webhook.auth == 0) {
 		s = where(ld, "vapi.webhook", "auth", mb, sizeof(mb), &m);
 		ld_report(ld, s, m, "webhooks must be authenticated: bearer or hmac");

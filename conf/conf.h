@@ -111,6 +111,22 @@ struct conf_route {
 	void *caller_regex;
 };
 
+/* An agent queue for warm transfers from the AI: a CUCM hunt pilot or DN on a trunk. */
+enum conf_whisper { CONF_WHISPER_NONE = 0, CONF_WHISPER_PROMPT, CONF_WHISPER_AI };
+enum conf_accept { CONF_ACCEPT_ANSWER = 0, CONF_ACCEPT_DTMF };
+struct conf_queue {
+	char *name;
+	char *trunk;                       /* trunk name (usually the CUCM trunk group) */
+	char *number;                      /* hunt pilot or DN */
+	unsigned ring_timeout_s;           /* no answer by then: back to the assistant */
+	enum conf_whisper whisper;         /* what the agent hears before the bridge */
+	char *whisper_prompt;              /* WAV for whisper = "prompt" */
+	enum conf_accept accept;           /* answering accepts, or 1 accepts / 2 declines */
+	unsigned accept_timeout_s;         /* accept = "dtmf": no key by then = decline */
+	char *moh;                         /* music on hold for the customer ("" = silence) */
+	const struct conf_trunk *to_trunk; /* resolved at load */
+};
+
 struct conf {
 	int refs; /* sip thread only */
 	char *path;
@@ -147,8 +163,9 @@ struct conf {
 
 	struct {
 		char *address;
-		uint16_t port; /* 0 = off */
-		char *api_key; /* bearer key of the /v1 API, from api_key_env ("" = none) */
+		uint16_t port;    /* 0 = off */
+		char *api_key;    /* bearer key of the /v1 API, from api_key_env ("" = none) */
+		char *public_url; /* how agents reach the dashboard ("" = no Call-Info) */
 	} http;
 
 	/* Outbound AI calls (the originate operation: REST API, dialer). */
@@ -199,6 +216,8 @@ struct conf {
 	size_t n_trunks;
 	struct conf_route *routes;
 	size_t n_routes;
+	struct conf_queue *queues;
+	size_t n_queues;
 };
 
 /* Loads and validates `path`. On error returns -EINVAL (or -errno) and writes one
@@ -211,6 +230,8 @@ struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);
 
 const struct conf_trunk *conf_trunk_find(const struct conf *c, const char *name);
+/* The queue named `name`; NULL or "" = the first queue. NULL when none. */
+const struct conf_queue *conf_queue_find(const struct conf *c, const char *name);
 /* The trunk whose ACL (or node address) admits this IPv4 source (host order), or NULL. */
 const struct conf_trunk *conf_trunk_by_source(const struct conf *c, uint32_t addr, uint16_t port);
 

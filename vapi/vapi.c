@@ -440,6 +440,22 @@ int vapi_call_connect(struct vapi_call *c, struct media_ai_port *port)
 	return 0;
 }
 
+int vapi_call_move(struct vapi_call *c, struct media_ai_port *port)
+{
+	if (!c || !port)
+		return -EINVAL;
+	if (!c->port_given)
+		return vapi_call_connect(c, port);
+	return vapi_ai_post(VAPI_AI_PORT, c, port);
+}
+
+int vapi_call_mark(struct vapi_call *c, uint32_t id)
+{
+	if (!c)
+		return -EINVAL;
+	return vapi_ai_post(VAPI_AI_MARK, c, (void *)(uintptr_t)id);
+}
+
 /* Sends j (consumed) as one text frame once the socket is up. NULL j: json_pack refused
  * the input (a string that is not UTF-8) or ran out of memory. */
 static int post_json(struct vapi_call *c, json_t *j)

@@ -58,6 +58,14 @@ int vapi_call_create(const struct vapi_call_params *p, struct vapi_call **out);
  * VAPI_EV_CONNECTED. 0 or -errno. */
 int vapi_call_connect(struct vapi_call *c, struct media_ai_port *port);
 
+/* Moves the call's audio to another media AI port (the warm transfer's whisper: the
+ * assistant speaks to the agent, and back): the call releases the port it had and
+ * takes this one (same format). 0 or -errno; on error the port stays the caller's. */
+int vapi_call_move(struct vapi_call *c, struct media_ai_port *port);
+/* Asks for MEDIA_EV_MARK(id) (owner: the port's leg) once the assistant's audio received
+ * so far has been played (or flushed). 0 or -errno. */
+int vapi_call_mark(struct vapi_call *c, uint32_t id);
+
 /* The media AI port's notify callback (media_ai_attach(..., vapi_ai_notify, NULL, ...)):
  * wakes the ai thread once per media tick. Any thread. */
 void vapi_ai_notify(void *arg);

@@ -120,11 +120,11 @@ struct vapi_evmsg {
 	struct vapi_call *call;
 };
 
-enum vapi_ai_op { VAPI_AI_PORT = 1, VAPI_AI_TEXT, VAPI_AI_CONNECT };
+enum vapi_ai_op { VAPI_AI_PORT = 1, VAPI_AI_TEXT, VAPI_AI_CONNECT, VAPI_AI_MARK };
 struct vapi_aimsg {
 	enum vapi_ai_op op;
 	struct vapi_call *call; /* one reference, dropped by the ai thread */
-	void *ptr;              /* PORT: the media AI port; TEXT: struct vapi_txt */
+	void *ptr;              /* PORT: the media AI port; TEXT: struct vapi_txt; MARK: the id */
 };
 
 enum vapi_msg_type {

@@ -362,11 +362,13 @@ static void handle(struct vapi_aimsg *m)
 		ai_list = c;
 	}
 	switch (m->op) {
-	case VAPI_AI_PORT:
+	case VAPI_AI_PORT: /* the first port, or a move (vapi_call_move) */
+		media_ai_port_release(c->port);
+		c->port = m->ptr;
+		break;
+	case VAPI_AI_MARK:
 		if (c->port)
-			media_ai_port_release(m->ptr);
-		else
-			c->port = m->ptr;
+			media_ai_mark(c->port, (uint32_t)(uintptr_t)m->ptr);
 		break;
 	case VAPI_AI_TEXT:
 		if (c->closing) {

@@ -580,6 +580,42 @@ static void test_conf_ai_outbound_webhook(void **state)
 	             "vapi.webhook.algorithm: must be one of sha256, sha512, sha1");
 	expect_error("vapi = { webhook = { max_body = 10; }; };\n", 1, "vapi.webhook.max_body:");
 
+	expect_error(CARRIER
+	             "queues = ( { name = \"sales\"; trunk = \"pbx\";\n number = \"2000\"; } );\n",
+	             2, "queues.[0].trunk: no trunk named \"pbx\"");
+	expect_error(CARRIER
+	             "queues = ( { name = \"sales\"; trunk = \"carrier\"; number = \"20x\"; } );\n",
+	             2, "queues.[0].number: must be 1-20 digits, optionally after a +");
+	expect_error(CARRIER
+	             "queues = ( { name = \"sales\"; trunk = \"carrier\"; number = \"2000\";\n"
+	             "  whisper = \"prompt\"; } );\n",
+	             2, "queues.[0].whisper_prompt: whisper = \"prompt\" needs whisper_prompt");
+	expect_error(CARRIER
+	             "queues = ( { name = \"sales\"; trunk = \"carrier\"; number = \"2000\";\n"
+	             "  whisper = \"tts\"; } );\n",
+	             3, "queues.[0].whisper: must be one of none, prompt, ai");
+	expect_error(CARRIER "queues = ( { name = \"q\"; trunk = \"carrier\"; number = \"1\"; },\n"
+	                     "  { name = \"q\"; trunk = \"carrier\"; number = \"2\"; } );\n",
+	             3, "queues.[1].name: duplicate queue name \"q\"");
+	expect_error("http = { public_url = \"http://x/\"; };\n", 1,
+	             "http.public_url: must be a base URL without a trailing slash");
+	{
+		struct conf *q = load_ok(
+		    CARRIER
+		    "queues = ( { name = \"sales\"; trunk = \"carrier\";\n"
+		    "  number = \"2000\"; accept = \"dtmf\"; },\n"
+		    "  { name = \"vip\"; trunk = \"carrier\"; number = \"+525512340000\"; } );\n");
+		assert_int_equal(q->n_queues, 2);
+		assert_string_equal(conf_queue_find(q, NULL)->name, "sales");
+		assert_string_equal(conf_queue_find(q, "vip")->number, "+525512340000");
+		assert_null(conf_queue_find(q, "nope"));
+		assert_int_equal(q->queues[0].accept, CONF_ACCEPT_DTMF);
+		assert_int_equal(q->queues[0].ring_timeout_s, 25);
+		assert_int_equal(q->queues[0].accept_timeout_s, 15);
+		assert_ptr_equal(q->queues[0].to_trunk, conf_trunk_find(q, "carrier"));
+		conf_unref(q);
+	}
+
 	setenv("VACS_TEST_HOOK", "s3cret", 1);
 	setenv("VACS_TEST_API", "k3y", 1);
 	struct conf *c = load_ok(

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
@@ -64,6 +65,9 @@ enum ho_state {
 
 struct b2b_xfer {
 	const struct conf_queue *q;
+	const struct conf_trunk *trunk; /* the queue's, or its after-hours target's */
+	const char *number;
+	int after_hours;
 	enum xf_state state;
 	enum ho_state ho;
 	int ai_whisper_speaking; /* whisper = ai: the assistant started speaking to the agent */
@@ -213,10 +217,10 @@ static void xf_invite(struct b2b_call *call)
 {
 	struct b2b_xfer *xf = call->xfer;
 	struct b2b_leg *x = &call->x, *cust = b2b_call_customer(call);
-	const struct conf_trunk *t = xf->q->to_trunk;
+	const struct conf_trunk *t = xf->trunk;
 	unsigned node = xf->node_order[xf->node];
 	char ruri[256], to[300], from[300], num[64] = "";
-	b2b_trunk_uri(t, node, xf->q->number, ruri, sizeof(ruri));
+	b2b_trunk_uri(t, node, xf->number, ruri, sizeof(ruri));
 	snprintf(to, sizeof(to), "<%s>", ruri);
 	/* The agent's phone shows the customer's number. */
 	const char *lead = call->outbound ? call->called_e164 : call->caller_e164;
@@ -322,6 +326,13 @@ int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
 	}
 	call->xfer = xf;
 	xf->q = q;
+	xf->trunk = q->to_trunk;
+	xf->number = q->number;
+	if (!conf_queue_open(q, (uint64_t)time(NULL)) && q->after_hours_to) {
+		xf->after_hours = 1;
+		xf->trunk = q->after_hours_to;
+		xf->number = q->after_hours_number;
+	}
 	xf->state = XF_RINGING;
 	xf->t_start = now_ms();
 	snprintf(xf->source, sizeof(xf->source), "%s", source ? source : "");
@@ -329,7 +340,8 @@ int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
 	snprintf(xf->summary, sizeof(xf->summary), "%s", summary ? summary : "");
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_transfers_total{result=\"started\"}",
 	                      "Warm transfers to agents"));
-	log_info("xfer", "transfer to queue %s (%s): %s", q->name, xf->source,
+	log_info("xfer", "transfer to queue %s%s (%s): %s", q->name,
+	         xf->after_hours ? ", closed: the after-hours number" : "", xf->source,
 	         xf->reason[0] ? xf->reason : "no reason given");
 
 	/* The consult starts at once; the hold waits for the assistant's last words. */
@@ -341,12 +353,12 @@ int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
 	x->sdp_version = 0;
 	x->sess_id = 0;
 	x->early_answered = 0;
-	x->trunk = q->to_trunk;
+	x->trunk = xf->trunk;
 	if (!x->ms && b2b_leg_media_create(x, cust->ms)) {
 		xf_fail(call, "no media port for the agent leg");
 		return 0;
 	}
-	xf->n_nodes = b2b_trunk_node_order(q->to_trunk, xf->node_order, 16);
+	xf->n_nodes = b2b_trunk_node_order(xf->trunk, xf->node_order, 16);
 	xf->ho = call->ai_speaking ? HO_SPEECH : HO_GRACE;
 	xf->ho_timer = su_timer_create(su_root_task(b2b_g.root),
 	                               xf->ho == HO_GRACE ? HO_GRACE_MS : HO_BOUND_MS);
@@ -674,7 +686,8 @@ void b2b_xfer_record(struct b2b_call *call, json_t *cdr)
 	}
 	json_t *o = json_object();
 	json_object_set_new(o, "queue", json_string(xf->q->name));
-	json_object_set_new(o, "number", json_string(xf->q->number));
+	json_object_set_new(o, "number", json_string(xf->number));
+	json_object_set_new(o, "after_hours", json_boolean(xf->after_hours));
 	json_object_set_new(o, "source", json_string(xf->source));
 	json_object_set_new(o, "reason", json_string(xf->reason));
 	json_object_set_new(o, "summary", json_string(xf->summary));

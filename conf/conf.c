@@ -64,7 +64,8 @@ enum key_type {
 	KT_BOOL,    /* int 0/1 */
 	KT_ENUM,    /* enum stored as int, value names in .names (index = value) */
 	KT_GROUP,   /* nested group; .sub keys use the same base struct */
-	KT_STRLIST, /* char ** + size_t count at .n_off; .names restricts (case-insensitive) */
+	KT_STRLIST, /* char ** + size_t count at .n_off; .names restricts (case-insensitive),
+	             * .check validates each element */
 	KT_FN,      /* parsed by .fn; .fn(ld, NULL, base) sets the default */
 };
 
@@ -552,6 +553,12 @@ static void parse_strlist(struct ld *ld, const config_setting_t *s, const struct
 				continue;
 			}
 			v = k->names[idx]; /* canonical spelling */
+		}
+		const char *bad = k->check ? k->check(v) : NULL;
+		if (bad) {
+			ld_report(ld, e, NULL, "%s", bad);
+			ok = 0;
+			continue;
 		}
 		for (int j = 0; j < i; j++) {
 			if (list[j] && strcasecmp(list[j], v) == 0) {
@@ -1332,6 +1339,84 @@ static void routes_resolve(struct ld *ld, struct conf *c)
 /* ---------------------------------------------------------------- queues */
 
 static const char *const whisper_names[] = {"none", "prompt", "ai", NULL};
+static const char *const day_names[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", NULL};
+
+static int day_of(const char *p)
+{
+	for (int d = 0; d < 7; d++)
+		if (strncmp(p, day_names[d], 3) == 0)
+			return d;
+	return -1;
+}
+
+/* "Mon-Fri 09:00-19:00", "Sat 10:00-14:00", "Sun-Sat 00:00-24:00": days, then a time span
+ * in quarter hours. Fills open[][] when given. NULL or the reason it is wrong. */
+static const char *hours_parse(const char *v, uint8_t open[7][24 * 4])
+{
+	static const char bad[] =
+	    "must be \"Day[-Day] HH:MM-HH:MM\" with days Mon..Sun and quarter hours, e.g. "
+	    "\"Mon-Fri 09:00-19:00\"";
+	int d0 = day_of(v), d1 = d0;
+	const char *p = v + 3;
+	if (d0 < 0)
+		return bad;
+	if (*p == '-') {
+		d1 = day_of(p + 1);
+		p += 4;
+	}
+	unsigned h0, m0, h1, m1;
+	int n = 0;
+	if (d1 < 0 || sscanf(p, " %2u:%2u-%2u:%2u%n", &h0, &m0, &h1, &m1, &n) != 4 || p[n] ||
+	    m0 % 15 || m1 % 15 || m0 > 45 || m1 > 45 || h0 * 60 + m0 >= h1 * 60 + m1 ||
+	    h1 * 60 + m1 > 24 * 60)
+		return bad;
+	for (int d = d0;; d = (d + 1) % 7) {
+		for (unsigned q = (h0 * 60 + m0) / 15; open && q < (h1 * 60 + m1) / 15; q++)
+			open[d][q] = 1;
+		if (d == d1)
+			break;
+	}
+	return NULL;
+}
+
+static const char *chk_hours(const char *v)
+{
+	return hours_parse(v, NULL);
+}
+
+static const char *chk_queue_number_or_empty(const char *v)
+{
+	return v[0] ? chk_queue_number(v) : NULL;
+}
+
+/* utc_offset: minutes east of UTC (-360 for Mexico City), -840..840. */
+static void parse_utc_offset(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf_queue *q = base;
+	if (!s) {
+		q->utc_offset_min = 0;
+		return;
+	}
+	int t = config_setting_type(s);
+	long long v = t == CONFIG_TYPE_INT     ? config_setting_get_int(s)
+	              : t == CONFIG_TYPE_INT64 ? config_setting_get_int64(s)
+	                                       : 100000;
+	if (v < -840 || v > 840)
+		ld_report(ld, s, NULL, "must be minutes east of UTC, -840..840 (-360 = UTC-6)");
+	else
+		q->utc_offset_min = (int)v;
+}
+
+int conf_queue_open(const struct conf_queue *q, uint64_t unix_s)
+{
+	if (!q->n_hours)
+		return 1;
+	int64_t local = (int64_t)unix_s + (int64_t)q->utc_offset_min * 60;
+	int64_t days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
+	int wday = (int)(((days % 7) + 7 + 4) % 7); /* 1970-01-01 was a Thursday */
+	int qh = (int)((local - days * 86400) / 900);
+	return q->open[wday][qh];
+}
 static const char *const accept_names[] = {"answer", "dtmf", NULL};
 
 #define QU(f) offsetof(struct conf_queue, f)
@@ -1363,6 +1448,17 @@ static const struct key queue_keys[] = {
      .max = 120,
      .def_int = 15},
     {.name = "moh", .type = KT_STR, .off = QU(moh), .check = chk_readable},
+    {.name = "hours",
+     .type = KT_STRLIST,
+     .off = QU(hours),
+     .n_off = QU(n_hours),
+     .check = chk_hours},
+    {.name = "utc_offset", .type = KT_FN, .fn = parse_utc_offset},
+    {.name = "after_hours_trunk", .type = KT_STR, .off = QU(after_hours_trunk)},
+    {.name = "after_hours_number",
+     .type = KT_STR,
+     .off = QU(after_hours_number),
+     .check = chk_queue_number_or_empty},
     {.type = KT_END},
 };
 #undef QU
@@ -1370,6 +1466,12 @@ static const struct key queue_keys[] = {
 static void queue_elem_finish(struct ld *ld, const config_setting_t *qs, void *elems, int i)
 {
 	struct conf_queue *q = &((struct conf_queue *)elems)[i];
+	for (size_t h = 0; h < q->n_hours; h++)
+		hours_parse(q->hours[h], q->open);
+	if (q->n_hours && !q->after_hours_number[0])
+		ld_report(
+		    ld, qs, "after_hours_number",
+		    "hours need an after-hours target (after_hours_trunk and after_hours_number)");
 	if (q->whisper == CONF_WHISPER_PROMPT && !q->whisper_prompt[0])
 		ld_report(ld, qs, "whisper_prompt", "whisper = \"prompt\" needs whisper_prompt");
 	for (int j = 0; j < i && q->name[0]; j++) {
@@ -1405,11 +1507,19 @@ static void queues_resolve(struct ld *ld, struct conf *c)
 	const config_setting_t *list = config_lookup(ld->cfg, "queues");
 	for (size_t i = 0; i < c->n_queues && list; i++) {
 		struct conf_queue *q = &c->queues[i];
+		const config_setting_t *qs = config_setting_get_elem(list, (unsigned)i);
 		q->to_trunk = conf_trunk_find(c, q->trunk);
-		if (!q->to_trunk) {
-			const config_setting_t *qs = config_setting_get_elem(list, (unsigned)i);
+		if (!q->to_trunk)
 			ld_report(ld, qs ? config_setting_get_member(qs, "trunk") : list, NULL,
 			          "no trunk named \"%s\"", q->trunk);
+		const char *ah = q->after_hours_trunk[0] ? q->after_hours_trunk : q->trunk;
+		if (q->after_hours_number[0]) {
+			q->after_hours_to = conf_trunk_find(c, ah);
+			if (!q->after_hours_to && q->after_hours_trunk[0])
+				ld_report(ld,
+				          qs ? config_setting_get_member(qs, "after_hours_trunk")
+				             : list,
+				          NULL, "no trunk named \"%s\"", ah);
 		}
 	}
 }

@@ -116,15 +116,24 @@ enum conf_whisper { CONF_WHISPER_NONE = 0, CONF_WHISPER_PROMPT, CONF_WHISPER_AI 
 enum conf_accept { CONF_ACCEPT_ANSWER = 0, CONF_ACCEPT_DTMF };
 struct conf_queue {
 	char *name;
-	char *trunk;                       /* trunk name (usually the CUCM trunk group) */
-	char *number;                      /* hunt pilot or DN */
-	unsigned ring_timeout_s;           /* no answer by then: back to the assistant */
-	enum conf_whisper whisper;         /* what the agent hears before the bridge */
-	char *whisper_prompt;              /* WAV for whisper = "prompt" */
-	enum conf_accept accept;           /* answering accepts, or 1 accepts / 2 declines */
-	unsigned accept_timeout_s;         /* accept = "dtmf": no key by then = decline */
-	char *moh;                         /* music on hold for the customer ("" = silence) */
-	const struct conf_trunk *to_trunk; /* resolved at load */
+	char *trunk;               /* trunk name (usually the CUCM trunk group) */
+	char *number;              /* hunt pilot or DN */
+	unsigned ring_timeout_s;   /* no answer by then: back to the assistant */
+	enum conf_whisper whisper; /* what the agent hears before the bridge */
+	char *whisper_prompt;      /* WAV for whisper = "prompt" */
+	enum conf_accept accept;   /* answering accepts, or 1 accepts / 2 declines */
+	unsigned accept_timeout_s; /* accept = "dtmf": no key by then = decline */
+	char *moh;                 /* music on hold for the customer ("" = silence) */
+	/* Opening hours ("Mon-Fri 09:00-19:00"), local time = UTC + utc_offset minutes;
+	 * outside them the transfer goes to after_hours_number on after_hours_trunk. */
+	char **hours;
+	size_t n_hours;
+	int utc_offset_min;
+	char *after_hours_trunk;
+	char *after_hours_number;
+	const struct conf_trunk *to_trunk;       /* resolved at load */
+	const struct conf_trunk *after_hours_to; /* resolved at load (NULL = none) */
+	uint8_t open[7][24 * 4];                 /* parsed hours: [weekday Sun=0][quarter hour] */
 };
 
 struct conf {
@@ -230,6 +239,8 @@ struct conf *conf_ref(struct conf *c);
 void conf_unref(struct conf *c);
 
 const struct conf_trunk *conf_trunk_find(const struct conf *c, const char *name);
+/* 1 when the queue is open at this Unix time (always, without hours). */
+int conf_queue_open(const struct conf_queue *q, uint64_t unix_s);
 /* The queue named `name`; NULL or "" = the first queue. NULL when none. */
 const struct conf_queue *conf_queue_find(const struct conf *c, const char *name);
 /* The trunk whose ACL (or node address) admits this IPv4 source (host order), or NULL. */

@@ -616,6 +616,34 @@ static void test_conf_ai_outbound_webhook(void **state)
 		conf_unref(q);
 	}
 
+	expect_error(CARRIER "queues = ( { name = \"q\"; trunk = \"carrier\"; number = \"1\";\n"
+	                     "  hours = [ \"Mon-Fri 9-19\" ]; after_hours_number = \"2\"; } );\n",
+	             3, "queues.[0].hours.[0]: must be \"Day[-Day] HH:MM-HH:MM\"");
+	expect_error(CARRIER "queues = ( { name = \"q\"; trunk = \"carrier\"; number = \"1\";\n"
+	                     "  hours = [ \"Mon-Fri 09:00-19:00\" ]; } );\n",
+	             2, "queues.[0].after_hours_number: hours need an after-hours target");
+	expect_error(CARRIER "queues = ( { name = \"q\"; trunk = \"carrier\"; number = \"1\";\n"
+	                     "  utc_offset = 900; } );\n",
+	             3, "queues.[0].utc_offset: must be minutes east of UTC");
+	{
+		/* Mexico City (UTC-6), weekdays 09:00-19:00 and Saturday mornings. */
+		struct conf *q = load_ok(
+		    CARRIER "queues = ( { name = \"q\"; trunk = \"carrier\"; number = \"1\";\n"
+		            "  hours = [ \"Mon-Fri 09:00-19:00\", \"Sat 08:00-12:30\" ]; "
+		            "utc_offset = -360;\n"
+		            "  after_hours_number = \"+525512340000\"; after_hours_trunk = "
+		            "\"carrier\"; } );\n");
+		const struct conf_queue *qq = &q->queues[0];
+		assert_int_equal(conf_queue_open(qq, 1795780800), 0); /* Fri 06:00 local */
+		assert_int_equal(conf_queue_open(qq, 1795791600), 1); /* Fri 09:00 */
+		assert_int_equal(conf_queue_open(qq, 1795791600 - 1), 0);
+		assert_int_equal(conf_queue_open(qq, 1795845540), 0); /* Fri 23:59 */
+		assert_int_equal(conf_queue_open(qq, 1795878000), 1); /* Sat 09:00 */
+		assert_int_equal(conf_queue_open(qq, 1795914000), 0); /* Sat 19:00 */
+		assert_non_null(qq->after_hours_to);
+		conf_unref(q);
+	}
+
 	setenv("VACS_TEST_HOOK", "s3cret", 1);
 	setenv("VACS_TEST_API", "k3y", 1);
 	struct conf *c = load_ok(

@@ -343,6 +343,9 @@ void b2b_silence_expire(uint64_t now_ms, int all);
 /* Appends one JSON line (o is consumed) to spool/NAME and fsyncs it: the hand-off files
  * the data layer picks up (recordings.jsonl, callbacks.jsonl, vapi-reports.jsonl). */
 int b2b_spool_append(const char *name, json_t *o);
+/* One step of an AI call's life (AI leg, fallback, transfer) with its time: a line in
+ * spool/call-events.jsonl, the rows of call_events for the data layer. */
+void b2b_call_step(const struct b2b_call *call, const char *event, const char *detail);
 /* A prompt of the running configuration (record notices, fallback prompts) by path. */
 struct media_prompt *b2b_prompt_find(const char *path);
 /* Loads the prompts of c (record_notice, fallback_prompt), replacing the running set. 0, or -errno

@@ -627,6 +627,8 @@ static void call_finish(struct b2b_call *call)
 		b2b_call_set_end(call, 'n', 0, "ended");
 	b2b_ai_drop(call);
 	b2b_timer_drop(&call->ring_timer);
+	if (call->ai_id[0] || call->ai_end[0] || call->xfer)
+		b2b_call_step(call, "call.ended", call->end_reason);
 	write_cdr(call);
 	log_info("call", "ended: %s (code %d, side %c), %llu ms talk", call->end_reason,
 	         call->sip_code, call->hangup_side ? call->hangup_side : 'n',
@@ -1681,6 +1683,7 @@ static void callback_job(struct b2b_call *call, const char *why)
 		    metric_get(METRIC_COUNTER, "vacs_callback_jobs_total",
 		               "Callback jobs written for customers the AI could not serve"));
 		log_info("call", "callback job written (%s)", why);
+		b2b_call_step(call, "fallback.callback", why);
 	}
 }
 
@@ -1731,6 +1734,7 @@ static void fb_queue(struct b2b_call *call)
 		media_session_tone(a->ms, media_ringback_for_country(cc ? (unsigned)atoi(cc) : 1u));
 	}
 	log_info("call", "fallback: moving the caller to %s via %s", fb->number, fb->to);
+	b2b_call_step(call, "fallback.queue", fb->number);
 	send_b_invite(call);
 }
 
@@ -1758,6 +1762,7 @@ static void fb_play_done(struct b2b_call *call)
 void b2b_ai_fail(struct b2b_call *call, int status, const char *text)
 {
 	struct b2b_leg *c = call->ai_leg;
+	b2b_call_step(call, "ai.failed", text);
 	log_warn("call", "AI leg failed%s%.0d: %s", status ? " with HTTP " : "", status, text);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_failures_total",
 	                      "AI legs that could not be set up or broke"));
@@ -1790,6 +1795,7 @@ void b2b_ai_fail(struct b2b_call *call, int status, const char *text)
 		call->fb_state = FB_PROMPT;
 		media_session_play(c->ms, pr, 0, PLAY_FALLBACK);
 		log_info("call", "fallback: playing %s", fb->prompt);
+		b2b_call_step(call, "fallback.prompt", fb->prompt);
 		return;
 	}
 	if (fb && fb->to_trunk && !call->outbound) {
@@ -1878,6 +1884,7 @@ static void ai_start(struct b2b_call *call)
 	 * outbound call arms its deadline on answer. */
 	if (!call->outbound)
 		ai_arm_timer(call, 2 * cfg->vapi.connect_timeout_ms);
+	b2b_call_step(call, "ai.requested", assistant);
 	log_info("call", "AI leg: creating the VAPI call (assistant %s, %s)", assistant,
 	         media_ai_format_name(p.format));
 }
@@ -1947,6 +1954,7 @@ static void ai_connected(struct b2b_call *call, const char *id)
 	struct b2b_leg *a = &call->a;
 	b2b_timer_drop(&call->ai_timer);
 	snprintf(call->ai_id, sizeof(call->ai_id), "%s", id ? id : "");
+	b2b_call_step(call, "ai.connected", call->ai_id);
 	if (call->outbound) {
 		log_info("call", "AI leg up (VAPI call %s): %llu ms after the lead answered",
 		         call->ai_id, (unsigned long long)(clock_wall_ms() - call->answer_ms));
@@ -1985,6 +1993,7 @@ static void ai_ended(struct b2b_call *call, const char *why)
 {
 	struct b2b_leg *c = call->ai_leg;
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", why ? why : "ended");
+	b2b_call_step(call, "ai.ended", call->ai_end);
 	if (!b2b_leg_answered(c)) {
 		b2b_ai_fail(call, 0, call->ai_end);
 		return;

@@ -37,6 +37,7 @@ static struct {
 	struct notice *notices;
 	size_t n_notices;
 	struct pending_rec *pending;
+	int events_fd; /* spool/call-events.jsonl, opened on first use (0 = not yet) */
 } rec;
 
 static void notices_free(struct notice *v, size_t n)
@@ -109,6 +110,9 @@ int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
 
 void b2b_record_close(void)
 {
+	if (rec.events_fd > 0)
+		close(rec.events_fd);
+	rec.events_fd = 0;
 	notices_free(rec.notices, rec.n_notices);
 	rec.notices = NULL;
 	rec.n_notices = 0;
@@ -241,4 +245,29 @@ int b2b_spool_append(const char *name, json_t *o)
 		close(fd);
 	free(line);
 	return rc;
+}
+
+void b2b_call_step(const struct b2b_call *call, const char *event, const char *detail)
+{
+	if (rec.events_fd == 0) {
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/call-events.jsonl", b2b_g.conf->spool.dir);
+		rec.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		if (rec.events_fd < 0)
+			log_err("spool", "cannot open %s: %s", path, strerror(errno));
+	}
+	if (rec.events_fd < 0)
+		return;
+	char ts[40];
+	clock_format_iso(clock_wall_ms(), ts, sizeof(ts));
+	json_t *o = json_object();
+	json_object_set_new(o, "call_id", json_string(call->id));
+	json_object_set_new(o, "ts", json_string(ts));
+	json_object_set_new(o, "event", json_string(event));
+	json_object_set_new(o, "detail", json_string(detail ? detail : ""));
+	char *line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (line && dprintf(rec.events_fd, "%s\n", line) < 0)
+		log_err("spool", "call-events.jsonl: %s", strerror(errno));
+	free(line);
 }

@@ -145,6 +145,7 @@ static void hold_on(struct b2b_call *call)
 	struct media_prompt *moh = xf->q->moh[0] ? b2b_prompt_find(xf->q->moh) : NULL;
 	if (moh && cust->ms)
 		media_session_play(cust->ms, moh, 1, PLAY_MOH);
+	b2b_call_step(call, "transfer.hold", moh ? "music on hold" : "silence");
 	log_info("xfer", "customer on hold%s, %llu ms after the tool call",
 	         moh ? " with music" : "", (unsigned long long)(xf->t_hold - xf->t_start));
 }
@@ -276,6 +277,7 @@ static void xf_invite(struct b2b_call *call)
 	str_deinit(&hdr);
 	if (!xf->t_invite)
 		xf->t_invite = now_ms();
+	b2b_call_step(call, "transfer.invite", ruri);
 	log_info("xfer", "INVITE %s via %s (queue %s), %llu ms after the tool call", ruri, t->name,
 	         xf->q->name, (unsigned long long)(now_ms() - xf->t_start));
 }
@@ -340,6 +342,10 @@ int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
 	snprintf(xf->summary, sizeof(xf->summary), "%s", summary ? summary : "");
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_transfers_total{result=\"started\"}",
 	                      "Warm transfers to agents"));
+	char detail[300];
+	snprintf(detail, sizeof(detail), "queue %s%s, %s: %s", q->name,
+	         xf->after_hours ? " (after hours)" : "", xf->source, xf->reason);
+	b2b_call_step(call, "transfer.requested", detail);
 	log_info("xfer", "transfer to queue %s%s (%s): %s", q->name,
 	         xf->after_hours ? ", closed: the after-hours number" : "", xf->source,
 	         xf->reason[0] ? xf->reason : "no reason given");
@@ -386,6 +392,7 @@ static void xf_fail(struct b2b_call *call, const char *why)
 	b2b_timer_drop(&xf->ho_timer);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_transfers_total{result=\"failed\"}",
 	                      "Warm transfers to agents"));
+	b2b_call_step(call, "transfer.failed", why);
 	log_warn("xfer", "transfer to queue %s failed: %s", xf->q->name, why);
 	b2b_leg_bye(&call->x, "SIP;cause=487;text=\"Transfer abandoned\"");
 	struct b2b_leg *cust = b2b_call_customer(call);
@@ -420,6 +427,7 @@ static void xf_complete(struct b2b_call *call)
 	media_session_bridge(cust->ms, call->x.ms);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_transfers_total{result=\"bridged\"}",
 	                      "Warm transfers to agents"));
+	b2b_call_step(call, "transfer.bridged", xf->agent);
 	log_info("xfer", "customer bridged to the agent %s, %llu ms after the tool call",
 	         xf->agent[0] ? xf->agent : "?", (unsigned long long)(xf->t_bridge - xf->t_start));
 }
@@ -436,6 +444,7 @@ static void xf_accept_phase(struct b2b_call *call)
 	}
 	if (xf->q->accept == CONF_ACCEPT_ANSWER) {
 		xf->t_accept = now_ms();
+		b2b_call_step(call, "transfer.accepted", "answered");
 		xf_complete(call);
 		return;
 	}
@@ -447,7 +456,9 @@ static void xf_accept_phase(struct b2b_call *call)
 static void xf_whisper(struct b2b_call *call)
 {
 	struct b2b_xfer *xf = call->xfer;
+	static const char *const modes[] = {"none", "prompt", "ai"};
 	xf->state = XF_WHISPER;
+	b2b_call_step(call, "transfer.whisper", modes[xf->q->whisper]);
 	leg_timer_set(call, WHISPER_MAX_MS, on_ring_timeout);
 	switch (xf->q->whisper) {
 	case CONF_WHISPER_PROMPT: {
@@ -504,6 +515,7 @@ void b2b_xfer_response(struct b2b_call *call, int status, const char *phrase, co
 		snprintf(xf->agent, sizeof(xf->agent), "%s", who ? who : "");
 		if (s)
 			su_free(b2b_g.home, s);
+		b2b_call_step(call, "transfer.answered", xf->agent);
 		log_info("xfer", "the agent answered (%s) %llu ms after the INVITE", xf->agent,
 		         (unsigned long long)(xf->t_answer - xf->t_invite));
 		xf_whisper(call);
@@ -590,6 +602,7 @@ void b2b_xfer_customer_gone(struct b2b_call *call)
 		xf->state = XF_CANCELLED;
 		xf->t_end = now_ms();
 		snprintf(xf->why, sizeof(xf->why), "the customer hung up during the consult");
+		b2b_call_step(call, "transfer.cancelled", xf->why);
 		b2b_timer_drop(&xf->leg_timer);
 		b2b_timer_drop(&xf->ho_timer);
 		log_info("xfer", "the customer hung up: the agent leg is ended");
@@ -626,6 +639,7 @@ int b2b_xfer_media_event(struct b2b_call *call, struct b2b_leg *leg, const struc
 			return 0;
 		if (xf->state == XF_ACCEPT && ev->digit == '1') {
 			xf->t_accept = now_ms();
+			b2b_call_step(call, "transfer.accepted", "key 1");
 			log_info("xfer", "the agent accepted (key 1)");
 			xf_complete(call);
 		} else if (xf->state == XF_ACCEPT && ev->digit == '2') {

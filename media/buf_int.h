@@ -186,7 +186,8 @@ struct media_jbuf_frame {
 struct media_jbuf_stats {
 	uint64_t received;   /* packets stored */
 	uint64_t duplicates; /* -EALREADY: duplicate, or older than what was played */
-	uint64_t packets;    /* PACKET results */
+	uint64_t packets;    /* PACKET results (media_jbuf_get_next's included) */
+	uint64_t early;      /* PACKET results of media_jbuf_get_next */
 	uint64_t lost;       /* LOST results */
 	uint64_t skipped;    /* missing packets passed over silently (after a pause/overflow) */
 	uint64_t dropped;    /* stored packets discarded: buffer full, or latency trimmed */
@@ -213,6 +214,14 @@ int media_jbuf_put(struct media_jbuf *j, uint16_t seq, uint32_t ts, const uint8_
 /* The next thing to play at now_us; fills *f. Worker thread. */
 enum media_jbuf_res media_jbuf_get(struct media_jbuf *j, uint64_t now_us,
                                    struct media_jbuf_frame *f);
+/* The expected next packet at once, whatever its time on the play clock: PACKET when it is
+ * stored. A stream that would be held (start, restart, after a pause) is not: its oldest
+ * packet is released now and the play clock anchored on it. EMPTY when the expected packet
+ * is missing (media_jbuf_get decides about loss at its time). For the AI upstream, which
+ * forwards a packet that arrived in order when it arrives: the AI side absorbs jitter
+ * itself, a hold would only add latency. Worker thread. */
+enum media_jbuf_res media_jbuf_get_next(struct media_jbuf *j, uint64_t now_us,
+                                        struct media_jbuf_frame *f);
 void media_jbuf_stats(const struct media_jbuf *j, struct media_jbuf_stats *st);
 
 #endif

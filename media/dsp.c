@@ -49,13 +49,17 @@ const char *media_ai_format_name(enum media_ai_format f)
 	return f == MEDIA_AI_MULAW_8K ? "mulaw" : f == MEDIA_AI_PCM16_16K ? "pcm_s16le" : "none";
 }
 
-/* Upstream ring depth: 16 frames = 320 ms before the AI thread is considered behind. */
-#define AI_UP_FRAMES 16u
-/* Downstream playout bound. The ring is this plus 25 %: 20 KB per call for mu-law, 80 KB
- * for 16 kHz PCM. VAPI streams at about real time in bursts of ~100 ms; an AI thread that
- * is sent more than this ahead stops reading its socket (TCP flow control) while
- * media_ai_queued_ms() is high, rather than the buffer growing or dropping speech. */
-#define AI_DOWN_BOUND_MS 2000u
+/* Upstream ring depth: 8 frames = 160 ms before the AI thread is considered behind (it
+ * is woken for every frame; 5 KB at 16 kHz). */
+#define AI_UP_FRAMES 8u
+/* Downstream playout bound: 1 s; the ring is this plus 25 %, 10 KB per call for mu-law,
+ * 40 KB for 16 kHz PCM. VAPI sends bursts of ~100 ms, not paced, sometimes far ahead of
+ * real time; the AI thread stops reading the socket (TCP flow control: the rest waits in
+ * the kernel and at VAPI) while media_ai_queued_ms() is above 700 ms and resumes below
+ * 500 ms (vapi/ws.c), and lws hands it at most 2 KB per callback (256 ms of mu-law), so
+ * the ring never has to drop audio. The playout's own target is at most 300 ms. */
+#define AI_DOWN_BOUND_MS_MULAW 1000u
+#define AI_DOWN_BOUND_MS_PCM16 1000u
 
 int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, media_ai_notify_cb cb,
                          void *arg)
@@ -69,7 +73,7 @@ int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, med
 	int err = media_fring_create(&p->up, fb, AI_UP_FRAMES);
 	struct media_playout_opts po;
 	memset(&po, 0, sizeof(po));
-	po.bound_ms = AI_DOWN_BOUND_MS;
+	po.bound_ms = f == MEDIA_AI_MULAW_8K ? AI_DOWN_BOUND_MS_MULAW : AI_DOWN_BOUND_MS_PCM16;
 	if (!err)
 		err = media_playout_create(&p->down, f == MEDIA_AI_MULAW_8K ? 1u : 2u, &po);
 	if (err) {
@@ -151,9 +155,10 @@ void media_ai_stats(const struct media_ai_port *p, struct media_ai_stats *out)
 
 /* ---- the leg's codec part ---- */
 
-/* Jitter buffer: 16 packets (320 ms at 20 ms) of up to three frames each (Opus: 1000 B,
- * far above what 20 ms at VoIP bit rates takes); about 8 KB for G.711. */
-#define JB_SLOTS 16u
+/* Jitter buffer: 8 packets (160 ms at 20 ms: its hold is at most 100 ms) of up to three
+ * frames each (Opus: 1000 B, far above what 20 ms at VoIP bit rates takes); about 5 KB
+ * for G.711. */
+#define JB_SLOTS 8u
 
 static unsigned alt_rate(unsigned rate)
 {
@@ -222,11 +227,44 @@ void media_dsp_reset_rx(struct media_dsp *d)
 		media_jbuf_reset(d->k->jb);
 }
 
-void media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
-                         const uint8_t *payload, size_t len, uint64_t now)
+static int ai_up(struct media_dsp *d);
+
+/* Decodes (or conceals) what the jitter buffer gave into this tick's frame d->rx. */
+static void rx_decode(struct media_dsp *d, enum media_jbuf_res r, const struct media_jbuf_frame *jf)
+{
+	struct media_dsp_codec *k = d->k;
+	int n = 0;
+	d->rx_audio = 0;
+	d->rx_raw = NULL;
+	d->rx_raw_len = 0;
+	if (r == MEDIA_JBUF_PACKET) {
+		n = media_coder_decode(k->coder, jf->payload, jf->len, d->rx, MEDIA_PCM_FRAME_MAX);
+		if (n > 0) {
+			d->rx_raw = jf->payload;
+			d->rx_raw_len = jf->len;
+		} else {
+			d->decode_errors++;
+		}
+	} else if (r == MEDIA_JBUF_LOST) {
+		n = media_coder_conceal(k->coder, jf->next, jf->next_len, d->rx);
+		d->concealed++;
+	}
+	if (n > 0) {
+		/* Packets of another duration than 20 ms are cut or padded to one frame: VACS
+		 * offers ptime 20 and the peers seen (CUCM, carriers, baresip) keep to it. */
+		for (unsigned i = (unsigned)n; i < k->fs; i++)
+			d->rx[i] = 0;
+		d->rx_audio = 1;
+	} else {
+		memset(d->rx, 0, k->fs * sizeof(d->rx[0]));
+	}
+}
+
+int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
+                        const uint8_t *payload, size_t len, uint64_t now)
 {
 	if (!d->k)
-		return;
+		return 0;
 	if (!d->rx_have_ssrc || ssrc != d->rx_ssrc) {
 		/* A new source (re-INVITE, CUCM transfer): its numbering starts afresh. */
 		media_jbuf_reset(d->k->jb);
@@ -234,6 +272,18 @@ void media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint3
 		d->rx_have_ssrc = 1;
 	}
 	media_jbuf_put(d->k->jb, seq, ts, payload, len, now);
+	/* AI upstream: a packet that arrives in order goes up now instead of waiting up to
+	 * 20 ms for the tick; the ticks it runs ahead of then queue nothing (rx_ahead). */
+	int pushed = 0;
+	while (d->ai && d->rx_ahead < MEDIA_DSP_AHEAD_MAX) {
+		struct media_jbuf_frame jf;
+		if (media_jbuf_get_next(d->k->jb, now, &jf) != MEDIA_JBUF_PACKET)
+			break;
+		rx_decode(d, MEDIA_JBUF_PACKET, &jf);
+		d->rx_ahead++;
+		pushed |= ai_up(d);
+	}
+	return pushed;
 }
 
 /* Converts frame `pcm` (n samples at the leg rate) to 8 kHz for the detectors, using the
@@ -247,7 +297,9 @@ static const int16_t *narrowband(struct media_dsp *d, const int16_t *pcm, int16_
 	return tmp;
 }
 
-static void ai_up(struct media_dsp *d, struct media_dsp_emit *em)
+/* Puts this tick's frame (d->rx, or the payload as it came) into the AI ring; 1 when it
+ * was queued. */
+static int ai_up(struct media_dsp *d)
 {
 	struct media_dsp_codec *k = d->k;
 	struct media_ai_port *p = d->ai;
@@ -276,42 +328,37 @@ static void ai_up(struct media_dsp *d, struct media_dsp_emit *em)
 		}
 	}
 push:
-	if (media_fring_push(p->up, frame) == 0)
-		em->notify = 1;
+	return media_fring_push(p->up, frame) == 0;
 }
 
 void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em)
 {
 	struct media_dsp_codec *k = d->k;
 	memset(em, 0, sizeof(*em));
-	d->rx_audio = 0;
-	d->rx_raw = NULL;
-	d->rx_raw_len = 0;
-	if (!k)
+	/* this tick's frame went up when its packet came (an AI port detached since: the
+	 * tick decodes again, from the next packet on) */
+	int pushed = d->ai && d->rx_ahead > 0;
+	if (pushed)
+		d->rx_ahead--;
+	else
+		d->rx_ahead = 0;
+	if (!k) {
+		d->rx_audio = 0;
+		d->rx_raw = NULL;
+		d->rx_raw_len = 0;
 		return;
-	struct media_jbuf_frame jf;
-	enum media_jbuf_res r = media_jbuf_get(k->jb, now, &jf);
-	int n = 0;
-	if (r == MEDIA_JBUF_PACKET) {
-		n = media_coder_decode(k->coder, jf.payload, jf.len, d->rx, MEDIA_PCM_FRAME_MAX);
-		if (n > 0) {
-			d->rx_raw = jf.payload;
-			d->rx_raw_len = jf.len;
-		} else {
-			d->decode_errors++;
-		}
-	} else if (r == MEDIA_JBUF_LOST) {
-		n = media_coder_conceal(k->coder, jf.next, jf.next_len, d->rx);
-		d->concealed++;
 	}
-	if (n > 0) {
-		/* Packets of another duration than 20 ms are cut or padded to one frame: VACS
-		 * offers ptime 20 and the peers seen (CUCM, carriers, baresip) keep to it. */
-		for (unsigned i = (unsigned)n; i < k->fs; i++)
-			d->rx[i] = 0;
-		d->rx_audio = 1;
-	} else {
-		memset(d->rx, 0, k->fs * sizeof(d->rx[0]));
+	if (!pushed) {
+		/* An AI leg takes the expected packet whenever it is here (it arrived while
+		 * this tick's slot was taken already); otherwise the jitter buffer's clock
+		 * decides: a held start, a packet not due yet, loss, a pause. */
+		struct media_jbuf_frame jf;
+		enum media_jbuf_res r = MEDIA_JBUF_EMPTY;
+		if (d->ai)
+			r = media_jbuf_get_next(k->jb, now, &jf);
+		if (r != MEDIA_JBUF_PACKET)
+			r = media_jbuf_get(k->jb, now, &jf);
+		rx_decode(d, r, &jf);
 	}
 
 	int16_t nb[MEDIA_FRAME_SAMPLES];
@@ -335,8 +382,8 @@ void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit 
 			}
 		}
 	}
-	if (d->ai)
-		ai_up(d, em);
+	if (d->ai && !pushed)
+		em->notify = ai_up(d);
 }
 
 static void from_s16le(const uint8_t *b, int16_t *pcm, unsigned n)

@@ -14,6 +14,8 @@
 struct media_prompt;
 struct media_recorder;
 
+#define MEDIA_DSP_AHEAD_MAX 2u
+
 /* What depends on the leg's codec: replaced as a whole when a re-INVITE changes it.
  * Created on the control thread, then owned by the worker. */
 struct media_dsp_codec {
@@ -42,6 +44,14 @@ struct media_dsp {
 	int rx_audio;          /* rx holds received or concealed audio (else zeros) */
 	const uint8_t *rx_raw; /* the payload it was decoded from, this tick only */
 	size_t rx_raw_len;
+	/* AI legs: frames that went up to the AI ring when their packets arrived, ahead of
+	 * the ticks they stand for. A tick with rx_ahead > 0 takes one back and queues
+	 * nothing (rx, rx_raw hold the last frame taken); one with 0 queues this tick's
+	 * frame (packet, concealment or silence). So the AI gets one frame per tick over
+	 * time, never more than MEDIA_DSP_AHEAD_MAX ahead: 2 lets a packet held back (two
+	 * arrived in one tick, or the jitter buffer's start hold) catch up at the next
+	 * arrival instead of keeping every later packet a tick late. */
+	unsigned rx_ahead;
 	uint32_t rx_ssrc; /* source the jitter buffer is numbering */
 	int rx_have_ssrc;
 	int16_t tx[MEDIA_PCM_FRAME_MAX];
@@ -94,8 +104,11 @@ void media_ai_port_ref(struct media_ai_port *p);
 void media_ai_port_notify_target(const struct media_ai_port *p, media_ai_notify_cb *cb, void **arg);
 
 /* Worker side. */
-void media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
-                         const uint8_t *payload, size_t len, uint64_t now);
+/* One received audio packet into the jitter buffer. On an AI leg the expected next
+ * packet(s) also go up to the AI ring at once (see rx_ahead); returns 1 when a frame was
+ * queued (the AI thread should be woken), else 0. */
+int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
+                        const uint8_t *payload, size_t len, uint64_t now);
 void media_dsp_reset_rx(struct media_dsp *d);
 void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em);
 /* Writes this tick's payload for the leg into out; returns 1 when there is a packet to

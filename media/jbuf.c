@@ -404,6 +404,44 @@ static void shrink_check(struct media_jbuf *j, int64_t waited_us)
 	}
 }
 
+/* Hands out stored packet s, the expected one. */
+static enum media_jbuf_res release(struct media_jbuf *j, struct jb_slot *s, uint64_t now_us,
+                                   struct media_jbuf_frame *f)
+{
+	uint32_t dur = duration(j, s);
+	memcpy(j->out, s->data, s->len);
+	f->payload = j->out;
+	f->len = s->len;
+	f->seq = (uint16_t)s->ext;
+	f->ts = (uint32_t)s->ts;
+	f->dur_ts = dur;
+	int64_t waited = (int64_t)now_us - (int64_t)s->arrival_us;
+	drop_slot(j, s);
+	j->next_ext++;
+	j->next_ts = s->ts + dur;
+	j->last_rel_valid = 1;
+	j->last_rel_ts = s->ts;
+	j->st.packets++;
+	shrink_check(j, waited);
+	return MEDIA_JBUF_PACKET;
+}
+
+enum media_jbuf_res media_jbuf_get_next(struct media_jbuf *j, uint64_t now_us,
+                                        struct media_jbuf_frame *f)
+{
+	memset(f, 0, sizeof(*f));
+	if (!j->started || j->count == 0)
+		return MEDIA_JBUF_EMPTY;
+	if (j->holding || j->resync)
+		anchor_oldest(j, now_us); /* no hold: the caller wants it now */
+	struct jb_slot *s = find(j, j->next_ext);
+	if (!s || play_us(j, s->ts) - (int64_t)now_us > j->ceiling_us + FRAME_US)
+		return MEDIA_JBUF_EMPTY; /* missing, or a timestamp jump: media_jbuf_get decides */
+	enum media_jbuf_res r = release(j, s, now_us, f);
+	j->st.early++;
+	return r;
+}
+
 enum media_jbuf_res media_jbuf_get(struct media_jbuf *j, uint64_t now_us,
                                    struct media_jbuf_frame *f)
 {
@@ -447,24 +485,8 @@ enum media_jbuf_res media_jbuf_get(struct media_jbuf *j, uint64_t now_us,
 	if (due_in >= LOOKAHEAD_US)
 		return MEDIA_JBUF_EMPTY; /* not due yet (timestamp gap, or early) */
 
-	if (s) {
-		uint32_t dur = duration(j, s);
-		memcpy(j->out, s->data, s->len);
-		f->payload = j->out;
-		f->len = s->len;
-		f->seq = (uint16_t)s->ext;
-		f->ts = (uint32_t)s->ts;
-		f->dur_ts = dur;
-		int64_t waited = (int64_t)now_us - (int64_t)s->arrival_us;
-		drop_slot(j, s);
-		j->next_ext++;
-		j->next_ts = s->ts + dur;
-		j->last_rel_valid = 1;
-		j->last_rel_ts = s->ts;
-		j->st.packets++;
-		shrink_check(j, waited);
-		return MEDIA_JBUF_PACKET;
-	}
+	if (s)
+		return release(j, s, now_us, f);
 
 	/* missing, and a later packet is buffered: lost */
 	struct jb_slot *n = oldest(j, j->next_ext + 1);

@@ -553,6 +553,9 @@ static void send_batch(struct media_worker *w, struct media_session *o, unsigned
 	CTR_ADD(o->st.bytes_out, bytes);
 }
 
+static void notify_add(struct media_worker *w, const struct media_dsp *d);
+static void notify_fire(struct media_worker *w);
+
 static void rtp_readable(struct media_worker *w, struct media_session *s)
 {
 	unsigned k = w->n_free < BATCH ? w->n_free : BATCH;
@@ -657,9 +660,10 @@ static void rtp_readable(struct media_worker *w, struct media_session *s)
 		if (s->dsp) {
 			/* Decoded on the tick; telephone events were handled above, comfort
 			 * noise and unknown types go no further. */
-			if (h.pt == s->p.pt_audio && s->p.recv)
-				media_dsp_rx_packet(s->dsp, h.ssrc, h.seq, h.ts, payload,
-				                    h.payload_len, now);
+			if (h.pt == s->p.pt_audio && s->p.recv &&
+			    media_dsp_rx_packet(s->dsp, h.ssrc, h.seq, h.ts, payload, h.payload_len,
+			                        now))
+				notify_add(w, s->dsp);
 			continue;
 		}
 		if (!fwd) {
@@ -834,6 +838,14 @@ static void notify_add(struct media_worker *w, const struct media_dsp *d)
 	}
 }
 
+/* Wakes each AI thread that got frames since the last call, once. */
+static void notify_fire(struct media_worker *w)
+{
+	for (unsigned i = 0; i < w->n_notify; i++)
+		w->notify_cb[i](w->notify_arg[i]);
+	w->n_notify = 0;
+}
+
 static void dsp_rx(struct media_worker *w, struct media_session *s, uint64_t now)
 {
 	struct media_dsp_emit em;
@@ -965,9 +977,7 @@ static void tick(struct media_worker *w, uint64_t expirations)
 				if (s->dsp)
 					dsp_tx(w, s, now);
 		}
-		for (unsigned i = 0; i < w->n_notify; i++)
-			w->notify_cb[i](w->notify_arg[i]);
-		w->n_notify = 0;
+		notify_fire(w);
 	}
 	for (struct media_session *s = w->active; s; s = s->act_next) {
 		if (s->tone != MEDIA_TONE_NONE && !s->dsp) {
@@ -1315,6 +1325,10 @@ static void *worker_main(void *arg)
 				break;
 			}
 		}
+		/* Frames that went up as their packets arrived: one wake-up per AI thread
+		 * for the whole batch of events. */
+		if (w->n_notify)
+			notify_fire(w);
 	}
 	flush_metrics(w);
 	return NULL;

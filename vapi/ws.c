@@ -8,6 +8,7 @@
 #include "core/metric.h"
 
 #include <errno.h>
+#include <ev.h>
 #include <libwebsockets.h>
 #include <sched.h>
 #include <signal.h>
@@ -39,10 +40,24 @@ _Static_assert(LWS_PRE <= VAPI_PRE, "VAPI_PRE must cover LWS_PRE");
 #define CLOSE_BOUND_US 1000000u /* a peer that does not answer our close is dropped */
 #define STOP_BOUND_US  1500000u
 #define KILL_RETRY_US  500000u
-#define PAUSE_MS       1500u /* stop reading the socket above this much queued audio */
-#define RESUME_MS      1000u
+/* Stop reading the socket above this much queued audio, resume below RESUME_MS. With
+ * RX_CHUNK this keeps the playout ring (bound 1 s, media/dsp.c) from ever dropping audio:
+ * VAPI's bursts wait in TCP instead. (A barge-in message queued in TCP behind audio is
+ * only seen once that audio was read: the pause leaves 700 ms of room to find it.) */
+#define PAUSE_MS  700u
+#define RESUME_MS 500u
+/* lws hands us at most this much per receive callback (and holds this per socket). */
+#define RX_CHUNK 2048u
 
 static struct vapi_call *ai_list;
+/* The thread's event loop: libev on epoll, handed to lws as a foreign loop. lws's own
+ * poll() loop visits every socket of the context at each wake-up, and with a wake-up per
+ * upstream frame (media/dsp.c sends a frame when its packet arrives) that cost most of
+ * the thread's time at a few hundred calls; epoll's cost follows the ready sockets. */
+static struct ev_loop *ai_loop;
+/* A media worker's wake-up is on its way (vapi_ai_notify): later ones need no second
+ * lws_cancel_service until the ai thread has taken it. */
+static atomic_int wake_pending;
 static lws_sorted_usec_list_t tick_sul;
 static uint64_t tick_next_us, stop_deadline_us;
 static int ai_exit;
@@ -474,8 +489,10 @@ static void sweep(void)
 		}
 	}
 	vapi_ovf_flush(&vapi_g.ai_ovf, 0);
-	if (stopping && (!ai_list || now >= stop_deadline_us))
+	if (stopping && (!ai_list || now >= stop_deadline_us)) {
 		ai_exit = 1;
+		ev_break(ai_loop, EVBREAK_ALL); /* ai_main's ev_run returns */
+	}
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)
@@ -505,7 +522,9 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	struct vapi_call *c;
 	switch (reason) {
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-		/* Broadcast with a fake wsi; must return 0 (a nonzero closes the event pipe). */
+		/* Broadcast with a fake wsi; must return 0 (a nonzero closes the event pipe).
+		 * Cleared before the sweep: a frame queued from here on wakes us again. */
+		atomic_store(&wake_pending, 0);
 		drain();
 		sweep();
 		return 0;
@@ -549,7 +568,7 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 }
 
 static const struct lws_protocols protocols[] = {
-    {.name = "vapi", .callback = ws_cb},
+    {.name = "vapi", .callback = ws_cb, .rx_buffer_size = RX_CHUNK, .tx_packet_size = 16384},
     {.name = NULL},
 };
 
@@ -565,12 +584,9 @@ static void *ai_main(void *arg)
 	(void)arg;
 	tick_next_us = clock_now_us() + TICK_US;
 	lws_sul_schedule(vapi_g.ctx, 0, &tick_sul, on_tick, TICK_US);
-	while (!ai_exit) {
-		if (lws_service(vapi_g.ctx, 0) < 0) {
-			log_err("vapi", "lws_service failed: the ai thread stops");
-			break;
-		}
-	}
+	ev_run(ai_loop, 0);
+	if (!ai_exit)
+		log_err("vapi", "the ai thread's event loop ended: the ai thread stops");
 	lws_sul_cancel(&tick_sul);
 	return NULL;
 }
@@ -597,6 +613,8 @@ void vapi_ai_notify(void *arg)
 {
 	(void)arg;
 	/* vapi_ai_stop clears notify_ctx, then waits for callers in here to leave. */
+	if (atomic_exchange(&wake_pending, 1))
+		return; /* one is on its way: the sweep it causes takes this frame too */
 	atomic_fetch_add(&vapi_g.notify_users, 1);
 	struct lws_context *ctx = atomic_load(&vapi_g.notify_ctx);
 	if (ctx)
@@ -611,7 +629,14 @@ int vapi_ai_start(void)
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_LIBEV;
+	ai_loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+	if (!ai_loop) {
+		log_err("vapi", "cannot create the ai thread's event loop");
+		return -ENOMEM;
+	}
+	void *foreign[1] = {ai_loop};
+	info.foreign_loops = foreign;
 	info.gid = -1;
 	info.uid = -1;
 	info.pt_serv_buf_size = 8192;
@@ -621,6 +646,7 @@ int vapi_ai_start(void)
 	ai_list = NULL;
 	ai_exit = 0;
 	stop_deadline_us = 0;
+	atomic_store(&wake_pending, 0);
 	memset(&tick_sul, 0, sizeof(tick_sul));
 	vapi_g.ctx = lws_create_context(&info);
 	if (!vapi_g.ctx) {
@@ -656,6 +682,10 @@ void vapi_ai_stop(void)
 		/* Closes what is left; its callbacks still find their calls on the list. */
 		lws_context_destroy(vapi_g.ctx);
 		vapi_g.ctx = NULL;
+	}
+	if (ai_loop) {
+		ev_loop_destroy(ai_loop);
+		ai_loop = NULL;
 	}
 	while (ai_list) {
 		struct vapi_call *c = ai_list;

@@ -604,6 +604,50 @@ static void test_jbuf_latency_trimmed_after_stall(void **state)
 	media_jbuf_destroy(j);
 }
 
+/* media_jbuf_get_next (the AI upstream): the expected packet at once, no hold; a missing
+ * one is left to media_jbuf_get, which still finds the later packets in order. */
+static void test_jbuf_get_next_no_hold(void **state)
+{
+	(void)state;
+	struct media_jbuf *j = mk(NULL);
+	struct media_jbuf_frame f;
+	uint8_t pl[160];
+	uint64_t t = 1000000;
+	assert_int_equal(media_jbuf_get_next(j, t, &f), MEDIA_JBUF_EMPTY); /* nothing yet */
+	payload_for(100, pl, sizeof(pl));
+	assert_int_equal(media_jbuf_put(j, 100, 0, pl, sizeof(pl), t), 0);
+	/* a plain get would hold it for the target (20 ms); get_next releases it now */
+	assert_int_equal(media_jbuf_get_next(j, t, &f), MEDIA_JBUF_PACKET);
+	assert_int_equal(f.seq, 100);
+	assert_int_equal(payload_seq(f.payload), 100);
+	assert_int_equal(media_jbuf_get_next(j, t, &f), MEDIA_JBUF_EMPTY); /* once */
+	/* 101 goes missing, 102 arrives: not the expected one, get_next leaves it */
+	payload_for(102, pl, sizeof(pl));
+	assert_int_equal(media_jbuf_put(j, 102, 320, pl, sizeof(pl), t + 25000), 0);
+	assert_int_equal(media_jbuf_get_next(j, t + 25000, &f), MEDIA_JBUF_EMPTY);
+	/* the tick's get declares 101 lost once its time has come, then 102 is next */
+	enum media_jbuf_res r = media_jbuf_get(j, t + 30000, &f);
+	assert_int_equal(r, MEDIA_JBUF_LOST);
+	assert_int_equal(f.seq, 101);
+	assert_int_equal(media_jbuf_get_next(j, t + 31000, &f), MEDIA_JBUF_PACKET);
+	assert_int_equal(f.seq, 102);
+	/* a late 101 is too old now */
+	payload_for(101, pl, sizeof(pl));
+	assert_int_equal(media_jbuf_put(j, 101, 160, pl, sizeof(pl), t + 45000), -EALREADY);
+	/* after a pause (nothing for 200 ms, the ticks saw it idle) no new hold either */
+	for (uint64_t tick = t + 60000; tick < t + 260000; tick += 20000)
+		assert_int_equal(media_jbuf_get(j, tick, &f), MEDIA_JBUF_EMPTY);
+	payload_for(113, pl, sizeof(pl));
+	assert_int_equal(media_jbuf_put(j, 113, 13 * 160, pl, sizeof(pl), t + 260000), 0);
+	assert_int_equal(media_jbuf_get_next(j, t + 260000, &f), MEDIA_JBUF_PACKET);
+	assert_int_equal(f.seq, 113);
+	struct media_jbuf_stats st;
+	media_jbuf_stats(j, &st);
+	assert_int_equal(st.early, 3);
+	assert_int_equal(st.lost, 1);
+	media_jbuf_destroy(j);
+}
+
 static void test_jbuf_create_args_and_oom(void **state)
 {
 	(void)state;
@@ -653,6 +697,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_jbuf_in_order, leak_setup, leak_teardown),
+	    cmocka_unit_test_setup_teardown(test_jbuf_get_next_no_hold, leak_setup, leak_teardown),
 	    cmocka_unit_test_setup_teardown(test_jbuf_reordered_swap, leak_setup, leak_teardown),
 	    cmocka_unit_test_setup_teardown(test_jbuf_duplicate_and_old, leak_setup, leak_teardown),
 	    cmocka_unit_test_setup_teardown(test_jbuf_single_loss, leak_setup, leak_teardown),

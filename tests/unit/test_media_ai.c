@@ -358,13 +358,14 @@ static void test_media_ai_flush_and_marks(void **state)
 	phone_open(&caller, MEDIA_CODEC_PCMU, 0, -1, 2);
 	struct media_ai_port *port = NULL;
 	assert_int_equal(media_ai_attach(caller.s, MEDIA_AI_MULAW_8K, NULL, NULL, &port), 0);
-	uint8_t tone[16000];
-	int16_t pcm[16000];
+	uint8_t tone[8000];
+	int16_t pcm[8000];
 	size_t ph = 0;
-	sine(pcm, 16000, 1000.0, 8000.0, 8000.0, &ph);
+	sine(pcm, 8000, 1000.0, 8000.0, 8000.0, &ph);
 	media_g711_encode(MEDIA_CODEC_PCMU, pcm, tone, sizeof(tone));
-	assert_int_equal(media_ai_write(port, tone, sizeof(tone)), 0); /* 2 s */
-	assert_true(media_ai_queued_ms(port) >= 1900 && media_ai_queued_ms(port) <= 2000);
+	/* 1 s: the mu-law playout's bound (the AI thread stops reading well before) */
+	assert_int_equal(media_ai_write(port, tone, sizeof(tone)), 0);
+	assert_true(media_ai_queued_ms(port) >= 900 && media_ai_queued_ms(port) <= 1000);
 	assert_int_equal(media_ai_mark(port, 7), 0);
 	/* Let it play 300 ms. */
 	phone_recv(&caller, -1, 300);
@@ -422,13 +423,20 @@ static void test_media_ai_g722_pcm16(void **state)
 		le[2 * i] = (uint8_t)((uint16_t)down[i] & 0xff);
 		le[2 * i + 1] = (uint8_t)((uint16_t)down[i] >> 8);
 	}
-	assert_int_equal(media_ai_write(port, le, sizeof(le)), 0);
+	/* 400 ms now, the rest as the AI thread would: topped up below 200 ms queued (the
+	 * 16 kHz playout holds at most 500 ms) */
+	size_t le_pos = 12800;
+	assert_int_equal(media_ai_write(port, le, le_pos), 0);
 	int16_t *up_pcm = mem_alloc(16000u * 2u * sizeof(int16_t));
 	assert_non_null(up_pcm);
 	size_t n_up = 0;
 	uint64_t start = now_ms();
 	for (unsigned t = 0; t < 60; t++) {
 		phone_send(&caller);
+		if (le_pos < sizeof(le) && media_ai_queued_ms(port) < 200) {
+			assert_int_equal(media_ai_write(port, le + le_pos, 3200), 0);
+			le_pos += 3200;
+		}
 		uint64_t due = start + (uint64_t)(t + 1u) * 20u;
 		while (now_ms() < due) {
 			uint8_t f[640];
@@ -747,6 +755,139 @@ static void test_media_dsp_10k_frames_no_alloc(void **state)
 	}
 }
 
+/* ---- the AI upstream's early push (media/dsp.c rx_ahead) ---- */
+
+struct early {
+	struct media_dsp *d;
+	uint8_t pl[160];
+	uint64_t t0;
+};
+
+static void early_open(struct early *e)
+{
+	e->d = mem_zalloc(sizeof(*e->d));
+	assert_non_null(e->d);
+	media_rfc4733_tx_init(&e->d->tx4733);
+	e->d->has_te = 1; /* no in-band detector: not what this tests */
+	assert_int_equal(media_dsp_codec_create(&e->d->k, MEDIA_CODEC_PCMU), 0);
+	assert_int_equal(media_ai_port_create(&e->d->ai, MEDIA_AI_MULAW_8K, NULL, NULL), 0);
+	e->t0 = 1000000;
+}
+
+/* Packet seq (payload bytes = 0x10 + seq) arriving at t0 + at_ms; returns what
+ * media_dsp_rx_packet said (1: a frame went up). */
+static int early_pkt(struct early *e, uint16_t seq, unsigned at_ms)
+{
+	memset(e->pl, 0x10 + seq, sizeof(e->pl));
+	return media_dsp_rx_packet(e->d, 0x4242, seq, seq * 160u, e->pl, sizeof(e->pl),
+	                           e->t0 + at_ms * 1000u);
+}
+
+static void early_tick(struct early *e, unsigned at_ms)
+{
+	struct media_dsp_emit em;
+	media_dsp_rx_tick(e->d, e->t0 + at_ms * 1000u, &em);
+}
+
+/* The frames in the AI ring now: their first bytes into first[], the count returned. */
+static unsigned early_take(struct early *e, uint8_t *first, unsigned max)
+{
+	uint8_t f[160];
+	unsigned n = 0;
+	while (media_ai_read(e->d->ai, f) == 1) {
+		if (n < max)
+			first[n] = f[0];
+		n++;
+	}
+	return n;
+}
+
+/* An in-order packet is in the AI ring as soon as it arrived, before the tick; the tick it
+ * stands for queues nothing more; a tick with no packet queues exactly one silent frame. */
+static void test_media_ai_early_push(void **state)
+{
+	(void)state;
+	struct early e;
+	uint8_t got[8];
+	early_open(&e);
+	/* The first packet goes up on arrival (no jitter-buffer hold on the AI path), before
+	 * any tick; the tick it stands for (ticks at 10, 30, 50, ... ms) queues nothing. */
+	assert_int_equal(early_pkt(&e, 0, 0), 1);
+	assert_int_equal(early_take(&e, got, 8), 1);
+	assert_int_equal(got[0], 0x10);
+	early_tick(&e, 10);
+	assert_int_equal(early_take(&e, got, 8), 0);
+	/* Two packets between two ticks (the first one late): both go up on arrival, and
+	 * the next two ticks queue nothing (never more than MEDIA_DSP_AHEAD_MAX ahead). */
+	assert_int_equal(early_pkt(&e, 1, 31), 1);
+	assert_int_equal(early_pkt(&e, 2, 40), 1);
+	assert_int_equal(early_take(&e, got, 8), 2);
+	assert_int_equal(got[0], 0x11);
+	assert_int_equal(got[1], 0x12);
+	early_tick(&e, 30 + 20);
+	early_tick(&e, 30 + 40);
+	assert_int_equal(early_take(&e, got, 8), 0);
+	/* Steady flow: each packet is in the ring on arrival, its tick adds nothing. */
+	for (unsigned k = 3; k < 50; k++) {
+		assert_int_equal(early_pkt(&e, (uint16_t)k, 20 * k + 22), 1);
+		assert_int_equal(early_take(&e, got, 8), 1);
+		assert_int_equal(got[0], (uint8_t)(0x10 + k));
+		early_tick(&e, 20 * k + 30);
+		assert_int_equal(early_take(&e, got, 8), 0);
+	}
+	/* Nothing arrives for a slot: its tick queues exactly one frame, silence. */
+	early_tick(&e, 20 * 50 + 30);
+	assert_int_equal(early_take(&e, got, 8), 1);
+	assert_int_equal(got[0], 0xff);
+	struct media_jbuf_stats js;
+	media_jbuf_stats(e.d->k->jb, &js);
+	assert_true(js.early >= 48);
+	media_dsp_destroy(e.d);
+}
+
+/* Over a long run with jitter, reordering and loss the AI gets one frame per tick: never
+ * more than 2 ahead of the ticks, never behind, and every packet that came in order went
+ * up on arrival. */
+static void test_media_ai_early_push_one_per_tick(void **state)
+{
+	(void)state;
+	struct early e;
+	uint8_t got[8];
+	early_open(&e);
+	unsigned ticks = 0, frames = 0, early_frames = 0;
+	uint32_t rng = 12345;
+	unsigned next_tick = 10;
+	for (unsigned k = 0; k < 3000; k++) {
+		rng = rng * 1103515245u + 12345u;
+		unsigned jitter = (rng >> 16) % 8; /* 0..7 ms late */
+		unsigned at = 20 * k + jitter;
+		while (next_tick <= at) {
+			early_tick(&e, next_tick);
+			ticks++;
+			frames += early_take(&e, got, 8);
+			assert_true(frames <= ticks + MEDIA_DSP_AHEAD_MAX);
+			assert_true(frames >= ticks);
+			next_tick += 20;
+		}
+		if (k % 97 == 13)
+			continue; /* lost */
+		uint16_t seq = (uint16_t)k;
+		if (k % 53 == 7 && k + 1 < 3000) {
+			/* k and k+1 swapped: k+1 first */
+			early_pkt(&e, (uint16_t)(seq + 1), at);
+			early_pkt(&e, seq, at + 1);
+			k++;
+		} else if (early_pkt(&e, seq, at)) {
+			early_frames++;
+		}
+		frames += early_take(&e, got, 8);
+		assert_true(frames <= ticks + MEDIA_DSP_AHEAD_MAX);
+	}
+	assert_true(ticks > 2900);
+	assert_true(early_frames > 2800);
+	media_dsp_destroy(e.d);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, leak_setup, leak_teardown)
 
 int main(void)
@@ -762,6 +903,8 @@ int main(void)
 	    T(test_media_ringback_mx),
 	    T(test_media_amd_silence),
 	    T(test_media_dsp_10k_frames_no_alloc),
+	    T(test_media_ai_early_push),
+	    T(test_media_ai_early_push_one_per_tick),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -912,7 +912,7 @@ static void test_vapi_user_interrupted_flushes(void **state)
 	struct vapi_event ev;
 
 	fake_send(1, 2, talk, sizeof(talk)); /* 1.2 s */
-	wait_queued(cl.ai, 800);
+	wait_queued(cl.ai, 600); /* the ai thread stops reading at 700 ms (ws.c PAUSE_MS) */
 	fake_text("{\"type\":\"user-interrupted\",\"turnId\":\"t1\"}");
 	expect_event(&ev, VAPI_EV_INTERRUPTED, 5);
 	assert_int_equal(media_ai_queued_ms(cl.ai), 0);
@@ -922,7 +922,7 @@ static void test_vapi_user_interrupted_flushes(void **state)
 	sleep_ms(60);
 
 	fake_send(1, 2, talk, sizeof(talk));
-	wait_queued(cl.ai, 800);
+	wait_queued(cl.ai, 600);
 	fake_text(
 	    "{\"type\":\"speech-update\",\"role\":\"user\",\"status\":\"started\",\"turn\":2}");
 	expect_event(&ev, VAPI_EV_SPEECH, 5);

@@ -349,13 +349,13 @@ void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit 
 		return;
 	}
 	if (!pushed) {
-		/* An AI leg takes the expected packet whenever it is here (it arrived while
-		 * this tick's slot was taken already); otherwise the jitter buffer's clock
-		 * decides: a held start, a packet not due yet, loss, a pause. */
+		/* The expected packet is taken whenever it is here: an AI leg's (it arrived
+		 * while this tick's slot was taken already), and a bridged leg's, whose peer
+		 * gets it this tick instead of after a hold (a relay adds no hold either; a
+		 * late packet makes the buffer one packet deeper by itself). Otherwise the
+		 * jitter buffer's clock decides: a packet not due yet, loss, a pause. */
 		struct media_jbuf_frame jf;
-		enum media_jbuf_res r = MEDIA_JBUF_EMPTY;
-		if (d->ai)
-			r = media_jbuf_get_next(k->jb, now, &jf);
+		enum media_jbuf_res r = media_jbuf_get_next(k->jb, now, &jf);
 		if (r != MEDIA_JBUF_PACKET)
 			r = media_jbuf_get(k->jb, now, &jf);
 		rx_decode(d, r, &jf);

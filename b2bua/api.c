@@ -43,16 +43,15 @@ struct action_req {
 	char summary[1024];
 };
 
-/* POST /v1/calls, parsed: the strings point into `body` (one allocation). */
+/* POST /v1/calls, parsed: o's strings point into the arrays (or vars). */
 struct orig_req {
 	struct b2b_orig o;
-	char *vars;  /* variables as JSON text (mem_) */
-	char text[]; /* the copied strings */
+	char to[33], from[33], assistant[96], lead[64], ref[96];
+	char *vars; /* variables as JSON text (mem_) */
 };
 
 static struct {
 	struct mbox *mb;
-	int hook_on;
 	struct vapi_hook_config hook;
 	char *hook_strs[6]; /* copies behind hook's strings */
 	struct metric *m_hook[4];
@@ -65,34 +64,54 @@ static const char *const hook_results[] = {"ok", "unauthorized", "malformed", "b
 #define ORIG_MAX_BODY (64u * 1024u)
 #define ORIG_MAX_VARS (16u * 1024u)
 
+/* Frees what a mailbox message carries. */
+static void msg_free(enum api_kind kind, void *ptr)
+{
+	if (kind == API_HOOK)
+		vapi_hook_msg_free(ptr);
+	else if (kind == API_ORIGINATE)
+		mem_free(((struct orig_req *)ptr)->vars);
+	mem_free(ptr);
+}
+
 static void post_or_busy(enum api_kind kind, uint64_t token, void *ptr)
 {
 	struct api_msg m = {.kind = kind, .token = token, .ptr = ptr};
 	if (mbox_post(api.mb, &m) == 0)
 		return;
-	if (kind == API_HOOK) {
-		vapi_hook_msg_free(ptr);
-		mem_free(ptr);
+	if (kind == API_HOOK)
 		metric_inc(api.m_hook[HOOK_BUSY]);
-	} else if (kind == API_ACTION) {
-		mem_free(ptr);
-	} else {
-		mem_free(((struct orig_req *)ptr)->vars);
-		mem_free(ptr);
-	}
+	msg_free(kind, ptr);
 	ctl_reply_error(token, 503, "busy", "the call engine is overloaded: try again", NULL);
 }
 
 /* ---- POST /v1/calls ---- */
 
-static const char *const orig_fields[] = {"to",  "from", "assistant_id", "variables", "lead_id",
-                                          "ref", NULL};
-static const size_t orig_max[] = {32, 32, 95, 0, 63, 95};
+/* Copies a string member of j (absent = ""); 0, or -1 after answering 400. */
+static int take_str(uint64_t token, json_t *j, const char *key, char *out, size_t len)
+{
+	json_t *v = json_object_get(j, key);
+	out[0] = '\0';
+	if (!v)
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) >= len ||
+	    strlen(json_string_value(v)) != json_string_length(v)) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "%s must be a string of at most %zu characters", key,
+		         len - 1);
+		ctl_reply_error(token, 400, "invalid_field", msg, key);
+		return -1;
+	}
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
 
-/* Checks the body; fills *out or answers the error itself. */
+/* Parses and checks the body, then hands it to the sip thread (or answers the error). */
 static void on_calls(struct ctl_request *rq, void *arg)
 {
 	(void)arg;
+	static const char *const fields[] = {"to",  "from", "assistant_id", "variables", "lead_id",
+	                                     "ref", NULL};
 	uint64_t token = ctl_req_token(rq);
 	size_t len;
 	const char *body = ctl_req_body(rq, &len);
@@ -108,65 +127,53 @@ static void on_calls(struct ctl_request *rq, void *arg)
 	}
 	const char *key;
 	json_t *v;
-	size_t need = 0;
 	json_object_foreach(j, key, v)
 	{
 		size_t i = 0;
-		while (orig_fields[i] && strcmp(orig_fields[i], key) != 0)
+		while (fields[i] && strcmp(fields[i], key) != 0)
 			i++;
-		if (!orig_fields[i]) {
+		if (!fields[i]) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "unknown field \"%.60s\"", key);
 			ctl_reply_error(token, 400, "invalid_field", msg, key);
 			json_decref(j);
 			return;
 		}
-		if (strcmp(key, "variables") == 0) {
-			if (!json_is_object(v)) {
-				ctl_reply_error(token, 400, "invalid_field",
-				                "variables must be a JSON object", key);
-				json_decref(j);
-				return;
-			}
-			continue;
-		}
-		if (!json_is_string(v) || json_string_length(v) > orig_max[i] ||
-		    strlen(json_string_value(v)) != json_string_length(v)) {
-			char msg[160];
-			snprintf(msg, sizeof(msg), "%s must be a string of at most %zu characters",
-			         key, orig_max[i]);
-			ctl_reply_error(token, 400, "invalid_field", msg, key);
-			json_decref(j);
-			return;
-		}
-		need += json_string_length(v) + 1;
 	}
-	const char *to = json_string_value(json_object_get(j, "to"));
-	if (!to || !to[0]) {
-		ctl_reply_error(token, 400, "missing_field", "to is required: the number to call",
-		                "to");
+	json_t *vars = json_object_get(j, "variables");
+	if (vars && !json_is_object(vars)) {
+		ctl_reply_error(token, 400, "invalid_field", "variables must be a JSON object",
+		                "variables");
 		json_decref(j);
 		return;
 	}
-	struct orig_req *r = mem_zalloc(sizeof(*r) + need);
+	struct orig_req *r = mem_zalloc(sizeof(*r));
 	if (!r) {
 		json_decref(j);
 		ctl_reply_error(token, 503, "busy", "out of memory", NULL);
 		return;
 	}
-	char *p = r->text;
-	const char **dst[] = {&r->o.to, &r->o.from,    &r->o.assistant_id,
-	                      NULL,     &r->o.lead_id, &r->o.ref};
-	for (size_t i = 0; orig_fields[i]; i++) {
-		const char *s = json_string_value(json_object_get(j, orig_fields[i]));
-		if (!dst[i] || !s)
-			continue;
-		size_t n = strlen(s) + 1;
-		memcpy(p, s, n);
-		*dst[i] = p;
-		p += n;
+	if (take_str(token, j, "to", r->to, sizeof(r->to)) ||
+	    take_str(token, j, "from", r->from, sizeof(r->from)) ||
+	    take_str(token, j, "assistant_id", r->assistant, sizeof(r->assistant)) ||
+	    take_str(token, j, "lead_id", r->lead, sizeof(r->lead)) ||
+	    take_str(token, j, "ref", r->ref, sizeof(r->ref))) {
+		mem_free(r);
+		json_decref(j);
+		return;
 	}
-	json_t *vars = json_object_get(j, "variables");
+	if (!r->to[0]) {
+		mem_free(r);
+		json_decref(j);
+		ctl_reply_error(token, 400, "missing_field", "to is required: the number to call",
+		                "to");
+		return;
+	}
+	r->o = (struct b2b_orig){.to = r->to,
+	                         .from = r->from,
+	                         .assistant_id = r->assistant,
+	                         .lead_id = r->lead,
+	                         .ref = r->ref};
 	if (vars) {
 		char *vj = json_dumps(vars, JSON_COMPACT);
 		if (!vj || strlen(vj) > ORIG_MAX_VARS) {
@@ -200,39 +207,17 @@ static void do_originate(uint64_t token, struct orig_req *r)
 		json_object_set_new(o, "id", json_string(id));
 		json_object_set_new(o, "status", json_string("dialing"));
 		json_object_set_new(o, "to", json_string(r->o.to));
-		char *s = json_dumps(o, JSON_COMPACT);
-		json_decref(o);
-		char *body = s ? mem_strdup(s) : NULL;
-		free(s);
+		size_t len;
+		char *body = b2b_json_body(o, &len);
 		if (body)
-			ctl_reply(token, 201, NULL, body, strlen(body));
+			ctl_reply(token, 201, NULL, body, len);
 		else
 			ctl_reply_error(token, 500, "internal", "out of memory", NULL);
 	}
-	mem_free(r->vars);
-	mem_free(r);
+	msg_free(API_ORIGINATE, r);
 }
 
 /* ---- POST /v1/calls/{id}/transfer, POST /v1/calls/{id}/hangup ---- */
-
-/* Copies a string member of j (absent = ""); 0, or -1 after answering 400. */
-static int take_str(uint64_t token, json_t *j, const char *key, char *out, size_t len)
-{
-	json_t *v = json_object_get(j, key);
-	out[0] = '\0';
-	if (!v)
-		return 0;
-	if (!json_is_string(v) || json_string_length(v) >= len ||
-	    strlen(json_string_value(v)) != json_string_length(v)) {
-		char msg[120];
-		snprintf(msg, sizeof(msg), "%s must be a string of at most %zu characters", key,
-		         len - 1);
-		ctl_reply_error(token, 400, "invalid_field", msg, key);
-		return -1;
-	}
-	memcpy(out, json_string_value(v), json_string_length(v) + 1);
-	return 0;
-}
 
 static void on_call_action(struct ctl_request *rq, void *arg)
 {
@@ -388,8 +373,7 @@ static void do_hook(uint64_t token, struct vapi_hook_msg *m)
 	} else {
 		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
 	}
-	vapi_hook_msg_free(m);
-	mem_free(m);
+	msg_free(API_HOOK, m);
 }
 
 /* ---- set-up, and the sip thread's side ---- */
@@ -444,7 +428,6 @@ int b2b_api_init(const struct conf *cfg)
 	                   on_vapi_hook, NULL);
 	if (rc)
 		return rc;
-	api.hook_on = 1;
 	log_info("main", "VAPI webhooks at /webhooks/vapi (%s)",
 	         api.hook.auth == VAPI_HOOK_HMAC ? "hmac" : "bearer");
 	return 0;
@@ -474,14 +457,8 @@ void b2b_api_poll(void)
 void b2b_api_close(void)
 {
 	struct api_msg m;
-	while (api.mb && mbox_take(api.mb, &m) == 0) {
-		if (m.kind == API_HOOK) {
-			vapi_hook_msg_free(m.ptr);
-		} else if (m.kind == API_ORIGINATE) {
-			mem_free(((struct orig_req *)m.ptr)->vars);
-		}
-		mem_free(m.ptr);
-	}
+	while (api.mb && mbox_take(api.mb, &m) == 0)
+		msg_free(m.kind, m.ptr);
 	mbox_destroy(api.mb);
 	for (unsigned i = 0; i < 6; i++)
 		mem_free(api.hook_strs[i]);

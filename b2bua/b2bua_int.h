@@ -193,9 +193,8 @@ struct b2b_call {
 
 	/* Outbound AI calls (b2b_originate): the lead is leg b, leg a is unused. */
 	int outbound;
-	struct b2b_leg *ai_leg; /* the leg the assistant talks with: a inbound, b outbound */
-	char assistant[96];     /* outbound: the assistantId */
-	char *variables;        /* outbound: variableValues JSON text (mem_), NULL = none */
+	char assistant[96]; /* outbound: the assistantId */
+	char *variables;    /* outbound: variableValues JSON text (mem_), NULL = none */
 	char lead_id[64], ref[96];
 	su_timer_t *ring_timer; /* outbound: the lead did not answer in ring_timeout */
 	uint64_t ai_speech_ms;  /* the assistant first started speaking (speech-update) */
@@ -267,6 +266,11 @@ int b2b_leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans);
 /* The SDP body of a message: 0, 1 when there is none, -EINVAL with *why. */
 int b2b_sip_sdp(const sip_t *sip, struct b2b_sdp *out, const char **why);
 void b2b_leg_set_contact(struct b2b_leg *leg, int tls);
+/* Sends the INVITE of a UAC leg (b, x) to ruri on leg->trunk: our offer (prefer first),
+ * the trunk's session timer, the extra header lines in hdr (CRLF-ended; trimmed here),
+ * Privacy: id when asked. 0, or -ENOMEM with nothing sent (leg->nh NULL). */
+int b2b_leg_invite(struct b2b_leg *leg, const char *ruri, const char *from, enum media_codec prefer,
+                   struct strbuf *hdr, int privacy);
 void b2b_timer_drop(su_timer_t **t);
 void b2b_call_maybe_finish(struct b2b_call *call);
 /* BYE, CANCEL or a final answer, as the leg's state needs; `reason` a Reason value. */
@@ -277,7 +281,11 @@ void b2b_ai_drop(struct b2b_call *call);
 void b2b_ai_fail(struct b2b_call *call, int status, const char *text);
 /* Moves the AI leg's audio to leg (the whisper to the agent, and back). 0 or -errno. */
 int b2b_ai_move(struct b2b_call *call, struct b2b_leg *leg);
-/* The customer's leg: a for inbound calls, b for outbound ones. */
+/* An HTTP answer body: o serialised compactly into a mem_ string (o is consumed);
+ * NULL when out of memory. */
+char *b2b_json_body(json_t *o, size_t *len);
+/* The customer's leg, the one the assistant talks with: a for inbound calls, b for
+ * outbound ones. */
 struct b2b_leg *b2b_call_customer(struct b2b_call *call);
 
 /* transfer.c: the warm transfer from the assistant to an agent queue */

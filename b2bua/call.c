@@ -34,7 +34,7 @@ static struct b2b_leg *other_leg(struct b2b_leg *leg)
 
 struct b2b_leg *b2b_call_customer(struct b2b_call *call)
 {
-	return call->ai_leg ? call->ai_leg : &call->a;
+	return call->outbound ? &call->b : &call->a;
 }
 
 struct b2b_call *b2b_call_by_id(const char *id)
@@ -760,15 +760,44 @@ static void b_fail_over_or_fail(struct b2b_call *call, int status, const char *p
 	b2b_call_maybe_finish(call);
 }
 
+int b2b_leg_invite(struct b2b_leg *leg, const char *ruri, const char *from, enum media_codec prefer,
+                   struct strbuf *hdr, int privacy)
+{
+	const struct conf_trunk *t = leg->trunk;
+	char to[300];
+	snprintf(to, sizeof(to), "<%s>", ruri);
+	if (hdr->len >= 2)
+		hdr->p[hdr->len -= 2] =
+		    '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
+	char *offer = b2b_leg_offer(leg, prefer, 0);
+	leg->nh = offer ? nua_handle(b2b_g.nua, leg, NUTAG_URL(ruri), SIPTAG_TO_STR(to),
+	                             SIPTAG_FROM_STR(from), TAG_END())
+	                : NULL;
+	if (!leg->nh) {
+		mem_free(offer);
+		return -ENOMEM;
+	}
+	leg->state = LEG_CALLING;
+	leg->auth_tries = 0;
+	b2b_leg_set_contact(leg, t->transport == CONF_TP_TLS);
+	nua_invite(leg->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer),
+	           LEG_CONTACT(leg), TAG_IF(hdr->len, SIPTAG_HEADER_STR(hdr->p)),
+	           TAG_IF(privacy, SIPTAG_PRIVACY_STR("id")),
+	           NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
+	           NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
+	           SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
+	mem_free(offer);
+	return 0;
+}
+
 static void send_b_invite(struct b2b_call *call)
 {
 	struct b2b_leg *b = &call->b;
 	struct b2b_leg *a = &call->a;
 	const struct conf_trunk *t = b->trunk;
 	unsigned node = call->node_order[b->node];
-	char ruri[256], to[300], from[300];
+	char ruri[256], from[300];
 	b2b_trunk_uri(t, node, call->target, ruri, sizeof(ruri));
-	snprintf(to, sizeof(to), "<%s>", ruri);
 
 	char num[64];
 	if (b2b_number_egress(&t->numbering,
@@ -798,36 +827,18 @@ static void send_b_invite(struct b2b_call *call)
 	}
 	if (call->diversion)
 		str_puts(&hdr, call->diversion);
-	if (hdr.len >= 2)
-		hdr.p[hdr.len -= 2] =
-		    '\0'; /* SIPTAG_HEADER_STR takes lines without the last CRLF */
-
 	/* The caller's codec first, then the trunk's others: PCMU and PCMA legs are
 	 * converted into each other, so a callee that takes only the other law still
 	 * gets a call. */
-	char *offer = b2b_leg_offer(b, a->have_remote ? a->codec : MEDIA_CODEC_NONE, 0);
-	b->nh = nua_handle(b2b_g.nua, b, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
-	                   TAG_END());
-	if (!b->nh || !offer) {
-		mem_free(offer);
-		str_deinit(&hdr);
+	int rc = hdr.oom
+	             ? -ENOMEM
+	             : b2b_leg_invite(b, ruri, from, a->have_remote ? a->codec : MEDIA_CODEC_NONE,
+	                              &hdr, call->privacy_id);
+	str_deinit(&hdr);
+	if (rc) {
 		b_fail_over_or_fail(call, 500, "Internal Error");
 		return;
 	}
-	b->state = LEG_CALLING;
-	b->auth_tries = 0;
-	char se[16], mse[16];
-	snprintf(se, sizeof(se), "%u", t->session_expires_s);
-	snprintf(mse, sizeof(mse), "%u", t->min_se_s);
-	b2b_leg_set_contact(b, t->transport == CONF_TP_TLS);
-	nua_invite(b->nh, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE), SIPTAG_PAYLOAD_STR(offer),
-	           LEG_CONTACT(b), TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
-	           TAG_IF(call->privacy_id, SIPTAG_PRIVACY_STR("id")),
-	           NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
-	           NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
-	           SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
-	mem_free(offer);
-	str_deinit(&hdr);
 	log_info("call", "INVITE %s via trunk %s (node %u)", ruri, t->name, node);
 	if (t->invite_timeout_s) {
 		b->invite_timer =
@@ -1488,7 +1499,6 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 		return;
 	}
 	call->a.trunk = from;
-	call->ai_leg = &call->a;
 	call->a.nh = nh;
 	call->a.state = LEG_CALLING;
 	nua_handle_bind(nh, &call->a);
@@ -1638,7 +1648,7 @@ void b2b_call_media_events(void)
 				fb_play_done(leg->call);
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
 				leg->call->dtmf_digits++;
-				if (leg->call->ai && leg == leg->call->ai_leg)
+				if (leg->call->ai && leg == b2b_call_customer(leg->call))
 					ai_dtmf(leg->call, ev[i].digit);
 				log_info("call", "DTMF '%c' (%u ms) from leg %c", ev[i].digit,
 				         ev[i].duration_ms, leg->side);
@@ -1691,7 +1701,7 @@ static void callback_job(struct b2b_call *call, const char *why)
  * answer) with the reason, and the callback job when configured. */
 static void fb_release(struct b2b_call *call)
 {
-	struct b2b_leg *c = call->ai_leg;
+	struct b2b_leg *c = b2b_call_customer(call);
 	const char *reason = "Q.850;cause=41;text=\"AI leg failed\"";
 	call->fb_state = FB_DONE;
 	if (call->fallback && call->fallback->callback && (b2b_leg_answered(c) || !call->outbound))
@@ -1756,12 +1766,32 @@ static void fb_play_done(struct b2b_call *call)
 		fb_release(call);
 }
 
+/* Answers the inbound caller (leg a) with our SDP: the AI leg is up, or its apology
+ * prompt is to be heard. */
+static void answer_caller(struct b2b_call *call)
+{
+	struct b2b_leg *a = &call->a;
+	const struct conf_trunk *t = a->trunk;
+	char *sdp = leg_make_answer(a);
+	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a),
+	            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
+	            TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
+	            TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
+	            TAG_IF(t->session_expires_s, NUTAG_MIN_SE(t->min_se_s)), TAG_END());
+	mem_free(sdp);
+	a->state = LEG_ANSWERED;
+	a->final_status = 200;
+	call->answer_ms = clock_wall_ms();
+	call->sip_code = 200;
+	b2b_leg_media_apply(a, 1);
+}
+
 /* The AI leg could not be set up or broke. The configured fallback runs: the apology
  * prompt, then the agent queue, or a release with a callback job; without one the caller
  * gets 503 before the answer, a BYE after it. Never dead air, never a stuck call. */
 void b2b_ai_fail(struct b2b_call *call, int status, const char *text)
 {
-	struct b2b_leg *c = call->ai_leg;
+	struct b2b_leg *c = b2b_call_customer(call);
 	b2b_call_step(call, "ai.failed", text);
 	log_warn("call", "AI leg failed%s%.0d: %s", status ? " with HTTP " : "", status, text);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_ai_failures_total",
@@ -1779,19 +1809,8 @@ void b2b_ai_fail(struct b2b_call *call, int status, const char *text)
 	}
 	struct media_prompt *pr = fb && fb->prompt[0] ? b2b_prompt_find(fb->prompt) : NULL;
 	if (pr && c->ms && (b2b_leg_answered(c) || (c->side == 'a' && c->have_remote))) {
-		if (!b2b_leg_answered(c)) {
-			/* Answer to play the apology (a caller who has not been answered yet). */
-			char *sdp = leg_make_answer(c);
-			nua_respond(c->nh, SIP_200_OK, LEG_CONTACT(c),
-			            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
-			            TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)), TAG_END());
-			mem_free(sdp);
-			c->state = LEG_ANSWERED;
-			c->final_status = 200;
-			call->answer_ms = clock_wall_ms();
-			call->sip_code = 200;
-			b2b_leg_media_apply(c, 1);
-		}
+		if (!b2b_leg_answered(c))
+			answer_caller(call); /* to play the apology to a caller not answered yet */
 		call->fb_state = FB_PROMPT;
 		media_session_play(c->ms, pr, 0, PLAY_FALLBACK);
 		log_info("call", "fallback: playing %s", fb->prompt);
@@ -1858,7 +1877,7 @@ static void ai_start(struct b2b_call *call)
 		json_object_set_new(vars, "leadId", json_string(call->lead_id));
 	char *vj = json_dumps(vars, JSON_COMPACT);
 	json_decref(vars);
-	struct b2b_leg *c = call->ai_leg;
+	struct b2b_leg *c = b2b_call_customer(call);
 	struct vapi_call_params p;
 	memset(&p, 0, sizeof(p));
 	p.owner = c->id;
@@ -1893,9 +1912,10 @@ static void ai_start(struct b2b_call *call)
 static int ai_attach(struct b2b_call *call)
 {
 	struct media_ai_port *port = NULL;
-	int rc = media_ai_attach(call->ai_leg->ms, call->ai_format, vapi_ai_notify, NULL, &port);
+	int rc = media_ai_attach(b2b_call_customer(call)->ms, call->ai_format, vapi_ai_notify, NULL,
+	                         &port);
 	if (!rc) {
-		call->ai_on = call->ai_leg;
+		call->ai_on = b2b_call_customer(call);
 		rc = vapi_call_connect(call->ai, port);
 		if (rc)
 			media_ai_port_release(port);
@@ -1968,19 +1988,7 @@ static void ai_connected(struct b2b_call *call, const char *id)
 		b2b_ai_fail(call, 0, "cannot connect the media to the AI leg");
 		return;
 	}
-	char *sdp = leg_make_answer(a);
-	const struct conf_trunk *t = a->trunk;
-	nua_respond(a->nh, SIP_200_OK, LEG_CONTACT(a),
-	            TAG_IF(sdp, SIPTAG_CONTENT_TYPE_STR(SDP_TYPE)),
-	            TAG_IF(sdp, SIPTAG_PAYLOAD_STR(sdp)),
-	            TAG_IF(t->session_expires_s, NUTAG_SESSION_TIMER(t->session_expires_s)),
-	            TAG_IF(t->session_expires_s, NUTAG_MIN_SE(t->min_se_s)), TAG_END());
-	mem_free(sdp);
-	a->state = LEG_ANSWERED;
-	a->final_status = 200;
-	call->answer_ms = clock_wall_ms();
-	call->sip_code = 200;
-	b2b_leg_media_apply(a, 1);
+	answer_caller(call);
 	b2b_call_record_start(call);
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
 	log_info("call", "AI leg up (VAPI call %s): answered after %llu ms", call->ai_id,
@@ -1991,7 +1999,7 @@ static void ai_connected(struct b2b_call *call, const char *id)
  * the reason. */
 static void ai_ended(struct b2b_call *call, const char *why)
 {
-	struct b2b_leg *c = call->ai_leg;
+	struct b2b_leg *c = b2b_call_customer(call);
 	snprintf(call->ai_end, sizeof(call->ai_end), "%s", why ? why : "ended");
 	b2b_call_step(call, "ai.ended", call->ai_end);
 	if (!b2b_leg_answered(c)) {
@@ -2084,7 +2092,7 @@ static void ai_keep_line(struct b2b_call *call, const char *role, const char *te
 static struct b2b_call *call_of_owner(uint64_t owner)
 {
 	for (struct b2b_call *c = b2b_g.calls; c; c = c->next)
-		if (c->ai && c->ai_leg && c->ai_leg->id == owner)
+		if (c->ai && b2b_call_customer(c)->id == owner)
 			return c;
 	return NULL;
 }
@@ -2241,7 +2249,6 @@ int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char *
 		return 503;
 	}
 	call->outbound = 1;
-	call->ai_leg = &call->b;
 	call->fallback = &cfg->outbound.fallback;
 	call->route = "outbound";
 	call->b.trunk = t;
@@ -2299,7 +2306,7 @@ static struct b2b_call *call_of_hook(const struct vapi_hook_msg *m)
 	return NULL;
 }
 
-static char *json_answer(json_t *o, size_t *len)
+char *b2b_json_body(json_t *o, size_t *len)
 {
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -2326,7 +2333,7 @@ static char *hook_assistant(const struct vapi_hook_msg *m, size_t *len)
 		log_warn("vapi", "assistant-request for %s: no route to \"ai\" takes it",
 		         num[0] ? num : "(no number)");
 	}
-	return json_answer(o, len);
+	return b2b_json_body(o, len);
 }
 
 int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
@@ -2361,7 +2368,7 @@ int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
 	case VAPI_HOOK_FUNCTION_CALL: {
 		json_t *o = json_object();
 		json_object_set_new(o, "result", json_string("This function is not available."));
-		*answer = json_answer(o, len);
+		*answer = b2b_json_body(o, len);
 		break;
 	}
 	case VAPI_HOOK_TRANSFER_DEST: {
@@ -2370,7 +2377,7 @@ int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
 		json_object_set_new(o, "error",
 		                    json_string("Transfers are done with the "
 		                                "transfer_to_agent tool."));
-		*answer = json_answer(o, len);
+		*answer = b2b_json_body(o, len);
 		break;
 	}
 	case VAPI_HOOK_STATUS:

@@ -148,8 +148,8 @@ void b2b_call_record_start(struct b2b_call *call)
 {
 	const struct conf_route *r = call->route_cfg;
 	/* The customer's leg: the caller, or the lead of an outbound call. */
-	struct b2b_leg *cust = call->outbound ? &call->b : &call->a;
-	struct b2b_leg *other = call->outbound ? &call->a : &call->b;
+	struct b2b_leg *cust = b2b_call_customer(call);
+	struct b2b_leg *other = cust == &call->a ? &call->b : &call->a;
 	int record = call->outbound ? call->conf->outbound.record : r && r->record;
 	const char *notice = r ? r->record_notice : NULL;
 	if (!record || !cust->ms || call->recording[0])

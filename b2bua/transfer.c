@@ -80,7 +80,6 @@ struct b2b_xfer {
 	su_timer_t *leg_timer; /* ring, whisper or accept bound */
 	su_timer_t *ho_timer;  /* hand-off grace and bound */
 	unsigned node, n_nodes, node_order[16];
-	unsigned auth_tries;
 };
 
 static void xf_fail(struct b2b_call *call, const char *why);
@@ -220,9 +219,8 @@ static void xf_invite(struct b2b_call *call)
 	struct b2b_leg *x = &call->x, *cust = b2b_call_customer(call);
 	const struct conf_trunk *t = xf->trunk;
 	unsigned node = xf->node_order[xf->node];
-	char ruri[256], to[300], from[300], num[64] = "";
+	char ruri[256], from[300], num[64] = "";
 	b2b_trunk_uri(t, node, xf->number, ruri, sizeof(ruri));
-	snprintf(to, sizeof(to), "<%s>", ruri);
 	/* The agent's phone shows the customer's number. */
 	const char *lead = call->outbound ? call->called_e164 : call->caller_e164;
 	if (b2b_number_egress(&t->numbering, lead, num, sizeof(num)))
@@ -247,34 +245,15 @@ static void xf_invite(struct b2b_call *call)
 		str_printf(&hdr, "Call-Info: <%s/calls/%s>;purpose=info\r\n", pub, call->id);
 	if (num[0])
 		str_printf(&hdr, "P-Asserted-Identity: <sip:%s@%s>\r\n", num, b2b_g.our_host);
-	if (hdr.len >= 2)
-		hdr.p[hdr.len -= 2] = '\0';
 
 	x->trunk = t;
-	char *offer = b2b_leg_offer(x, cust->codec, 0);
-	x->nh = nua_handle(b2b_g.nua, x, NUTAG_URL(ruri), SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
-	                   TAG_END());
-	if (!x->nh || !offer || hdr.oom) {
-		mem_free(offer);
-		str_deinit(&hdr);
-		if (x->nh) {
-			nua_handle_destroy(x->nh);
-			x->nh = NULL;
-		}
+	x->final_status = 0;
+	int rc = hdr.oom ? -ENOMEM : b2b_leg_invite(x, ruri, from, cust->codec, &hdr, 0);
+	str_deinit(&hdr);
+	if (rc) {
 		xf_fail(call, "cannot build the INVITE to the queue");
 		return;
 	}
-	x->state = LEG_CALLING;
-	x->final_status = 0;
-	xf->auth_tries = 0;
-	b2b_leg_set_contact(x, t->transport == CONF_TP_TLS);
-	nua_invite(x->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(offer),
-	           LEG_CONTACT(x), TAG_IF(hdr.len, SIPTAG_HEADER_STR(hdr.p)),
-	           NUTAG_SESSION_TIMER(t->session_expires_s), NUTAG_MIN_SE(t->min_se_s),
-	           NUTAG_SESSION_REFRESHER(nua_remote_refresher), NUTAG_UPDATE_REFRESH(1),
-	           SIPTAG_SUPPORTED_STR(t->rel100 ? "timer, 100rel" : "timer"), TAG_END());
-	mem_free(offer);
-	str_deinit(&hdr);
 	if (!xf->t_invite)
 		xf->t_invite = now_ms();
 	b2b_call_step(call, "transfer.invite", ruri);
@@ -521,9 +500,9 @@ void b2b_xfer_response(struct b2b_call *call, int status, const char *phrase, co
 		xf_whisper(call);
 		return;
 	}
-	if ((status == 401 || status == 407) && sip && xf->auth_tries < 2 &&
+	if ((status == 401 || status == 407) && sip && x->auth_tries < 2 &&
 	    b2b_trunk_authenticate(x->trunk, x->nh, sip)) {
-		xf->auth_tries++;
+		x->auth_tries++;
 		return;
 	}
 	x->final_status = status;

@@ -36,6 +36,7 @@
  *   tx_lag_max_us, host_busy_pct.
  * Exit: 0 when the run completed (even with loss), 1 on setup errors, 2 on usage.
  */
+#include "bench_cpu.h"
 #include "core/mem.h"
 #include "media/media_int.h"
 
@@ -113,35 +114,6 @@ static void usage(void)
 	                "  [--codec pcmu|pcma] [--srtp KEY_B64] [--warmup S] [--duration S]\n"
 	                "  [--pid PID] [--emu-pid PID] [--prefix STR]\n");
 	exit(2);
-}
-
-static double proc_cpu_s(long pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	unsigned long long ut = 0, st = 0;
-	int field = 2;
-	for (char *tok = p + 1; *tok && field < 15;) {
-		while (*tok == ' ')
-			tok++;
-		field++;
-		if (field == 14)
-			ut = strtoull(tok, NULL, 10);
-		else if (field == 15)
-			st = strtoull(tok, NULL, 10);
-		while (*tok && *tok != ' ')
-			tok++;
-	}
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static void host_cpu(unsigned long long *busy, unsigned long long *total)
@@ -506,8 +478,8 @@ int main(int argc, char **argv)
 			in_window = 1;
 			if (opt.emu_pid > 0)
 				kill((pid_t)opt.emu_pid, SIGUSR1);
-			cpu0 = opt.pid > 0 ? proc_cpu_s(opt.pid) : -1;
-			ecpu0 = opt.emu_pid > 0 ? proc_cpu_s(opt.emu_pid) : -1;
+			cpu0 = opt.pid > 0 ? bench_proc_cpu_s(opt.pid) : -1;
+			ecpu0 = opt.emu_pid > 0 ? bench_proc_cpu_s(opt.emu_pid) : -1;
 			getrusage(RUSAGE_SELF, &ru0);
 			host_cpu(&hb0, &ht0);
 			wall0 = now;
@@ -515,8 +487,8 @@ int main(int argc, char **argv)
 		if (in_window && now >= win_end) {
 			in_window = 0;
 			window_done = 1;
-			cpu1 = opt.pid > 0 ? proc_cpu_s(opt.pid) : -1;
-			ecpu1 = opt.emu_pid > 0 ? proc_cpu_s(opt.emu_pid) : -1;
+			cpu1 = opt.pid > 0 ? bench_proc_cpu_s(opt.pid) : -1;
+			ecpu1 = opt.emu_pid > 0 ? bench_proc_cpu_s(opt.emu_pid) : -1;
 			getrusage(RUSAGE_SELF, &ru1);
 			host_cpu(&hb1, &ht1);
 			wall1 = now;

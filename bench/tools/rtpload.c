@@ -47,6 +47,8 @@
  *   approximate, /proc/stat is tick-sampled while per-process times are not).
  * Exit: 0 when the run completed (even with loss), 1 on setup errors, 2 on usage.
  */
+#include "bench_cpu.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -176,8 +178,6 @@ static void host_cpu_read(struct host_cpu *h)
 	fclose(f);
 }
 
-static double proc_cpu_s(long pid);
-
 /* CPU time of the ksoftirqd threads (the kernel moves softirq work, here mostly the
  * loopback UDP receive path, to them under load; it is then charged to no process). */
 static long ksoftirqd_pids[64];
@@ -208,7 +208,7 @@ static double ksoftirqd_cpu_s(void)
 {
 	double t = 0;
 	for (unsigned i = 0; i < n_ksoftirqd; i++) {
-		double v = proc_cpu_s(ksoftirqd_pids[i]);
+		double v = bench_proc_cpu_s(ksoftirqd_pids[i]);
 		if (v > 0)
 			t += v;
 	}
@@ -216,36 +216,6 @@ static double ksoftirqd_cpu_s(void)
 }
 
 /* utime+stime of a process in seconds, -1 when unreadable. */
-static double proc_cpu_s(long pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	/* after ") ": field 3 is state; utime and stime are fields 14 and 15 */
-	unsigned long long ut = 0, st = 0;
-	int field = 2;
-	for (char *tok = p + 1; *tok && field < 15;) {
-		while (*tok == ' ')
-			tok++;
-		field++;
-		if (field == 14)
-			ut = strtoull(tok, NULL, 10);
-		else if (field == 15)
-			st = strtoull(tok, NULL, 10);
-		while (*tok && *tok != ' ')
-			tok++;
-	}
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static int sock_open(uint16_t port, struct in_addr addr, int quiet)
 {
 	if (port_sock[port] >= 0) /* one side per port number: the table is keyed by port */
@@ -816,7 +786,7 @@ int main(int argc, char **argv)
 		if (!in_window && !window_done && now >= win_start) {
 			in_window = 1;
 			if (opt.pid > 0)
-				cpu0 = proc_cpu_s(opt.pid);
+				cpu0 = bench_proc_cpu_s(opt.pid);
 			getrusage(RUSAGE_SELF, &ru0);
 			host_cpu_read(&hc0);
 			ksi0 = ksoftirqd_cpu_s();
@@ -826,7 +796,7 @@ int main(int argc, char **argv)
 			in_window = 0;
 			window_done = 1;
 			if (opt.pid > 0)
-				cpu1 = proc_cpu_s(opt.pid);
+				cpu1 = bench_proc_cpu_s(opt.pid);
 			getrusage(RUSAGE_SELF, &ru1);
 			host_cpu_read(&hc1);
 			ksi1 = ksoftirqd_cpu_s();

@@ -7,7 +7,7 @@ SAN     ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
 PKGS      := sofia-sip-ua libsrtp2 libconfig libwebsockets jansson libcrypto \
-             opus speexdsp spandsp libbcg729 libcurl
+             opus speexdsp spandsp libbcg729 libcurl libpq hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -27,7 +27,7 @@ LDLIBS  := $(PKG_LIBS) -lev -lpthread -lm
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 CFLAGS  += -DVACS_VERSION='"$(VERSION)"'
 
-MODULES := core conf media vapi b2bua control
+MODULES := core conf media vapi db b2bua control
 LIB_SRC := $(foreach m,$(MODULES),$(filter-out $(m)/main.c,$(wildcard $(m)/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 DEPS    := $(LIB_OBJ:.o=.d)

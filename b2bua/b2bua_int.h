@@ -118,7 +118,7 @@ struct b2b_leg {
 	struct b2b_call *call;
 	nua_handle_t *nh; /* NULL when there is none (yet, or any more) */
 	const struct conf_trunk *trunk;
-	char side;   /* 'a' (caller) or 'b' (callee) */
+	char side;   /* slot: 'a' caller, 'b' callee, 'x' warm-transfer agent, 't' REFER target */
 	uint64_t id; /* media owner id */
 	enum b2b_leg_state state;
 	struct media_session *ms;
@@ -149,6 +149,8 @@ struct b2b_leg {
 	su_timer_t *invite_timer;
 	su_timer_t *refresh_timer; /* our own session refresh (peer without UPDATE) */
 	int refresh_pending;       /* a refresh re-INVITE of ours is out */
+	unsigned refresh_ms;       /* period of refresh_timer (re-armed when the leg moves) */
+	int reoffer;               /* a re-INVITE with a new media port is out (refer.c) */
 	char peer_identity[256];   /* PAI/RPID seen from this leg's far end */
 	char contact[128]; /* our Contact on this leg when nua's would be wrong ("" = nua's) */
 };
@@ -160,7 +162,12 @@ struct b2b_call {
 	struct b2b_leg a, b;
 	struct b2b_leg x;      /* the agent leg of a warm transfer (side 'x'), when any */
 	struct b2b_xfer *xfer; /* the transfer in progress or done (transfer.c), or NULL */
-	int ai_speaking;       /* the assistant's speech-update said started, not stopped */
+	/* A REFER being honoured (refer.c): the target is called on slot t and, once it
+	 * answers, swapped into the referrer's slot, so a/b/x keep meaning "bridged". */
+	struct b2b_leg t;
+	struct b2b_refer *refer; /* the REFER in progress, or NULL */
+	json_t *refers;          /* the call record's "refers" entries (NULL = none yet) */
+	int ai_speaking;         /* the assistant's speech-update said started, not stopped */
 	const struct conf_trunk *counted; /* the trunk whose active_calls counts this call */
 	int ended;
 	uint64_t start_ms, ring_ms, answer_ms, end_ms;
@@ -254,7 +261,7 @@ struct b2b_global {
 };
 extern struct b2b_global b2b_g;
 
-/* call.c: helpers shared with transfer.c */
+/* call.c: helpers shared with transfer.c and refer.c */
 #define LEG_CONTACT(leg) TAG_IF((leg)->contact[0], SIPTAG_CONTACT_STR((leg)->contact))
 int b2b_leg_answered(const struct b2b_leg *leg);
 void b2b_call_set_end(struct b2b_call *call, char side, int code, const char *why);
@@ -273,6 +280,15 @@ int b2b_leg_invite(struct b2b_leg *leg, const char *ruri, const char *from, enum
                    struct strbuf *hdr, int privacy);
 void b2b_timer_drop(su_timer_t **t);
 void b2b_call_maybe_finish(struct b2b_call *call);
+/* The leg this one is bridged to (or would be): a <-> b, the customer <-> x once a warm
+ * transfer bridged; NULL for slot t. */
+struct b2b_leg *b2b_leg_peer(struct b2b_leg *leg);
+/* After a leg's struct was copied into another slot: binds its nua handle to the new
+ * address and re-arms its refresh timer there. */
+void b2b_leg_rebind(struct b2b_leg *leg);
+/* Session refresh for an answered leg from the answer (sip): UPDATE when the peer allows
+ * it, else our own re-INVITE when we are the refresher. `uac`: we sent the INVITE. */
+void b2b_leg_session_timers(struct b2b_leg *leg, const sip_t *sip, int uac);
 /* BYE, CANCEL or a final answer, as the leg's state needs; `reason` a Reason value. */
 void b2b_leg_bye(struct b2b_leg *leg, const char *reason);
 /* Ends the AI leg (end-call, close) and detaches its port from the customer's media. */
@@ -310,11 +326,33 @@ void b2b_xfer_customer_gone(struct b2b_call *call);
 int b2b_xfer_active(const struct b2b_call *call);
 /* 1 once the customer is bridged to the agent. */
 int b2b_xfer_bridged(const struct b2b_call *call);
+/* Appends the context header lines of a transfer INVITE (X-VACS-Call-Id, -Lead-Id,
+ * -Queue, -Reason, -Summary, Call-Info) that the call has to hdr. */
+void b2b_xfer_context(const struct b2b_call *call, struct strbuf *hdr);
+/* The music on hold of the call's transfer queue, or NULL (silence). */
+struct media_prompt *b2b_xfer_moh(const struct b2b_call *call);
 /* Adds the "transfer" object to a call record; frees the transfer. */
 void b2b_xfer_record(struct b2b_call *call, json_t *cdr);
 void b2b_xfer_free(struct b2b_call *call);
 /* The transfer's id for POST /v1/calls/{id}/transfer: finds the call by id. */
 struct b2b_call *b2b_call_by_id(const char *id);
+
+/* refer.c: an in-dialog REFER on a bridged call (blind, or attended with Replaces) */
+/* nua_i_refer on a leg of a call: answered inside (202, or 400/403/416/491 with the
+ * reason) and, when accepted, the target is called. Sip thread. */
+void b2b_refer_request(struct b2b_leg *leg, const sip_t *sip, tagi_t tags[]);
+/* A REFER outside any call's dialog: 403. */
+void b2b_refer_reject_ood(nua_handle_t *nh);
+/* Events of the legs a REFER involves (slot t, the referrer, the other party). 1 when
+ * the event was consumed; 0 to let call.c handle it as usual. */
+int b2b_refer_event(nua_event_t ev, int status, const char *phrase, struct b2b_leg *leg,
+                    const sip_t *sip, tagi_t tags[]);
+/* 1 while a REFER of this call is being honoured. */
+int b2b_refer_active(const struct b2b_call *call);
+/* Adds the "refers" array to a call record. */
+void b2b_refer_record(struct b2b_call *call, json_t *cdr);
+/* Frees the REFER state (call teardown). */
+void b2b_refer_free(struct b2b_call *call);
 
 /* call.c */
 /* An outbound AI call (the originate operation). Strings may be NULL (config defaults).

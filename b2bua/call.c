@@ -45,6 +45,19 @@ struct b2b_call *b2b_call_by_id(const char *id)
 	return NULL;
 }
 
+struct b2b_leg *b2b_leg_peer(struct b2b_leg *leg)
+{
+	struct b2b_call *c = leg->call;
+	struct b2b_leg *cust = b2b_call_customer(c);
+	if (leg->side == 't')
+		return NULL;
+	if (leg->side == 'x')
+		return cust;
+	if (leg == cust && b2b_xfer_bridged(c))
+		return &c->x;
+	return other_leg(leg);
+}
+
 int b2b_leg_answered(const struct b2b_leg *leg)
 {
 	return leg->state == LEG_ANSWERED || leg->state == LEG_UP;
@@ -585,7 +598,10 @@ static void write_cdr(struct b2b_call *c)
 		cdr_leg(legs, &c->b);
 	if (c->x.trunk)
 		cdr_leg(legs, &c->x);
+	if (c->t.trunk)
+		cdr_leg(legs, &c->t);
 	b2b_xfer_record(c, o);
+	b2b_refer_record(c, o);
 	json_object_set_new(o, "legs", legs);
 	char *line = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
@@ -636,7 +652,10 @@ static void call_finish(struct b2b_call *call)
 	leg_deinit(&call->a);
 	leg_deinit(&call->b);
 	leg_deinit(&call->x);
+	leg_deinit(&call->t);
 	b2b_xfer_free(call);
+	b2b_refer_free(call);
+	json_decref(call->refers);
 	struct b2b_trunk_rt *rt = b2b_trunk_rt(call->counted);
 	if (rt && rt->active_calls)
 		rt->active_calls--;
@@ -658,7 +677,7 @@ static void call_finish(struct b2b_call *call)
 
 void b2b_call_maybe_finish(struct b2b_call *call)
 {
-	if (!call->a.nh && !call->b.nh && !call->x.nh)
+	if (!call->a.nh && !call->b.nh && !call->x.nh && !call->t.nh)
 		call_finish(call);
 }
 
@@ -673,7 +692,7 @@ void b2b_leg_bye(struct b2b_leg *leg, const char *reason)
 		break;
 	case LEG_CALLING:
 	case LEG_EARLY:
-		if (leg->side == 'b' || leg->side == 'x')
+		if (leg->side != 'a') /* b, x and t are ours (UAC) */
 			nua_cancel(leg->nh, TAG_IF(reason, SIPTAG_REASON_STR(reason)), TAG_END());
 		else
 			nua_respond(leg->nh, 480, "Temporarily Unavailable",
@@ -695,6 +714,7 @@ void b2b_call_hangup(struct b2b_call *call, int cause, const char *text)
 	b2b_call_set_end(call, 'n', cause, text);
 	b2b_leg_bye(&call->a, reason);
 	b2b_leg_bye(&call->b, reason);
+	b2b_leg_bye(&call->t, reason);
 	b2b_call_maybe_finish(call);
 }
 
@@ -1133,10 +1153,54 @@ static void leg_plan_refresh(struct b2b_leg *leg, const sip_t *sip, int uac)
 	if (strcasecmp(who, uac ? "uac" : "uas") != 0)
 		return;
 	unsigned period_ms = (unsigned)(x->x_delta / 2 > 15 ? x->x_delta / 2 - 10 : 5) * 1000u;
+	leg->refresh_ms = period_ms;
 	if (!leg->refresh_timer)
 		leg->refresh_timer = su_timer_create(su_root_task(b2b_g.root), period_ms);
 	if (leg->refresh_timer)
 		su_timer_set_interval(leg->refresh_timer, on_refresh_timer, leg, period_ms);
+}
+
+void b2b_leg_session_timers(struct b2b_leg *leg, const sip_t *sip, int uac)
+{
+	leg_refresh_method(leg, sip);
+	leg_plan_refresh(leg, sip, uac);
+}
+
+void b2b_leg_rebind(struct b2b_leg *leg)
+{
+	if (leg->nh)
+		nua_handle_bind(leg->nh, leg);
+	b2b_timer_drop(&leg->invite_timer); /* only unanswered legs have one */
+	if (leg->refresh_timer) {
+		b2b_timer_drop(&leg->refresh_timer);
+		leg->refresh_timer = su_timer_create(su_root_task(b2b_g.root), leg->refresh_ms);
+		if (leg->refresh_timer)
+			su_timer_set_interval(leg->refresh_timer, on_refresh_timer, leg,
+			                      leg->refresh_ms);
+	}
+}
+
+/* The answer to our re-INVITE that moved this leg to a new media port (refer.c joins
+ * two calls' parties on one media worker): the leg is re-pointed and bridged. */
+static void on_reoffer_answer(struct b2b_leg *leg, int status, const sip_t *sip)
+{
+	struct b2b_sdp ans;
+	const char *why = NULL;
+	leg->reoffer = 0;
+	struct b2b_leg *peer = b2b_leg_peer(leg);
+	if (status >= 300 || b2b_sip_sdp(sip, &ans, &why) != 0 ||
+	    b2b_leg_take_answer(leg, &ans) != 0) {
+		log_warn("call", "leg %c: the re-INVITE to the joined party failed (%d)", leg->side,
+		         status);
+		b2b_call_hangup(leg->call, status >= 300 ? status : 488,
+		                "joined party unreachable");
+		return;
+	}
+	b2b_leg_media_apply(leg, 1);
+	if (peer && peer->ms)
+		media_session_bridge(leg->ms, peer->ms);
+	log_info("call", "leg %c re-pointed to media port %u and bridged", leg->side,
+	         leg->local_port);
 }
 
 static void on_reinvite(struct b2b_leg *leg, const sip_t *sip)
@@ -1202,8 +1266,8 @@ static void on_ack(struct b2b_leg *leg, const sip_t *sip)
 		return;
 	}
 	b2b_leg_media_apply(leg, 1);
-	struct b2b_leg *o = other_leg(leg);
-	if (o->ms)
+	struct b2b_leg *o = b2b_leg_peer(leg);
+	if (o && o->ms)
 		media_session_bridge(leg->ms, o->ms);
 }
 
@@ -1267,7 +1331,13 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 		leg->auth_tries++;
 		return;
 	}
+	if ((call->refer || leg->side == 't') &&
+	    b2b_refer_event(ev, status, phrase, leg, sip, tags))
+		return;
 	switch (ev) {
+	case nua_i_refer:
+		b2b_refer_request(leg, sip, tags);
+		break;
 	case nua_i_invite:
 		on_reinvite(leg, sip);
 		break;
@@ -1276,7 +1346,9 @@ void b2b_call_event(nua_event_t ev, int status, const char *phrase, struct b2b_l
 			leg_ack(leg, sip);
 		else if (status >= 300)
 			leg->refresh_pending = 0;
-		if (leg->side == 'b')
+		if (leg->reoffer && status >= 200)
+			on_reoffer_answer(leg, status, sip);
+		else if (leg->side == 'b')
 			on_b_response(call, status, phrase, sip);
 		else if (leg->side == 'x')
 			b2b_xfer_response(call, status, phrase, sip);
@@ -1334,10 +1406,13 @@ static struct b2b_call *call_new(const char *id)
 	call->b.side = 'b';
 	call->x.call = call;
 	call->x.side = 'x';
+	call->t.call = call;
+	call->t.side = 't';
 	call->a.id = ++b2b_g.next_leg_id;
 	call->b.id = ++b2b_g.next_leg_id;
 	call->x.id = ++b2b_g.next_leg_id;
-	call->a.pt_dtmf = call->b.pt_dtmf = call->x.pt_dtmf = -1;
+	call->t.id = ++b2b_g.next_leg_id;
+	call->a.pt_dtmf = call->b.pt_dtmf = call->x.pt_dtmf = call->t.pt_dtmf = -1;
 	call->ai_cost = -1;
 	return call;
 }
@@ -1622,8 +1697,15 @@ void b2b_call_media_events(void)
 					leg = &c->b;
 				else if (c->x.id == ev[i].owner)
 					leg = &c->x;
+				else if (c->t.id == ev[i].owner)
+					leg = &c->t;
 			}
 			if (!leg)
+				continue;
+			/* A leg that is leaving (a referrer after its BYE) no longer speaks for
+			 * the call: its silence is not the call's. */
+			if (ev[i].type == MEDIA_EV_TIMEOUT &&
+			    (!leg->nh || leg->state >= LEG_ENDING))
 				continue;
 			log_set_call(leg->call->id);
 			if (b2b_xfer_media_event(leg->call, leg, &ev[i])) {
@@ -1892,6 +1974,7 @@ static void ai_start(struct b2b_call *call)
 		codec = b2b_codec_parse(c->trunk->codecs[0]); /* what we offered first */
 	p.format = media_ai_format_for(codec);
 	p.defer_connect = call->outbound;
+	p.affinity = media_session_worker(c->ms);
 	call->ai_format = p.format;
 	int rc = vj ? vapi_call_create(&p, &call->ai) : -ENOMEM;
 	free(vj);
@@ -1912,8 +1995,8 @@ static void ai_start(struct b2b_call *call)
 static int ai_attach(struct b2b_call *call)
 {
 	struct media_ai_port *port = NULL;
-	int rc = media_ai_attach(b2b_call_customer(call)->ms, call->ai_format, vapi_ai_notify, NULL,
-	                         &port);
+	int rc = media_ai_attach(b2b_call_customer(call)->ms, call->ai_format, vapi_ai_notify,
+	                         vapi_call_notify_arg(call->ai), &port);
 	if (!rc) {
 		call->ai_on = b2b_call_customer(call);
 		rc = vapi_call_connect(call->ai, port);
@@ -1928,7 +2011,8 @@ int b2b_ai_move(struct b2b_call *call, struct b2b_leg *leg)
 	if (!call->ai || !leg->ms || call->ai_on == leg)
 		return call->ai ? 0 : -ENOENT;
 	struct media_ai_port *port = NULL;
-	int rc = media_ai_attach(leg->ms, call->ai_format, vapi_ai_notify, NULL, &port);
+	int rc = media_ai_attach(leg->ms, call->ai_format, vapi_ai_notify,
+	                         vapi_call_notify_arg(call->ai), &port);
 	if (rc)
 		return rc;
 	rc = vapi_call_move(call->ai, port);

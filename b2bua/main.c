@@ -139,6 +139,7 @@ int main(int argc, char **argv)
 		    .user_agent = cfg->sip.user_agent,
 		    .connect_timeout_ms = cfg->vapi.connect_timeout_ms,
 		    .ca_file = cfg->vapi.ca_file && cfg->vapi.ca_file[0] ? cfg->vapi.ca_file : NULL,
+		    .ai_threads = media_worker_count(),
 		};
 		if ((rc = vapi_init(&vc))) {
 			log_err("main", "vapi: %s", strerror(-rc));

@@ -67,18 +67,19 @@ static void sofia_log(void *stream, char const *fmt, va_list ap)
 			log_warn("sip", "malformed message: %s", line);
 		return;
 	}
-	/* nta runs at level 5 only for the formats above; its other lines are debug. */
-	if (strcmp(src, "nta") == 0 && !log_enabled(LOG_DEBUG))
+	/* nta runs at level 5 only for the formats above; its other lines are debug, as is
+	 * nua's note of the usages a dialog keeps ("handle with session and events ..."). */
+	int debug = strcmp(src, "nta") == 0 || strncmp(fmt, "nua(%p): handle with", 20) == 0;
+	if (debug && !log_enabled(LOG_DEBUG))
 		return;
 	char line[1024];
 	vsnprintf(line, sizeof(line), fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
 	if (line[0])
-		log_msg(strcmp(src, "nta") == 0 ? LOG_DEBUG : LOG_WARN, "sofia", "%s: %s", src,
-		        line);
+		log_msg(debug ? LOG_DEBUG : LOG_WARN, "sofia", "%s: %s", src, line);
 }
 
-#define ALLOW_METHODS "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO"
+#define ALLOW_METHODS "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER"
 
 uint64_t b2b_now_ms(void)
 {
@@ -267,6 +268,15 @@ static void nua_callback(nua_event_t event, int status, char const *phrase, nua_
 	case nua_i_options:
 		on_options(nh, sip);
 		break;
+	case nua_i_refer: /* answered by us (NUTAG_APPL_METHOD): see refer.c */
+		if (leg && leg->call) {
+			b2b_call_event(event, status, phrase, leg, sip, tags);
+		} else {
+			b2b_refer_reject_ood(nh);
+			if (!leg)
+				nua_handle_destroy(nh);
+		}
+		break;
 	case nua_r_shutdown:
 		if (status >= 200)
 			su_root_break(b2b_g.root);
@@ -392,6 +402,7 @@ int b2b_init(struct conf *cfg, int vapi_up)
 	}
 	nua_set_params(b2b_g.nua, NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOANSWER(0), NUTAG_AUTOALERT(0),
 	               NUTAG_ENABLEMESSAGE(0), NUTAG_ENABLEINVITE(1), NUTAG_APPL_METHOD("OPTIONS"),
+	               NUTAG_APPL_METHOD("REFER"),
 	               NUTAG_OUTBOUND("no-options-keepalive, no-validate, no-natify"),
 	               NUTAG_KEEPALIVE(0), NUTAG_SESSION_TIMER(0), NUTAG_MIN_SE(90),
 	               NUTAG_UPDATE_REFRESH(0), NUTAG_SESSION_REFRESHER(nua_remote_refresher),

@@ -213,6 +213,33 @@ void b2b_xfer_speech(struct b2b_call *call, int started)
 
 /* ---- the consult leg ---- */
 
+void b2b_xfer_context(const struct b2b_call *call, struct strbuf *hdr)
+{
+	const struct b2b_xfer *xf = call->xfer;
+	str_printf(hdr, "X-VACS-Call-Id: %s\r\n", call->id);
+	if (call->lead_id[0])
+		str_printf(hdr, "X-VACS-Lead-Id: %s\r\n", call->lead_id);
+	if (xf) {
+		char summary[SUMMARY_MAX + 1], reason[REASON_MAX + 1];
+		hdr_encode(xf->summary, summary, sizeof(summary));
+		hdr_encode(xf->reason, reason, sizeof(reason));
+		str_printf(hdr, "X-VACS-Queue: %s\r\n", xf->q->name);
+		if (reason[0])
+			str_printf(hdr, "X-VACS-Reason: %s\r\n", reason);
+		if (summary[0])
+			str_printf(hdr, "X-VACS-Summary: %s\r\n", summary);
+	}
+	const char *pub = call->conf->http.public_url;
+	if (pub && pub[0])
+		str_printf(hdr, "Call-Info: <%s/calls/%s>;purpose=info\r\n", pub, call->id);
+}
+
+struct media_prompt *b2b_xfer_moh(const struct b2b_call *call)
+{
+	const struct b2b_xfer *xf = call->xfer;
+	return xf && xf->q->moh[0] ? b2b_prompt_find(xf->q->moh) : NULL;
+}
+
 static void xf_invite(struct b2b_call *call)
 {
 	struct b2b_xfer *xf = call->xfer;
@@ -227,22 +254,9 @@ static void xf_invite(struct b2b_call *call)
 		snprintf(num, sizeof(num), "%s", lead);
 	snprintf(from, sizeof(from), "<sip:%s@%s>", num[0] ? num : "anonymous", b2b_g.our_host);
 
-	char summary[SUMMARY_MAX + 1], reason[REASON_MAX + 1];
-	hdr_encode(xf->summary, summary, sizeof(summary));
-	hdr_encode(xf->reason, reason, sizeof(reason));
 	struct strbuf hdr;
 	str_init(&hdr);
-	str_printf(&hdr, "X-VACS-Call-Id: %s\r\n", call->id);
-	if (call->lead_id[0])
-		str_printf(&hdr, "X-VACS-Lead-Id: %s\r\n", call->lead_id);
-	str_printf(&hdr, "X-VACS-Queue: %s\r\n", xf->q->name);
-	if (reason[0])
-		str_printf(&hdr, "X-VACS-Reason: %s\r\n", reason);
-	if (summary[0])
-		str_printf(&hdr, "X-VACS-Summary: %s\r\n", summary);
-	const char *pub = call->conf->http.public_url;
-	if (pub && pub[0])
-		str_printf(&hdr, "Call-Info: <%s/calls/%s>;purpose=info\r\n", pub, call->id);
+	b2b_xfer_context(call, &hdr);
 	if (num[0])
 		str_printf(&hdr, "P-Asserted-Identity: <sip:%s@%s>\r\n", num, b2b_g.our_host);
 
@@ -291,6 +305,10 @@ int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
 	}
 	if (call->x.nh) {
 		*why = "The previous transfer attempt is still ending: try again in a moment.";
+		return 409;
+	}
+	if (b2b_refer_active(call)) {
+		*why = "The call is being transferred by the PBX (REFER).";
 		return 409;
 	}
 	const struct conf_queue *q = conf_queue_find(call->conf, queue);

@@ -18,8 +18,19 @@ struct metric {
 	_Atomic int64_t value;
 };
 
+struct metric_hist {
+	struct metric_hist *next;
+	char *name;
+	char *help;
+	unsigned n;
+	uint64_t bounds[METRIC_HIST_MAX];
+	_Atomic uint64_t counts[METRIC_HIST_MAX + 1]; /* per bucket, not cumulative */
+	_Atomic uint64_t sum;
+};
+
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metric *head, *tail;
+static struct metric_hist *hists;
 static metric_collect_cb collect_cb[8];
 static void *collect_arg[8];
 static unsigned n_collect;
@@ -105,6 +116,53 @@ int64_t metric_lookup(const char *name)
 	return v;
 }
 
+struct metric_hist *metric_hist_get(const char *name, const char *help, const uint64_t *bounds,
+                                    unsigned n)
+{
+	if (n == 0 || n > METRIC_HIST_MAX)
+		return NULL;
+	for (unsigned i = 1; i < n; i++)
+		if (bounds[i] <= bounds[i - 1])
+			return NULL;
+	pthread_mutex_lock(&reg_lock);
+	struct metric_hist *h;
+	for (h = hists; h; h = h->next)
+		if (strcmp(h->name, name) == 0)
+			goto out;
+	h = mem_zalloc(sizeof(*h));
+	if (!h)
+		goto out;
+	h->name = mem_strdup(name);
+	h->help = mem_strdup(help ? help : "");
+	if (!h->name || !h->help) {
+		mem_free(h->name);
+		mem_free(h->help);
+		mem_free(h);
+		h = NULL;
+		goto out;
+	}
+	h->n = n;
+	memcpy(h->bounds, bounds, n * sizeof(bounds[0]));
+	struct metric_hist **pp = &hists;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = h;
+out:
+	pthread_mutex_unlock(&reg_lock);
+	return h;
+}
+
+void metric_hist_observe(struct metric_hist *h, uint64_t v)
+{
+	if (!h)
+		return;
+	unsigned i = 0;
+	while (i < h->n && v > h->bounds[i])
+		i++;
+	atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+}
+
 void metric_on_collect(metric_collect_cb cb, void *arg)
 {
 	pthread_mutex_lock(&reg_lock);
@@ -136,6 +194,23 @@ int metric_render(struct strbuf *sb)
 		}
 		str_printf(sb, "%s %lld\n", m->name, (long long)metric_value(m));
 	}
+	for (const struct metric_hist *h = hists; h; h = h->next) {
+		str_printf(sb, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+		uint64_t cum = 0;
+		for (unsigned i = 0; i <= h->n; i++) {
+			cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+			if (i < h->n)
+				str_printf(sb, "%s_bucket{le=\"%llu\"} %llu\n", h->name,
+				           (unsigned long long)h->bounds[i],
+				           (unsigned long long)cum);
+			else
+				str_printf(sb, "%s_bucket{le=\"+Inf\"} %llu\n", h->name,
+				           (unsigned long long)cum);
+		}
+		str_printf(sb, "%s_sum %llu\n%s_count %llu\n", h->name,
+		           (unsigned long long)atomic_load_explicit(&h->sum, memory_order_relaxed),
+		           h->name, (unsigned long long)cum);
+	}
 	pthread_mutex_unlock(&reg_lock);
 	return sb->oom ? -ENOMEM : 0;
 }
@@ -152,6 +227,13 @@ void metric_registry_close(void)
 		m = next;
 	}
 	head = tail = NULL;
+	while (hists) {
+		struct metric_hist *h = hists;
+		hists = h->next;
+		mem_free(h->name);
+		mem_free(h->help);
+		mem_free(h);
+	}
 	n_collect = 0;
 	pthread_mutex_unlock(&reg_lock);
 }

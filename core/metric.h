@@ -22,6 +22,16 @@ int64_t metric_value(const struct metric *m);
 /* Value of a registered metric by exact name (with labels), or -1 if absent. */
 int64_t metric_lookup(const char *name);
 
+/* A histogram (Prometheus type histogram): `name_bucket{le="B"}` for each bound B
+ * (ascending, at most METRIC_HIST_MAX) and +Inf, `name_sum`, `name_count`. Observing is
+ * a few relaxed atomics: fine on the packet path, from any thread. Registered like
+ * metric_get (the same name finds the same histogram); NULL only on OOM or bad bounds. */
+#define METRIC_HIST_MAX 24u
+struct metric_hist;
+struct metric_hist *metric_hist_get(const char *name, const char *help, const uint64_t *bounds,
+                                    unsigned n);
+void metric_hist_observe(struct metric_hist *h, uint64_t v);
+
 /* Callback run before rendering, to refresh gauges owned by other threads. */
 typedef void (*metric_collect_cb)(void *arg);
 void metric_on_collect(metric_collect_cb cb, void *arg);

@@ -29,12 +29,13 @@ struct media_fring_stats {
 int media_fring_create(struct media_fring **out, size_t frame_bytes, unsigned n_frames);
 /* NULL accepted. Both ends must have stopped using it. */
 void media_fring_destroy(struct media_fring *r);
-/* Producer (one thread): copies frame_bytes from frame. 0, or -ENOBUFS when full (frame
- * dropped and counted in `dropped`). */
-int media_fring_push(struct media_fring *r, const uint8_t *frame);
-/* Consumer (one thread): copies the oldest frame into frame (frame_bytes). 1 when a frame
- * was taken, 0 when empty. */
-int media_fring_pop(struct media_fring *r, uint8_t *frame);
+/* Producer (one thread): copies frame_bytes from frame and keeps `stamp` with it (the
+ * AI port's: when the frame's packet arrived). 0, or -ENOBUFS when full (frame dropped
+ * and counted in `dropped`). */
+int media_fring_push(struct media_fring *r, const uint8_t *frame, uint64_t stamp);
+/* Consumer (one thread): copies the oldest frame into frame (frame_bytes) and its stamp
+ * into *stamp (NULL: not wanted). 1 when a frame was taken, 0 when empty. */
+int media_fring_pop(struct media_fring *r, uint8_t *frame, uint64_t *stamp);
 /* Frames queued now (a snapshot). Any thread. */
 unsigned media_fring_count(const struct media_fring *r);
 size_t media_fring_frame_bytes(const struct media_fring *r);

@@ -82,5 +82,7 @@ unsigned media_resample(struct media_resampler *r, const int16_t *in, unsigned i
                         unsigned out_cap);
 /* Input-to-output delay the filter adds, in output samples. */
 unsigned media_resampler_delay(const struct media_resampler *r);
+/* Forgets the samples held in the filter (a stream restarts). */
+void media_resampler_reset(struct media_resampler *r);
 
 #endif

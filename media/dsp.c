@@ -31,7 +31,19 @@ struct media_ai_port {
 	void *arg;
 	struct media_fring *up;
 	struct media_playout *down;
+	/* 16 kHz PCM from the AI toward a narrowband (8 kHz G.711) leg: converted as it is
+	 * written (AI thread) and kept as 8 kHz mu-law, a quarter of the memory, and the
+	 * worker plays it like a mu-law stream. */
+	struct media_resampler *down_rs;
+	uint8_t down_carry; /* an odd byte left by the last write */
+	int has_carry;
 	_Atomic uint64_t up_frames;
+	/* media_ai_ready: where the worker queues the port (AI thread sets), whether it is
+	 * queued (worker sets, media_ai_ready_pop clears), the link while queued. */
+	_Atomic(struct media_ai_ready *) ready;
+	void *user; /* AI thread only */
+	atomic_int queued;
+	struct media_ai_port *ready_next;
 };
 
 enum media_ai_format media_ai_format_for(enum media_codec leg_codec)
@@ -49,11 +61,13 @@ const char *media_ai_format_name(enum media_ai_format f)
 	return f == MEDIA_AI_MULAW_8K ? "mulaw" : f == MEDIA_AI_PCM16_16K ? "pcm_s16le" : "none";
 }
 
-/* Upstream ring depth: 8 frames = 160 ms before the AI thread is considered behind (it
- * is woken for every frame; 5 KB at 16 kHz). */
-#define AI_UP_FRAMES 8u
-/* Downstream playout bound: 1 s; the ring is this plus 25 %, 10 KB per call for mu-law,
- * 40 KB for 16 kHz PCM. VAPI sends bursts of ~100 ms, not paced, sometimes far ahead of
+/* Upstream ring depth: 160 ms of mu-law, 80 ms of 16 kHz PCM (2.6 KB) before the AI
+ * thread is considered behind (it is woken for every frame). */
+#define AI_UP_FRAMES_MULAW 8u
+#define AI_UP_FRAMES_PCM16 4u
+/* Downstream playout bound: 1 s; the ring is this plus 25 %, 10 KB per call for mu-law
+ * (and 16 kHz PCM toward a narrowband leg, kept as mu-law), 40 KB for 16 kHz PCM toward
+ * a wideband leg. VAPI sends bursts of ~100 ms, not paced, sometimes far ahead of
  * real time; the AI thread stops reading the socket (TCP flow control: the rest waits in
  * the kernel and at VAPI) while media_ai_queued_ms() is above 700 ms and resumes below
  * 500 ms (vapi/ws.c), and lws hands it at most 2 KB per callback (256 ms of mu-law), so
@@ -61,8 +75,8 @@ const char *media_ai_format_name(enum media_ai_format f)
 #define AI_DOWN_BOUND_MS_MULAW 1000u
 #define AI_DOWN_BOUND_MS_PCM16 1000u
 
-int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, media_ai_notify_cb cb,
-                         void *arg)
+int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, unsigned leg_rate,
+                         media_ai_notify_cb cb, void *arg)
 {
 	unsigned fb = media_ai_frame_bytes(f);
 	if (!fb)
@@ -70,18 +84,26 @@ int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, med
 	struct media_ai_port *p = mem_zalloc(sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	int err = media_fring_create(&p->up, fb, AI_UP_FRAMES);
+	int mulaw = f == MEDIA_AI_MULAW_8K;
+	int err = media_fring_create(&p->up, fb, mulaw ? AI_UP_FRAMES_MULAW : AI_UP_FRAMES_PCM16);
+	if (!err && !mulaw && leg_rate == 8000u) {
+		err = media_resampler_create(&p->down_rs, 16000u, 8000u, -1);
+		mulaw = 1; /* kept as mu-law */
+	}
 	struct media_playout_opts po;
 	memset(&po, 0, sizeof(po));
-	po.bound_ms = f == MEDIA_AI_MULAW_8K ? AI_DOWN_BOUND_MS_MULAW : AI_DOWN_BOUND_MS_PCM16;
+	po.bound_ms = mulaw ? AI_DOWN_BOUND_MS_MULAW : AI_DOWN_BOUND_MS_PCM16;
 	if (!err)
-		err = media_playout_create(&p->down, f == MEDIA_AI_MULAW_8K ? 1u : 2u, &po);
+		err = media_playout_create(&p->down, mulaw ? 1u : 2u, &po);
 	if (err) {
+		media_resampler_destroy(p->down_rs);
 		media_fring_destroy(p->up);
 		mem_free(p);
 		return err;
 	}
 	atomic_init(&p->refs, 1);
+	atomic_init(&p->ready, NULL);
+	atomic_init(&p->queued, 0);
 	p->fmt = f;
 	p->frame_bytes = fb;
 	p->cb = cb;
@@ -101,6 +123,7 @@ void media_ai_port_release(struct media_ai_port *p)
 		return;
 	media_fring_destroy(p->up);
 	media_playout_destroy(p->down);
+	media_resampler_destroy(p->down_rs);
 	mem_free(p);
 }
 
@@ -110,13 +133,103 @@ void media_ai_port_notify_target(const struct media_ai_port *p, media_ai_notify_
 	*arg = p->arg;
 }
 
-int media_ai_read(struct media_ai_port *p, uint8_t *frame)
+void media_ai_port_set_ready(struct media_ai_port *p, struct media_ai_ready *r, void *user)
 {
-	return media_fring_pop(p->up, frame);
+	p->user = user;
+	atomic_store(&p->ready, r);
+}
+
+void *media_ai_port_user(const struct media_ai_port *p)
+{
+	return p->user;
+}
+
+/* Worker: a frame went into an empty ring (or one the AI thread has not looked at since
+ * it popped the port): queue the port once, with a reference. */
+static void ready_push(struct media_ai_port *p)
+{
+	struct media_ai_ready *r = atomic_load_explicit(&p->ready, memory_order_acquire);
+	if (!r || atomic_exchange(&p->queued, 1))
+		return;
+	atomic_fetch_add(&p->refs, 1);
+	struct media_ai_port *head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	do
+		p->ready_next = head;
+	while (!atomic_compare_exchange_weak_explicit(&r->head, &head, p, memory_order_release,
+	                                              memory_order_relaxed));
+}
+
+struct media_ai_port *media_ai_ready_pop(struct media_ai_ready *r)
+{
+	if (!r->taken) {
+		/* Everything queued so far, oldest first. */
+		struct media_ai_port *l = atomic_exchange_explicit(&r->head, NULL,
+		                                                   memory_order_acquire),
+		                     *rev = NULL;
+		while (l) {
+			struct media_ai_port *n = l->ready_next;
+			l->ready_next = rev;
+			rev = l;
+			l = n;
+		}
+		r->taken = rev;
+	}
+	struct media_ai_port *p = r->taken;
+	if (!p)
+		return NULL;
+	r->taken = p->ready_next;
+	p->ready_next = NULL;
+	/* From here a new frame queues the port again (seq_cst: ordered before the ring
+	 * reads the caller does next). */
+	atomic_store(&p->queued, 0);
+	return p;
+}
+
+int media_ai_read(struct media_ai_port *p, uint8_t *frame, uint64_t *rx_us)
+{
+	return media_fring_pop(p->up, frame, rx_us);
+}
+
+/* 16 kHz s16le -> 8 kHz mu-law into the playout, in pieces of up to 20 ms. */
+static int write_narrow(struct media_ai_port *p, const uint8_t *data, size_t len, uint64_t now)
+{
+	int rc = 0;
+	while (len || p->has_carry) {
+		int16_t wide[320], narrow[200];
+		uint8_t law[200];
+		unsigned n = 0;
+		if (p->has_carry) {
+			if (!len)
+				break;
+			wide[n++] = (int16_t)(uint16_t)(p->down_carry | (unsigned)data[0] << 8);
+			data++;
+			len--;
+			p->has_carry = 0;
+		}
+		while (n < 320 && len >= 2) {
+			wide[n++] = (int16_t)(uint16_t)(data[0] | (unsigned)data[1] << 8);
+			data += 2;
+			len -= 2;
+		}
+		if (len == 1 && n < 320) {
+			p->down_carry = data[0];
+			p->has_carry = 1;
+			len = 0;
+		}
+		unsigned m = n ? media_resample(p->down_rs, wide, n, narrow, 200) : 0;
+		if (m) {
+			media_g711_encode(MEDIA_CODEC_PCMU, narrow, law, m);
+			if (media_playout_write(p->down, law, m, now))
+				rc = -ENOBUFS;
+		}
+	}
+	return rc;
 }
 
 int media_ai_write(struct media_ai_port *p, const uint8_t *data, size_t len)
 {
+	if (p->down_rs)
+		return write_narrow(p, data, len, clock_now_us());
 	return media_playout_write(p->down, data, len, clock_now_us());
 }
 
@@ -127,6 +240,10 @@ unsigned media_ai_queued_ms(const struct media_ai_port *p)
 
 void media_ai_flush(struct media_ai_port *p)
 {
+	if (p->down_rs) {
+		media_resampler_reset(p->down_rs);
+		p->has_carry = 0;
+	}
 	media_playout_flush(p->down);
 }
 
@@ -227,7 +344,7 @@ void media_dsp_reset_rx(struct media_dsp *d)
 		media_jbuf_reset(d->k->jb);
 }
 
-static int ai_up(struct media_dsp *d);
+static int ai_up(struct media_dsp *d, uint64_t rx_us);
 
 /* Decodes (or conceals) what the jitter buffer gave into this tick's frame d->rx. */
 static void rx_decode(struct media_dsp *d, enum media_jbuf_res r, const struct media_jbuf_frame *jf)
@@ -261,7 +378,7 @@ static void rx_decode(struct media_dsp *d, enum media_jbuf_res r, const struct m
 }
 
 int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
-                        const uint8_t *payload, size_t len, uint64_t now)
+                        const uint8_t *payload, size_t len, uint64_t now, uint64_t rx_us)
 {
 	if (!d->k)
 		return 0;
@@ -281,7 +398,7 @@ int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32
 			break;
 		rx_decode(d, MEDIA_JBUF_PACKET, &jf);
 		d->rx_ahead++;
-		pushed |= ai_up(d);
+		pushed |= ai_up(d, rx_us);
 	}
 	return pushed;
 }
@@ -299,7 +416,7 @@ static const int16_t *narrowband(struct media_dsp *d, const int16_t *pcm, int16_
 
 /* Puts this tick's frame (d->rx, or the payload as it came) into the AI ring; 1 when it
  * was queued. */
-static int ai_up(struct media_dsp *d)
+static int ai_up(struct media_dsp *d, uint64_t rx_us)
 {
 	struct media_dsp_codec *k = d->k;
 	struct media_ai_port *p = d->ai;
@@ -328,7 +445,10 @@ static int ai_up(struct media_dsp *d)
 		}
 	}
 push:
-	return media_fring_push(p->up, frame) == 0;
+	if (media_fring_push(p->up, frame, rx_us) != 0)
+		return 0;
+	ready_push(p);
+	return 1;
 }
 
 void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em)
@@ -383,7 +503,7 @@ void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit 
 		}
 	}
 	if (d->ai && !pushed)
-		em->notify = ai_up(d);
+		em->notify = ai_up(d, 0);
 }
 
 static void from_s16le(const uint8_t *b, int16_t *pcm, unsigned n)
@@ -407,7 +527,7 @@ static int tx_from_ai(struct media_dsp *d, uint64_t now, struct media_dsp_emit *
 		em->marks[i].played = mk[i].status == MEDIA_PLAYOUT_MARK_PLAYED;
 	}
 	em->n_marks = nm;
-	if (p->fmt == MEDIA_AI_MULAW_8K) {
+	if (p->fmt == MEDIA_AI_MULAW_8K || p->down_rs) {
 		media_g711_decode(MEDIA_CODEC_PCMU, d->ai_frame, d->tx, 160);
 		if (k->codec == MEDIA_CODEC_PCMU) {
 			*raw = d->ai_frame;

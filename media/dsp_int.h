@@ -95,8 +95,9 @@ struct media_dsp_tx {
 };
 
 /* AI port (the struct lives in dsp.c). */
-int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, media_ai_notify_cb cb,
-                         void *arg);
+/* leg_rate: the leg's PCM rate (16 kHz AI audio toward an 8 kHz leg is kept at 8 kHz). */
+int media_ai_port_create(struct media_ai_port **out, enum media_ai_format f, unsigned leg_rate,
+                         media_ai_notify_cb cb, void *arg);
 
 /* One more reference (created with one). */
 void media_ai_port_ref(struct media_ai_port *p);
@@ -105,10 +106,11 @@ void media_ai_port_notify_target(const struct media_ai_port *p, media_ai_notify_
 
 /* Worker side. */
 /* One received audio packet into the jitter buffer. On an AI leg the expected next
- * packet(s) also go up to the AI ring at once (see rx_ahead); returns 1 when a frame was
- * queued (the AI thread should be woken), else 0. */
+ * packet(s) also go up to the AI ring at once (see rx_ahead), stamped with rx_us (the
+ * kernel's receive time, CLOCK_REALTIME us); returns 1 when a frame was queued (the AI
+ * thread should be woken), else 0. */
 int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
-                        const uint8_t *payload, size_t len, uint64_t now);
+                        const uint8_t *payload, size_t len, uint64_t now, uint64_t rx_us);
 void media_dsp_reset_rx(struct media_dsp *d);
 void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em);
 /* Writes this tick's payload for the leg into out; returns 1 when there is a packet to

@@ -14,8 +14,9 @@
  * free-running uint32_t: head - tail is the fill even across wrap, since n <= 2^16. */
 struct media_fring {
 	uint32_t frame_bytes;
-	uint32_t n;    /* frames, power of two */
-	uint32_t mask; /* n - 1 */
+	uint32_t n;      /* frames, power of two */
+	uint32_t mask;   /* n - 1 */
+	uint32_t stride; /* a slot: the frame's stamp (8 bytes), then the frame */
 	char pad0[CACHE_LINE];
 	_Atomic uint32_t head;    /* next slot to fill; producer */
 	_Atomic uint64_t pushed;  /* producer only writes */
@@ -23,7 +24,7 @@ struct media_fring {
 	char pad1[CACHE_LINE];
 	_Atomic uint32_t tail; /* next slot to take; consumer */
 	char pad2[CACHE_LINE];
-	uint8_t data[]; /* n * frame_bytes */
+	uint8_t data[]; /* n * stride */
 };
 
 /* A counter with a single writer: a plain load/store pair, no locked read-modify-write. */
@@ -38,10 +39,12 @@ int media_fring_create(struct media_fring **out, size_t frame_bytes, unsigned n_
 	if (!out || frame_bytes == 0 || frame_bytes > MEDIA_FRING_FRAME_MAX || n_frames < 2 ||
 	    n_frames > 65536 || (n_frames & (n_frames - 1)) != 0)
 		return -EINVAL;
-	struct media_fring *r = mem_zalloc(sizeof(*r) + (size_t)n_frames * frame_bytes);
+	size_t stride = (sizeof(uint64_t) + frame_bytes + 7u) & ~(size_t)7u;
+	struct media_fring *r = mem_zalloc(sizeof(*r) + (size_t)n_frames * stride);
 	if (!r)
 		return -ENOMEM;
 	r->frame_bytes = (uint32_t)frame_bytes;
+	r->stride = (uint32_t)stride;
 	r->n = n_frames;
 	r->mask = n_frames - 1;
 	atomic_init(&r->head, 0);
@@ -57,7 +60,7 @@ void media_fring_destroy(struct media_fring *r)
 	mem_free(r);
 }
 
-int media_fring_push(struct media_fring *r, const uint8_t *frame)
+int media_fring_push(struct media_fring *r, const uint8_t *frame, uint64_t stamp)
 {
 	uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
 	/* acquire: the consumer's copy out of the slot we may reuse is complete */
@@ -66,20 +69,25 @@ int media_fring_push(struct media_fring *r, const uint8_t *frame)
 		bump(&r->dropped);
 		return -ENOBUFS;
 	}
-	memcpy(r->data + (size_t)(head & r->mask) * r->frame_bytes, frame, r->frame_bytes);
+	uint8_t *slot = r->data + (size_t)(head & r->mask) * r->stride;
+	memcpy(slot, &stamp, sizeof(stamp));
+	memcpy(slot + sizeof(stamp), frame, r->frame_bytes);
 	/* release: the frame content is visible before the new head */
 	atomic_store_explicit(&r->head, head + 1, memory_order_release);
 	bump(&r->pushed);
 	return 0;
 }
 
-int media_fring_pop(struct media_fring *r, uint8_t *frame)
+int media_fring_pop(struct media_fring *r, uint8_t *frame, uint64_t *stamp)
 {
 	uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
 	if (head == tail)
 		return 0;
-	memcpy(frame, r->data + (size_t)(tail & r->mask) * r->frame_bytes, r->frame_bytes);
+	const uint8_t *slot = r->data + (size_t)(tail & r->mask) * r->stride;
+	if (stamp)
+		memcpy(stamp, slot, sizeof(*stamp));
+	memcpy(frame, slot + sizeof(uint64_t), r->frame_bytes);
 	atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
 	return 1;
 }

@@ -42,10 +42,15 @@
  * formatted log on that path; the only lock is mbox_post when a DTMF digit ends.
  */
 
-#define MOD                "media"
-#define BATCH              32
-#define POOL_SLOTS         (BATCH + 8)
-#define TICK_NS            20000000L
+#define MOD        "media"
+#define BATCH      32
+#define POOL_SLOTS (BATCH + 8)
+/* The 20 ms frame period is cut into N_SLOTS slots of 1 ms: each session belongs to one
+ * slot and is served once per period when its slot comes, so a worker's work is spread
+ * over the period (no burst of every session's packet at once, and an arriving packet
+ * waits for at most one slot's work, not every session's). */
+#define N_SLOTS            20u
+#define SLOT_NS            1000000L
 #define DEFAULT_SESSIONS   2048u
 #define EVENT_QUEUE        4096u
 #define RTCP_INTERVAL_MS   5000u
@@ -112,7 +117,8 @@ struct media_session {
 
 	/* Worker only from here on (zeroed by CMD_ADD). */
 	int active;
-	struct media_session *act_prev, *act_next;
+	unsigned slot;                             /* which 1 ms slot of the period serves it */
+	struct media_session *act_prev, *act_next; /* the slot's list */
 	struct media_stream_params p;
 	struct sockaddr_in rtp_dst, rtcp_dst; /* signalled or latched */
 	struct media_srtp *srtp_rx, *srtp_tx;
@@ -209,7 +215,6 @@ struct media_worker {
 
 	/* Worker only. */
 	int stop;
-	struct media_session *active;
 	uint8_t *slab; /* POOL_SLOTS packet slots + one scratch slot */
 	uint16_t free_slot[POOL_SLOTS];
 	unsigned n_free;
@@ -226,6 +231,9 @@ struct media_worker {
 	uint64_t rng;
 	uint64_t m_in, m_out, m_drop[DROP_N]; /* not yet added to the metrics */
 	unsigned n_dsp;                       /* sessions with a dsp */
+	struct media_session *slot_head[N_SLOTS];
+	unsigned slot_n[N_SLOTS]; /* sessions per slot */
+	unsigned cur_slot;        /* the slot served last */
 	unsigned n_notify;
 	media_ai_notify_cb notify_cb[MAX_NOTIFY];
 	void *notify_arg[MAX_NOTIFY];
@@ -596,7 +604,7 @@ static void rtp_readable(struct media_worker *w, struct media_session *s)
 	}
 	unsigned ntx = 0, n_rtp = 0;
 	uint64_t in_bytes = 0, tx_bytes = 0;
-	uint32_t arrival_now = 0;
+	struct timespec arrival_now = {0, 0};
 	int have_arrival_now = 0;
 
 	for (int i = 0; i < n; i++) {
@@ -631,26 +639,24 @@ static void rtp_readable(struct media_worker *w, struct media_session *s)
 		s->last_rx_us = now;
 		s->timeout_sent = 0;
 
-		/* Arrival time in timestamp units, from the kernel's receive stamp. */
-		uint32_t arrival;
+		/* Arrival time from the kernel's receive stamp (CLOCK_REALTIME), in us and
+		 * in timestamp units. */
+		struct timespec kt;
 		struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
 		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
-			struct timespec kt;
 			memcpy(&kt, CMSG_DATA(cm), sizeof(kt));
-			arrival =
-			    (uint32_t)((uint64_t)kt.tv_sec * MEDIA_CLOCK_RATE +
-			               (uint64_t)kt.tv_nsec / (1000000000u / MEDIA_CLOCK_RATE));
 		} else {
 			if (!have_arrival_now) {
-				struct timespec rt;
-				clock_gettime(CLOCK_REALTIME, &rt);
-				arrival_now = (uint32_t)((uint64_t)rt.tv_sec * MEDIA_CLOCK_RATE +
-				                         (uint64_t)rt.tv_nsec /
-				                             (1000000000u / MEDIA_CLOCK_RATE));
+				clock_gettime(CLOCK_REALTIME, &arrival_now);
 				have_arrival_now = 1;
 			}
-			arrival = arrival_now;
+			kt = arrival_now;
 		}
+		uint64_t rx_us = (uint64_t)kt.tv_sec * 1000000u + (uint64_t)kt.tv_nsec / 1000u;
+
+		uint32_t arrival =
+		    (uint32_t)((uint64_t)kt.tv_sec * MEDIA_CLOCK_RATE +
+		               (uint64_t)kt.tv_nsec / (1000000000u / MEDIA_CLOCK_RATE));
 		rx_stats(s, &h, arrival);
 
 		uint8_t *payload = buf + h.hdr_len;
@@ -662,7 +668,7 @@ static void rtp_readable(struct media_worker *w, struct media_session *s)
 			 * noise and unknown types go no further. */
 			if (h.pt == s->p.pt_audio && s->p.recv &&
 			    media_dsp_rx_packet(s->dsp, h.ssrc, h.seq, h.ts, payload, h.payload_len,
-			                        now))
+			                        now, rx_us))
 				notify_add(w, s->dsp);
 			continue;
 		}
@@ -961,29 +967,21 @@ static uint64_t rtcp_next(struct media_worker *w, uint64_t now)
 	return now + base / 2 + rng_next(w) % (base + 1);
 }
 
-static void tick(struct media_worker *w, uint64_t expirations)
+static void tick_slot(struct media_worker *w, unsigned k, uint64_t now)
 {
-	uint64_t now = clock_now_us();
-	unsigned frames =
-	    expirations > MAX_CATCHUP_FRAMES ? MAX_CATCHUP_FRAMES : (unsigned)expirations;
-	/* dsp legs: every rx stage before any tx stage, so a bridged peer's frame is this
-	 * tick's; a late tick catches up frame by frame to keep the 20 ms cadence. */
+	/* dsp legs: every rx stage before any tx stage, so a bridged peer's frame (the peer
+	 * is kept in the same slot) is this period's. */
 	if (w->n_dsp) {
-		for (unsigned f = 0; f < frames; f++) {
-			for (struct media_session *s = w->active; s; s = s->act_next)
-				if (s->dsp)
-					dsp_rx(w, s, now);
-			for (struct media_session *s = w->active; s; s = s->act_next)
-				if (s->dsp)
-					dsp_tx(w, s, now);
-		}
-		notify_fire(w);
+		for (struct media_session *s = w->slot_head[k]; s; s = s->act_next)
+			if (s->dsp)
+				dsp_rx(w, s, now);
+		for (struct media_session *s = w->slot_head[k]; s; s = s->act_next)
+			if (s->dsp)
+				dsp_tx(w, s, now);
 	}
-	for (struct media_session *s = w->active; s; s = s->act_next) {
-		if (s->tone != MEDIA_TONE_NONE && !s->dsp) {
-			for (unsigned f = 0; f < frames; f++)
-				tone_send(w, s, now);
-		}
+	for (struct media_session *s = w->slot_head[k]; s; s = s->act_next) {
+		if (s->tone != MEDIA_TONE_NONE && !s->dsp)
+			tone_send(w, s, now);
 		unsigned limit_ms = s->p.recv ? eng.cfg.rtp_timeout_ms : eng.cfg.hold_timeout_ms;
 		if (limit_ms && !s->timeout_sent) {
 			uint64_t since =
@@ -997,7 +995,48 @@ static void tick(struct media_worker *w, uint64_t expirations)
 			rtcp_send(w, s, now);
 		}
 	}
-	flush_metrics(w);
+}
+
+/* `expirations` slots went by: serve each in turn; a late worker catches up slot by slot
+ * (at most MAX_CATCHUP_FRAMES periods) to keep every session's 20 ms cadence. */
+static void tick(struct media_worker *w, uint64_t expirations)
+{
+	uint64_t now = clock_now_us();
+	uint64_t steps = expirations > (uint64_t)N_SLOTS * MAX_CATCHUP_FRAMES
+	                     ? (uint64_t)N_SLOTS * MAX_CATCHUP_FRAMES
+	                     : expirations;
+	for (uint64_t i = 0; i < steps; i++) {
+		w->cur_slot = (w->cur_slot + 1u) % N_SLOTS;
+		if (w->slot_head[w->cur_slot])
+			tick_slot(w, w->cur_slot, now);
+		if (w->cur_slot == 0)
+			flush_metrics(w);
+	}
+	notify_fire(w);
+}
+
+/* Puts s into slot k's list. */
+static void slot_link(struct media_worker *w, struct media_session *s, unsigned k)
+{
+	s->slot = k;
+	s->act_prev = NULL;
+	s->act_next = w->slot_head[k];
+	if (s->act_next)
+		s->act_next->act_prev = s;
+	w->slot_head[k] = s;
+	w->slot_n[k]++;
+}
+
+static void slot_unlink(struct media_worker *w, struct media_session *s)
+{
+	if (s->act_prev)
+		s->act_prev->act_next = s->act_next;
+	else
+		w->slot_head[s->slot] = s->act_next;
+	if (s->act_next)
+		s->act_next->act_prev = s->act_prev;
+	s->act_prev = s->act_next = NULL;
+	w->slot_n[s->slot]--;
 }
 
 /* ---- commands (worker side) ---- */
@@ -1029,10 +1068,14 @@ static void session_start(struct media_worker *w, struct media_session *s, uint6
 		s->cname[5 + i] = hex[(s->out_ssrc >> (28 - 4 * i)) & 0xf];
 	s->cname_len = 13;
 	s->active = 1;
-	s->act_next = w->active;
-	if (w->active)
-		w->active->act_prev = s;
-	w->active = s;
+	/* The least loaded slot, the one after the current first (served soonest). */
+	unsigned best = (w->cur_slot + 1u) % N_SLOTS;
+	for (unsigned i = 1; i < N_SLOTS; i++) {
+		unsigned k = (w->cur_slot + 1u + i) % N_SLOTS;
+		if (w->slot_n[k] < w->slot_n[best])
+			best = k;
+	}
+	slot_link(w, s, best);
 	int on = 1;
 	setsockopt(s->rtp_fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
 	epoll_add(w, s->rtp_fd, s->idx, KIND_RTP);
@@ -1073,13 +1116,7 @@ static void session_release(struct media_worker *w, struct media_session *s)
 		unlink_peer(s);
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtp_fd, NULL);
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->rtcp_fd, NULL);
-		if (s->act_prev)
-			s->act_prev->act_next = s->act_next;
-		else
-			w->active = s->act_next;
-		if (s->act_next)
-			s->act_next->act_prev = s->act_prev;
-		s->act_prev = s->act_next = NULL;
+		slot_unlink(w, s);
 		media_srtp_destroy(s->srtp_rx);
 		media_srtp_destroy(s->srtp_tx);
 		s->srtp_rx = s->srtp_tx = NULL;
@@ -1142,6 +1179,12 @@ static void session_bridge(struct media_session *a, struct media_session *b)
 	unlink_peer(b);
 	a->peer = b;
 	b->peer = a;
+	if (b->slot != a->slot) {
+		/* Bridged legs are served in the same slot: one's frame is the other's at once. */
+		struct media_worker *w = a->w;
+		slot_unlink(w, b);
+		slot_link(w, b, a->slot);
+	}
 }
 
 /* Frees what a command carried that the worker did not take. */
@@ -1302,17 +1345,15 @@ static void *worker_main(void *arg)
 				handle_cmd(w, &c);
 			break;
 		}
+		int timer = 0;
 		for (int i = 0; i < n && !w->stop; i++) {
 			enum ev_kind kind = (enum ev_kind)(evs[i].data.u64 & 3u);
 			uint32_t idx = (uint32_t)(evs[i].data.u64 >> 2);
 			struct media_session *s = &w->sess[idx];
 			switch (kind) {
-			case KIND_TIMER: {
-				uint64_t exp = 0;
-				if (read(w->tfd, &exp, sizeof(exp)) == (ssize_t)sizeof(exp) && exp)
-					tick(w, exp);
+			case KIND_TIMER:
+				timer = 1;
 				break;
-			}
 			case KIND_MBOX:
 				break;
 			case KIND_RTP:
@@ -1326,9 +1367,17 @@ static void *worker_main(void *arg)
 			}
 		}
 		/* Frames that went up as their packets arrived: one wake-up per AI thread
-		 * for the whole batch of events. */
+		 * for the whole batch of events, before the tick (which takes a while with
+		 * many sessions) so that they do not wait for it. */
 		if (w->n_notify)
 			notify_fire(w);
+		if (timer && !w->stop) {
+			uint64_t exp = 0;
+			if (read(w->tfd, &exp, sizeof(exp)) == (ssize_t)sizeof(exp) && exp)
+				tick(w, exp);
+			if (w->n_notify)
+				notify_fire(w);
+		}
 	}
 	flush_metrics(w);
 	return NULL;
@@ -1393,8 +1442,8 @@ static int worker_setup(struct media_worker *w, unsigned idx)
 		return -errno;
 	struct itimerspec its;
 	memset(&its, 0, sizeof(its));
-	its.it_interval.tv_nsec = TICK_NS;
-	its.it_value.tv_nsec = TICK_NS;
+	its.it_interval.tv_nsec = SLOT_NS;
+	its.it_value.tv_nsec = SLOT_NS;
 	if (timerfd_settime(w->tfd, 0, &its, NULL) < 0)
 		return -errno;
 	struct epoll_event ev;
@@ -1936,6 +1985,16 @@ void media_session_stats(const struct media_session *s, struct media_stats *out)
 	out->dtmf_events = atomic_load_explicit(&s->st.dtmf_events, memory_order_relaxed);
 }
 
+unsigned media_session_worker(const struct media_session *s)
+{
+	return s ? s->w->idx : 0;
+}
+
+unsigned media_worker_count(void)
+{
+	return eng.workers ? eng.n_workers : 0;
+}
+
 void media_session_destroy(struct media_session *s)
 {
 	if (!s)
@@ -2063,7 +2122,7 @@ int media_ai_attach(struct media_session *s, enum media_ai_format f, media_ai_no
 	}
 	struct media_cmd c;
 	cmd_init(&c, CMD_AI, s);
-	err = media_ai_port_create(&c.ai, f, cb, arg);
+	err = media_ai_port_create(&c.ai, f, cd->pcm_rate, cb, arg);
 	if (err)
 		return err;
 	struct media_ai_port *port = c.ai;

@@ -138,6 +138,11 @@ unsigned media_events_poll(struct media_event *ev, unsigned max);
  * (-EADDRINUSE when the range is exhausted). */
 int media_session_create(uint64_t owner, struct media_session *pin_with, struct media_session **out,
                          uint16_t *local_port);
+/* The worker the session is pinned to, 0 .. media_worker_count() - 1 (a paired thread,
+ * such as an AI thread, can be chosen by it). Control thread. */
+unsigned media_session_worker(const struct media_session *s);
+/* Worker threads started by media_init (0 before). */
+unsigned media_worker_count(void);
 /* Applies the far end's parameters (copied). SSRC/seq/timestamp stay continuous. */
 int media_session_update(struct media_session *s, const struct media_stream_params *p);
 /* Relays packets between a and b (both ways). NULL b unbridges a. */
@@ -230,14 +235,35 @@ int media_ai_detach(struct media_session *s);
 /* Drops the AI thread's reference. NULL accepted. */
 void media_ai_port_release(struct media_ai_port *p);
 
+/* The ports of one AI thread that have upstream frames waiting, so that a wake-up costs
+ * the AI thread the ports with frames rather than a visit of every call. The AI thread
+ * owns one (zeroed storage that outlives every port given to it; members private) and
+ * opts a port in with media_ai_port_set_ready. */
+struct media_ai_ready {
+	_Atomic(struct media_ai_port *) head; /* pushed by workers */
+	struct media_ai_port *taken;          /* the AI thread's batch */
+};
+/* AI thread: from now on the worker queues p on r (r NULL: no more) when a frame follows
+ * an empty ring, with `user` (the AI thread's own pointer for the port, read back by
+ * media_ai_port_user). */
+void media_ai_port_set_ready(struct media_ai_port *p, struct media_ai_ready *r, void *user);
+void *media_ai_port_user(const struct media_ai_port *p);
+/* AI thread: the next port queued on r, or NULL. The port comes with a reference (drop it
+ * with media_ai_port_release once its frames were read); a frame queued after this call
+ * queues the port again. */
+struct media_ai_port *media_ai_ready_pop(struct media_ai_ready *r);
+
 /* AI thread side; one thread per port. */
-/* Takes the oldest upstream frame (media_ai_frame_bytes bytes). 1 taken, 0 none. */
-int media_ai_read(struct media_ai_port *p, uint8_t *frame);
+/* Takes the oldest upstream frame (media_ai_frame_bytes bytes). 1 taken, 0 none.
+ * *rx_us (NULL: not wanted): when the kernel received the RTP packet the frame was made
+ * from, CLOCK_REALTIME microseconds; 0 for a frame made on the worker's tick (loss, a
+ * late packet, silence). */
+int media_ai_read(struct media_ai_port *p, uint8_t *frame, uint64_t *rx_us);
 /* Queues downstream audio of any length for playout (copied). 0, or -ENOBUFS when the
  * worker has stalled and the ring is full: what did not fit is dropped and counted. */
 int media_ai_write(struct media_ai_port *p, const uint8_t *data, size_t len);
-/* Audio queued toward the caller, in ms (at most 2000: more is dropped, oldest first).
- * An AI thread pauses reading its socket while this is high (say over 1500). */
+/* Audio queued toward the caller, in ms. What does not fit under the bound
+ * (media_ai_bound_ms) is refused; an AI thread pauses reading its socket well before. */
 unsigned media_ai_queued_ms(const struct media_ai_port *p);
 /* Barge-in: drops everything queued toward the caller; the next frame out is silence.
  * Takes effect at the worker's next tick. */

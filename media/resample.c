@@ -56,3 +56,8 @@ unsigned media_resampler_delay(const struct media_resampler *r)
 {
 	return (unsigned)speex_resampler_get_output_latency(r->st);
 }
+
+void media_resampler_reset(struct media_resampler *r)
+{
+	speex_resampler_reset_mem(r->st);
+}

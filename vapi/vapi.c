@@ -25,7 +25,6 @@
 
 #define EVENTS_CAP 4096u
 #define IO_CAP     1024u
-#define AI_CAP     4096u
 
 struct vapi_global vapi_g;
 
@@ -227,8 +226,15 @@ static int metrics_get(void)
 	    metric_get(METRIC_COUNTER, "vacs_vapi_messages_total{result=\"too_large\"}", msgs_help);
 	g->m_dropped = metric_get(METRIC_COUNTER, "vacs_vapi_events_dropped_total",
 	                          "VAPI events dropped because the sip thread fell behind");
+	static const uint64_t lat_us[] = {50,  100,  200,  300,  400,  500,  600,   700,   800,
+	                                  900, 1000, 1500, 2000, 3000, 5000, 10000, 20000, 50000};
+	g->m_up_latency = metric_hist_get(
+	    "vacs_vapi_up_latency_us",
+	    "Upstream added latency: the kernel's receive time of an RTP packet to its frame "
+	    "handed to the VAPI socket, microseconds",
+	    lat_us, sizeof(lat_us) / sizeof(lat_us[0]));
 	int ok = g->m_connected && g->m_failed && g->m_up && g->m_down && g->m_active &&
-	         g->m_malformed && g->m_too_large && g->m_dropped;
+	         g->m_malformed && g->m_too_large && g->m_dropped && g->m_up_latency;
 	for (int i = 0; i < VAPI_MT_COUNT; i++) {
 		char name[96];
 		snprintf(name, sizeof(name), "vacs_vapi_messages_total{type=\"%s\"}",
@@ -251,11 +257,9 @@ static void teardown(void)
 	vapi_io_stop();
 	vapi_ai_stop();
 	vapi_ovf_flush(&vapi_g.io_ovf, 1);
-	vapi_ovf_flush(&vapi_g.ai_ovf, 1);
 	drain_events();
 	mbox_destroy(vapi_g.events);
 	mbox_destroy(vapi_g.io_cmd);
-	mbox_destroy(vapi_g.ai_cmd);
 	mem_free(vapi_g.api_url);
 	mem_free(vapi_g.api_key);
 	mem_free(vapi_g.user_agent);
@@ -294,10 +298,9 @@ int vapi_init(const struct vapi_config *cfg)
 	if ((rc = metrics_get()))
 		goto fail;
 	if ((rc = mbox_create(&g->events, sizeof(struct vapi_evmsg), EVENTS_CAP)) ||
-	    (rc = mbox_create(&g->io_cmd, sizeof(struct vapi_call *), IO_CAP)) ||
-	    (rc = mbox_create(&g->ai_cmd, sizeof(struct vapi_aimsg), AI_CAP)))
+	    (rc = mbox_create(&g->io_cmd, sizeof(struct vapi_call *), IO_CAP)))
 		goto fail;
-	if ((rc = vapi_ai_start()))
+	if ((rc = vapi_ai_start(cfg->ai_threads)))
 		goto fail;
 	if ((rc = vapi_io_start()))
 		goto fail;
@@ -398,6 +401,7 @@ int vapi_call_create(const struct vapi_call_params *p, struct vapi_call **out)
 	c->owner = p->owner;
 	c->format = p->format;
 	c->deferred = p->defer_connect != 0;
+	c->ai = vapi_ai_pick(p->affinity);
 	atomic_init(&c->gate, c->deferred ? VAPI_GATE_IDLE : VAPI_GATE_WANTED);
 	metric_add(vapi_g.m_active, 1);
 	c->name = mem_strdup(p->name && p->name[0] ? p->name : "-");
@@ -419,6 +423,11 @@ int vapi_call_create(const struct vapi_call_params *p, struct vapi_call **out)
 	vapi_g.sip_calls = c;
 	*out = c;
 	return 0;
+}
+
+void *vapi_call_notify_arg(const struct vapi_call *c)
+{
+	return c ? c->ai : NULL;
 }
 
 int vapi_call_connect(struct vapi_call *c, struct media_ai_port *port)
@@ -527,6 +536,6 @@ void vapi_call_end(struct vapi_call *c)
 		c->sip_next->sip_prev = c->sip_prev;
 	c->sip_prev = c->sip_next = NULL;
 	vapi_io_wake();
-	vapi_ai_wake();
+	vapi_ai_wake(c->ai);
 	vapi_call_unref(c);
 }

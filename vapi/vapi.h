@@ -24,7 +24,8 @@ struct vapi_config {
 	const char *user_agent;      /* always sent (Cloudflare answers 403 "1010" without one) */
 	unsigned connect_timeout_ms; /* REST request, and WebSocket connect, each */
 	const char *ca_file;         /* extra CA file for TLS (tests), NULL = system store */
-	size_t max_message; /* largest text frame accepted from VAPI (bytes), 0 = 256 KiB */
+	size_t max_message;  /* largest text frame accepted from VAPI (bytes), 0 = 256 KiB */
+	unsigned ai_threads; /* WebSocket threads, one per media worker (0 = 1) */
 };
 
 /* Starts the io and ai threads. 0 or -errno. Main thread, once. */
@@ -44,6 +45,8 @@ struct vapi_call_params {
 	enum media_ai_format format; /* transport.audioFormat: mulaw 8000 or pcm_s16le 16000 */
 	int defer_connect; /* open the WebSocket only once vapi_call_connect gives the port
 	                      (outbound: created while the phone rings, connected on answer) */
+	unsigned affinity; /* ai thread (modulo their number): media_session_worker() of the
+	                      leg the AI talks to, so a worker wakes only its own thread */
 };
 
 struct vapi_call; /* one AI leg; the sip thread's handle until vapi_call_end */
@@ -66,9 +69,11 @@ int vapi_call_move(struct vapi_call *c, struct media_ai_port *port);
  * so far has been played (or flushed). 0 or -errno. */
 int vapi_call_mark(struct vapi_call *c, uint32_t id);
 
-/* The media AI port's notify callback (media_ai_attach(..., vapi_ai_notify, NULL, ...)):
- * wakes the ai thread once per media tick. Any thread. */
+/* The media AI port's notify callback, with the call's argument:
+ * media_ai_attach(..., vapi_ai_notify, vapi_call_notify_arg(c), ...). Wakes the call's ai
+ * thread once per batch of frames. Any thread. */
 void vapi_ai_notify(void *arg);
+void *vapi_call_notify_arg(const struct vapi_call *c);
 
 /* Messages to the assistant (queued; sent once the socket is up). 0 or -errno. */
 int vapi_call_say(struct vapi_call *c, const char *text, int end_call_after);

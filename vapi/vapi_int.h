@@ -17,7 +17,7 @@
  *   - the sip thread's handle: one reference, dropped by vapi_call_end;
  *   - every message in a mailbox (io commands, ai commands, events) holds one;
  *   - the io thread holds one while the POST /call transfer is in its multi handle;
- *   - the ai thread holds one while the call is on its list (from the first message about
+ *   - its ai thread holds one while the call is on that thread's list (from the first message about
  *     the call until its socket is gone and, when it never had one, until vapi_call_end).
  * Fields are grouped by the thread that writes them. `ended` is the only field written by
  * the sip thread and read by the others; the io thread fills the ws_* fields before it
@@ -28,6 +28,7 @@ struct lws;
 struct lws_context;
 struct mbox;
 struct metric;
+struct vapi_ai; /* one ai thread (ws.c) */
 
 #define VAPI_FRAME_MAX  640u          /* 20 ms of 16 kHz PCM */
 #define VAPI_PRE        32u           /* >= LWS_PRE (checked in ws.c) */
@@ -64,7 +65,8 @@ struct vapi_call {
 	 * the call exists, the sip thread GATE_WANTED once it has a port; whichever comes
 	 * second posts VAPI_AI_CONNECT. Calls without defer_connect start at GATE_WANTED. */
 	atomic_int gate;
-	int deferred; /* defer_connect (set at create, read-only after) */
+	int deferred;       /* defer_connect (set at create, read-only after) */
+	struct vapi_ai *ai; /* the ai thread holding its socket (set at create) */
 
 	/* sip thread */
 	struct vapi_call *sip_prev, *sip_next;
@@ -101,6 +103,7 @@ struct vapi_call {
 	uint64_t kill_us;     /* when kill_wsi last asked lws to drop the wsi */
 	char err[160];        /* why the connect failed */
 	unsigned char upbuf[VAPI_PRE + VAPI_FRAME_MAX];
+	uint64_t up_rx_us; /* the frame in upbuf: its packet's receive time (0 = none) */
 };
 
 /* Events waiting for room in the event mailbox (terminal events are never dropped). */
@@ -161,17 +164,13 @@ struct vapi_global {
 	atomic_int io_stop;
 	struct vapi_ovf io_ovf;
 
-	/* ai thread */
-	struct mbox *ai_cmd; /* struct vapi_aimsg */
-	struct lws_context *ctx;
-	pthread_t ai_thread;
-	int ai_started;
+	/* ai threads, one per media worker */
+	struct vapi_ai *ai;
+	unsigned n_ai;
 	atomic_int ai_stop;
-	struct vapi_ovf ai_ovf;
-	_Atomic(struct lws_context *) notify_ctx; /* NULL once closing */
-	atomic_int notify_users;
 
 	struct metric *m_connected, *m_failed, *m_up, *m_down, *m_active;
+	struct metric_hist *m_up_latency; /* RTP packet received -> its frame written */
 	struct metric *m_malformed, *m_too_large, *m_dropped;
 	struct metric *m_type[VAPI_MT_COUNT];
 };
@@ -203,12 +202,15 @@ int vapi_ws_url_parse(const char *url, char **host, int *port, char **path, int 
 char *vapi_rest_error_text(const char *body, size_t len);
 
 /* ws.c: the ai thread */
-int vapi_ai_start(void);
+/* Starts n ai threads (0 = 1). */
+int vapi_ai_start(unsigned n);
 void vapi_ai_stop(void);
+/* The ai thread for a call created with this affinity. */
+struct vapi_ai *vapi_ai_pick(unsigned affinity);
 /* Posts to the ai thread and wakes it; the message takes its own reference on c. On
  * failure (-EAGAIN, mailbox full) ptr stays the caller's. */
 int vapi_ai_post(enum vapi_ai_op op, struct vapi_call *c, void *ptr);
-void vapi_ai_wake(void);
+void vapi_ai_wake(struct vapi_ai *ai);
 /* msg.c -> ws.c: VAPI ended the call (status-update ended): ENDED, then close. */
 void vapi_ws_remote_end(struct vapi_call *c, const char *reason);
 /* msg.c -> ws.c: an event from the socket's thread. */

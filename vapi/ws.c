@@ -1,4 +1,5 @@
-/* The ai thread: one libwebsockets client context holding the VAPI sockets, one 20 ms tick. */
+/* The ai threads: each a libwebsockets client context holding the VAPI sockets of the calls
+ * of one media worker, with one 20 ms tick. */
 #include "vapi/vapi_int.h"
 
 #include "core/clock.h"
@@ -14,20 +15,26 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /*
- * Everything here runs on the ai thread, except vapi_ai_start/stop (main thread, before
- * the thread starts and after it is joined), vapi_ai_post/wake and vapi_ai_notify (any
- * thread: they only post to the mailbox and call lws_cancel_service).
+ * Everything here runs on a call's ai thread, except vapi_ai_start/stop (main thread,
+ * before the threads start and after they are joined), vapi_ai_post/wake and
+ * vapi_ai_notify (any thread: they only post to the mailbox and call lws_cancel_service).
+ * There is one ai thread per media worker (libwebsockets runs one service thread per
+ * context, so contexts are how the sockets use more than one core); a call is given the
+ * thread of its leg's worker when it is created, so a worker wakes only its own thread.
  *
  * The thread wakes on three things: lws socket events, lws_cancel_service (a media worker
  * queued frames, or a mailbox message waits) which lws turns into EVENT_WAIT_CANCELLED,
- * and ONE 20 ms sul tick for the whole context (never a timer per socket). On every wake
- * and tick, sweep() visits each call: it acts on vapi_call_end, enforces the connect and
- * close bounds, resumes reading once the caller's playout has drained, and pulls one
- * upstream frame into the call's buffer and asks for a writable callback. A writable
- * callback sends the queued text frames first, then one audio frame, and asks again while
- * more waits. Nothing on the audio path allocates: frames go through c->upbuf.
+ * and ONE 20 ms sul tick for the whole context (never a timer per socket). A media
+ * worker's wake-up pumps only the calls whose ports it queued on the thread's
+ * media_ai_ready (pump_ready): their frames are written at once while the socket takes
+ * them. The tick, and a wake-up from the sip thread (a call ended), also run sweep(),
+ * which visits each call: it acts on vapi_call_end, enforces the connect and close
+ * bounds, resumes reading once the caller's playout has drained, and pumps. Text frames
+ * and frames that found the socket full go through the writable callback, which keeps
+ * their order. Nothing on the audio path allocates: frames go through c->upbuf.
  *
  * A call's wsi is gone after CLIENT_CONNECTION_ERROR, CLIENT_CLOSED or WSI_DESTROY
  * (lws gives some of those in sequence for one wsi); the call leaves the list only in a
@@ -46,28 +53,54 @@ _Static_assert(LWS_PRE <= VAPI_PRE, "VAPI_PRE must cover LWS_PRE");
  * only seen once that audio was read: the pause leaves 700 ms of room to find it.) */
 #define PAUSE_MS  700u
 #define RESUME_MS 500u
-/* lws hands us at most this much per receive callback (and holds this per socket). */
-#define RX_CHUNK 2048u
+/* lws hands us at most this much per receive callback (and holds this per socket: 1 KB
+ * is 128 ms of mu-law, 32 ms of 16 kHz PCM). */
+#define RX_CHUNK 1024u
+/* A text message is gathered in a buffer of the call's; one that grew past this is
+ * given back once the message is handled (most are a few hundred bytes; a
+ * conversation-update can be many KB), so idle calls hold little. */
+#define RX_KEEP 1024u
 
-static struct vapi_call *ai_list;
-/* The thread's event loop: libev on epoll, handed to lws as a foreign loop. lws's own
- * poll() loop visits every socket of the context at each wake-up, and with a wake-up per
- * upstream frame (media/dsp.c sends a frame when its packet arrives) that cost most of
- * the thread's time at a few hundred calls; epoll's cost follows the ready sockets. */
-static struct ev_loop *ai_loop;
-/* A media worker's wake-up is on its way (vapi_ai_notify): later ones need no second
- * lws_cancel_service until the ai thread has taken it. */
-static atomic_int wake_pending;
-static lws_sorted_usec_list_t tick_sul;
-static uint64_t tick_next_us, stop_deadline_us;
-static int ai_exit;
+#define AI_CAP 4096u /* commands waiting for one ai thread */
+#define AI_MAX 16u   /* ai threads at most (one per media worker) */
+
+struct vapi_ai {
+	unsigned idx;
+	struct mbox *cmd; /* struct vapi_aimsg */
+	struct lws_context *ctx;
+	/* The thread's event loop: libev on epoll, handed to lws as a foreign loop. lws's
+	 * own poll() loop visits every socket of the context at each wake-up, and with a
+	 * wake-up per upstream frame (media/dsp.c sends a frame when its packet arrives)
+	 * that cost most of the thread's time at a few hundred calls; epoll's cost follows
+	 * the ready sockets. */
+	struct ev_loop *loop;
+	pthread_t thread;
+	int started, exit;
+	struct vapi_ovf ovf;
+	_Atomic(struct lws_context *) notify_ctx; /* NULL once closing */
+	atomic_int notify_users;
+	/* A media worker's wake-up is on its way (vapi_ai_notify): later ones need no
+	 * second lws_cancel_service until this thread has taken it. */
+	atomic_int wake_pending;
+	/* The sip thread ended a call (vapi_ai_wake): the next wake-up visits every call,
+	 * not only those with frames. */
+	atomic_int sweep_wanted;
+	struct media_ai_ready ready; /* the calls' ports with frames waiting */
+	struct vapi_call *list;      /* the calls this thread holds */
+	lws_sorted_usec_list_t tick_sul;
+	uint64_t tick_next_us, stop_deadline_us;
+};
+
+/* Static: a media worker may still call vapi_ai_notify with one as its argument while
+ * vapi_ai_stop runs (notify_ctx tells it the thread is gone). */
+static struct vapi_ai ai_threads[AI_MAX];
 
 /* ---- events and state changes ---- */
 
 void vapi_ws_event(struct vapi_call *c, enum vapi_event_type type, int status, const char *id,
                    const char *text, const char *text2)
 {
-	vapi_event_post(&vapi_g.ai_ovf, c, type, status, id, text, text2);
+	vapi_event_post(&c->ai->ovf, c, type, status, id, text, text2);
 }
 
 static void ws_fail(struct vapi_call *c, const char *why)
@@ -178,7 +211,7 @@ static void ws_connect(struct vapi_call *c)
 {
 	struct lws_client_connect_info ci;
 	memset(&ci, 0, sizeof(ci));
-	ci.context = vapi_g.ctx;
+	ci.context = c->ai->ctx;
 	ci.address = c->ws_address;
 	ci.port = c->ws_port;
 	ci.path = c->ws_path;
@@ -221,7 +254,7 @@ static void on_established(struct vapi_call *c, struct lws *wsi)
 		vapi_ws_event(c, VAPI_EV_CONNECTED, 0, c->vapi_id, NULL, NULL);
 	}
 	/* Audio the caller said while the socket was connecting is stale: start fresh. */
-	while (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1)
+	while (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
 		;
 	c->has_frame = 0;
 	if (c->txq)
@@ -259,7 +292,7 @@ static int on_receive(struct vapi_call *c, struct lws *wsi, const void *in, size
 		return -1;
 	}
 	if (c->rx_len + len + 1 > c->rx_cap) {
-		size_t cap = c->rx_cap ? c->rx_cap : 4096u;
+		size_t cap = c->rx_cap ? c->rx_cap : 512u;
 		while (cap < c->rx_len + len + 1)
 			cap *= 2;
 		if (cap > vapi_g.max_message + 1)
@@ -283,6 +316,32 @@ static int on_receive(struct vapi_call *c, struct lws *wsi, const void *in, size
 		}
 		c->rx_len = 0;
 		c->rx_skip = 0;
+		if (c->rx_cap > RX_KEEP) {
+			mem_free(c->rx);
+			c->rx = NULL;
+			c->rx_cap = 0;
+		}
+	}
+	return 0;
+}
+
+/* Writes the frame in upbuf (ai thread, from the writeable callback or straight from the
+ * sweep when the socket has room). 0, or -1 when the socket failed. */
+static int send_frame(struct vapi_call *c)
+{
+	unsigned fb = media_ai_frame_bytes(c->format);
+	c->has_frame = 0;
+	int n = lws_write(c->wsi, c->upbuf + VAPI_PRE, fb, LWS_WRITE_BINARY);
+	if (n < (int)fb)
+		return -1;
+	metric_inc(vapi_g.m_up);
+	if (c->up_rx_us) {
+		/* Added latency upstream: the kernel's receive stamp of the RTP packet to this
+		 * frame handed to the socket. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+		metric_hist_observe(vapi_g.m_up_latency, now > c->up_rx_us ? now - c->up_rx_us : 0);
 	}
 	return 0;
 }
@@ -311,13 +370,9 @@ static int on_writeable(struct vapi_call *c, struct lws *wsi)
 	}
 	if (!c->has_frame)
 		return 0;
-	unsigned fb = media_ai_frame_bytes(c->format);
-	c->has_frame = 0;
-	int n = lws_write(wsi, c->upbuf + VAPI_PRE, fb, LWS_WRITE_BINARY);
-	if (n < (int)fb)
+	if (send_frame(c))
 		return -1;
-	metric_inc(vapi_g.m_up);
-	if (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1) {
+	if (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1) {
 		c->has_frame = 1;
 		lws_callback_on_writable(wsi);
 	}
@@ -344,6 +399,8 @@ static void finish(struct vapi_call *c)
 	c->ai_finished = 1;
 	c->ai_listed = 0;
 	c->ai_next = NULL;
+	if (c->port)
+		media_ai_port_set_ready(c->port, NULL, NULL);
 	media_ai_port_release(c->port);
 	c->port = NULL;
 	vapi_txt_free_all(c->txq);
@@ -373,13 +430,16 @@ static void handle(struct vapi_aimsg *m)
 	if (!c->ai_listed) {
 		c->ai_listed = 1;
 		vapi_call_ref(c);
-		c->ai_next = ai_list;
-		ai_list = c;
+		c->ai_next = c->ai->list;
+		c->ai->list = c;
 	}
 	switch (m->op) {
 	case VAPI_AI_PORT: /* the first port, or a move (vapi_call_move) */
+		if (c->port)
+			media_ai_port_set_ready(c->port, NULL, NULL);
 		media_ai_port_release(c->port);
 		c->port = m->ptr;
+		media_ai_port_set_ready(c->port, &c->ai->ready, c);
 		break;
 	case VAPI_AI_MARK:
 		if (c->port)
@@ -402,10 +462,10 @@ static void handle(struct vapi_aimsg *m)
 	vapi_call_unref(c);
 }
 
-static void drain(void)
+static void drain(struct vapi_ai *ai)
 {
 	struct vapi_aimsg m;
-	while (mbox_take(vapi_g.ai_cmd, &m) == 0)
+	while (mbox_take(ai->cmd, &m) == 0)
 		handle(&m);
 }
 
@@ -433,7 +493,7 @@ static void pump(struct vapi_call *c)
 		return;
 	if (c->state != VAPI_WS_UP || c->closing) {
 		/* Nobody to send to: keep the ring empty so no stale audio piles up. */
-		while (media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1)
+		while (media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
 			;
 		c->has_frame = 0;
 		return;
@@ -442,23 +502,47 @@ static void pump(struct vapi_call *c)
 		lws_rx_flow_control(c->wsi, 1);
 		c->rx_paused = 0;
 	}
-	if (!c->has_frame && media_ai_read(c->port, c->upbuf + VAPI_PRE) == 1)
+	if (!c->has_frame && media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
 		c->has_frame = 1;
+	/* Frames go out from here while the socket takes them: a writeable callback costs
+	 * two epoll changes and a loop turn per frame (lws_write is fine on this thread; a
+	 * short write is kept by lws and sent first). Text messages queued, or a full
+	 * socket: the writeable callback keeps the order. */
+	while (c->has_frame && !c->txq && !lws_send_pipe_choked(c->wsi)) {
+		if (send_frame(c)) {
+			lws_callback_on_writable(c->wsi); /* the callback sees the error */
+			return;
+		}
+		if (media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
+			c->has_frame = 1;
+	}
 	if (c->has_frame || c->txq)
 		lws_callback_on_writable(c->wsi);
 }
 
-static void sweep(void)
+/* The calls whose ports got frames since the last time: their frames go out now. */
+static void pump_ready(struct vapi_ai *ai)
+{
+	struct media_ai_port *p;
+	while ((p = media_ai_ready_pop(&ai->ready))) {
+		struct vapi_call *c = media_ai_port_user(p);
+		if (c && c->port == p && !c->ai_finished)
+			pump(c);
+		media_ai_port_release(p); /* the queue's reference */
+	}
+}
+
+static void sweep(struct vapi_ai *ai)
 {
 	uint64_t now = clock_now_us();
 	int stopping = atomic_load(&vapi_g.ai_stop), redrained = 0;
-	if (stopping && !stop_deadline_us)
-		stop_deadline_us = now + STOP_BOUND_US;
-	for (struct vapi_call *c = ai_list; c; c = c->ai_next) {
+	if (stopping && !ai->stop_deadline_us)
+		ai->stop_deadline_us = now + STOP_BOUND_US;
+	for (struct vapi_call *c = ai->list; c; c = c->ai_next) {
 		if (!c->end_handled && (stopping || atomic_load(&c->ended))) {
 			/* What the sip thread posted before ending must be seen first. */
 			if (!redrained) {
-				drain();
+				drain(ai);
 				redrained = 1;
 			}
 			c->end_handled = 1;
@@ -478,7 +562,7 @@ static void sweep(void)
 		}
 		pump(c);
 	}
-	struct vapi_call **pp = &ai_list;
+	struct vapi_call **pp = &ai->list;
 	while (*pp) {
 		struct vapi_call *c = *pp;
 		if (c->state == VAPI_WS_GONE) {
@@ -488,26 +572,27 @@ static void sweep(void)
 			pp = &c->ai_next;
 		}
 	}
-	vapi_ovf_flush(&vapi_g.ai_ovf, 0);
-	if (stopping && (!ai_list || now >= stop_deadline_us)) {
-		ai_exit = 1;
-		ev_break(ai_loop, EVBREAK_ALL); /* ai_main's ev_run returns */
+	vapi_ovf_flush(&ai->ovf, 0);
+	if (stopping && (!ai->list || now >= ai->stop_deadline_us)) {
+		ai->exit = 1;
+		ev_break(ai->loop, EVBREAK_ALL); /* ai_main's ev_run returns */
 	}
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
-	(void)sul;
+	struct vapi_ai *ai = lws_container_of(sul, struct vapi_ai, tick_sul);
 	/* Posters wake us with lws_cancel_service; the mailbox's own eventfd is never
 	 * polled, only kept from filling up, once per tick rather than per wake. */
-	mbox_drain_fd(vapi_g.ai_cmd);
-	sweep();
+	mbox_drain_fd(ai->cmd);
+	pump_ready(ai);
+	sweep(ai);
 	uint64_t now = clock_now_us();
-	tick_next_us += TICK_US;
-	if (tick_next_us + TICK_US < now)
-		tick_next_us = now + TICK_US; /* fell behind: resynchronise */
-	uint64_t delay = tick_next_us > now ? tick_next_us - now : 1000u;
-	lws_sul_schedule(vapi_g.ctx, 0, &tick_sul, on_tick, (lws_usec_t)delay);
+	ai->tick_next_us += TICK_US;
+	if (ai->tick_next_us + TICK_US < now)
+		ai->tick_next_us = now + TICK_US; /* fell behind: resynchronise */
+	uint64_t delay = ai->tick_next_us > now ? ai->tick_next_us - now : 1000u;
+	lws_sul_schedule(ai->ctx, 0, &ai->tick_sul, on_tick, (lws_usec_t)delay);
 }
 
 static struct vapi_call *call_of(void *user)
@@ -521,13 +606,17 @@ static int ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 {
 	struct vapi_call *c;
 	switch (reason) {
-	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
 		/* Broadcast with a fake wsi; must return 0 (a nonzero closes the event pipe).
 		 * Cleared before the sweep: a frame queued from here on wakes us again. */
-		atomic_store(&wake_pending, 0);
-		drain();
-		sweep();
+		struct vapi_ai *ai = lws_context_user(lws_get_context(wsi));
+		atomic_store(&ai->wake_pending, 0);
+		drain(ai);
+		pump_ready(ai);
+		if (atomic_exchange(&ai->sweep_wanted, 0) || atomic_load(&vapi_g.ai_stop))
+			sweep(ai);
 		return 0;
+	}
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
 		unsigned char **p = in, *end = *p + len;
 		const char *ua = vapi_g.user_agent;
@@ -581,120 +670,163 @@ static void lws_log(int level, const char *line)
 
 static void *ai_main(void *arg)
 {
-	(void)arg;
-	tick_next_us = clock_now_us() + TICK_US;
-	lws_sul_schedule(vapi_g.ctx, 0, &tick_sul, on_tick, TICK_US);
-	ev_run(ai_loop, 0);
-	if (!ai_exit)
-		log_err("vapi", "the ai thread's event loop ended: the ai thread stops");
-	lws_sul_cancel(&tick_sul);
+	struct vapi_ai *ai = arg;
+	ai->tick_next_us = clock_now_us() + TICK_US;
+	lws_sul_schedule(ai->ctx, 0, &ai->tick_sul, on_tick, TICK_US);
+	ev_run(ai->loop, 0);
+	if (!ai->exit)
+		log_err("vapi", "ai thread %u: its event loop ended: the thread stops", ai->idx);
+	lws_sul_cancel(&ai->tick_sul);
 	return NULL;
 }
 
-void vapi_ai_wake(void)
+struct vapi_ai *vapi_ai_pick(unsigned affinity)
 {
-	if (vapi_g.ctx)
-		lws_cancel_service(vapi_g.ctx);
+	return &vapi_g.ai[affinity % vapi_g.n_ai];
+}
+
+void vapi_ai_wake(struct vapi_ai *ai)
+{
+	atomic_store(&ai->sweep_wanted, 1);
+	if (ai->ctx)
+		lws_cancel_service(ai->ctx);
 }
 
 int vapi_ai_post(enum vapi_ai_op op, struct vapi_call *c, void *ptr)
 {
 	struct vapi_aimsg m = {.op = op, .call = c, .ptr = ptr};
 	vapi_call_ref(c);
-	if (mbox_post(vapi_g.ai_cmd, &m) != 0) {
+	if (mbox_post(c->ai->cmd, &m) != 0) {
 		vapi_call_unref(c);
 		return -EAGAIN;
 	}
-	vapi_ai_wake();
+	vapi_ai_wake(c->ai);
 	return 0;
 }
 
 void vapi_ai_notify(void *arg)
 {
-	(void)arg;
+	struct vapi_ai *ai = arg ? arg : &vapi_g.ai[0];
 	/* vapi_ai_stop clears notify_ctx, then waits for callers in here to leave. */
-	if (atomic_exchange(&wake_pending, 1))
+	if (atomic_exchange(&ai->wake_pending, 1))
 		return; /* one is on its way: the sweep it causes takes this frame too */
-	atomic_fetch_add(&vapi_g.notify_users, 1);
-	struct lws_context *ctx = atomic_load(&vapi_g.notify_ctx);
+	atomic_fetch_add(&ai->notify_users, 1);
+	struct lws_context *ctx = atomic_load(&ai->notify_ctx);
 	if (ctx)
 		lws_cancel_service(ctx);
-	atomic_fetch_sub(&vapi_g.notify_users, 1);
+	atomic_fetch_sub(&ai->notify_users, 1);
 }
 
-int vapi_ai_start(void)
+static int ai_start_one(struct vapi_ai *ai)
 {
-	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+	int rc = mbox_create(&ai->cmd, sizeof(struct vapi_aimsg), AI_CAP);
+	if (rc)
+		return rc;
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_LIBEV;
-	ai_loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
-	if (!ai_loop) {
+	ai->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+	if (!ai->loop) {
 		log_err("vapi", "cannot create the ai thread's event loop");
 		return -ENOMEM;
 	}
-	void *foreign[1] = {ai_loop};
+	void *foreign[1] = {ai->loop};
 	info.foreign_loops = foreign;
 	info.gid = -1;
 	info.uid = -1;
+	info.user = ai;
 	info.pt_serv_buf_size = 8192;
 	info.client_ssl_ca_filepath = vapi_g.ca_file;
 	info.timeout_secs = (vapi_g.timeout_ms + 999u) / 1000u + 1u;
 	info.connect_timeout_secs = info.timeout_secs;
-	ai_list = NULL;
-	ai_exit = 0;
-	stop_deadline_us = 0;
-	atomic_store(&wake_pending, 0);
-	memset(&tick_sul, 0, sizeof(tick_sul));
-	vapi_g.ctx = lws_create_context(&info);
-	if (!vapi_g.ctx) {
+	ai->ctx = lws_create_context(&info);
+	if (!ai->ctx) {
 		log_err("vapi", "cannot create the lws client context");
 		return -ENOMEM;
 	}
-	atomic_store(&vapi_g.notify_ctx, vapi_g.ctx);
-	atomic_store(&vapi_g.ai_stop, 0);
+	atomic_store(&ai->notify_ctx, ai->ctx);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = -pthread_create(&vapi_g.ai_thread, NULL, ai_main, NULL);
+	rc = -pthread_create(&ai->thread, NULL, ai_main, ai);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc)
 		return rc; /* vapi_ai_stop frees the context */
-	pthread_setname_np(vapi_g.ai_thread, "ai-0");
-	vapi_g.ai_started = 1;
+	char name[16];
+	snprintf(name, sizeof(name), "ai-%u", ai->idx);
+	pthread_setname_np(ai->thread, name);
+	ai->started = 1;
 	return 0;
+}
+
+int vapi_ai_start(unsigned n)
+{
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+	if (n == 0)
+		n = 1;
+	if (n > AI_MAX)
+		n = AI_MAX;
+	memset(ai_threads, 0, sizeof(ai_threads));
+	vapi_g.ai = ai_threads;
+	vapi_g.n_ai = n;
+	atomic_store(&vapi_g.ai_stop, 0);
+	for (unsigned i = 0; i < n; i++) {
+		struct vapi_ai *ai = &vapi_g.ai[i];
+		ai->idx = i;
+		atomic_init(&ai->wake_pending, 0);
+		atomic_init(&ai->sweep_wanted, 0);
+		atomic_init(&ai->notify_users, 0);
+		int rc = ai_start_one(ai);
+		if (rc)
+			return rc; /* vapi_ai_stop undoes what started */
+	}
+	return 0;
+}
+
+static void ai_stop_one(struct vapi_ai *ai)
+{
+	if (ai->started) {
+		lws_cancel_service(ai->ctx);
+		pthread_join(ai->thread, NULL);
+		ai->started = 0;
+	}
+	atomic_store(&ai->notify_ctx, NULL);
+	while (atomic_load(&ai->notify_users))
+		sched_yield();
+	if (ai->ctx) {
+		/* Closes what is left; its callbacks still find their calls on the list. */
+		lws_context_destroy(ai->ctx);
+		ai->ctx = NULL;
+	}
+	if (ai->loop) {
+		ev_loop_destroy(ai->loop);
+		ai->loop = NULL;
+	}
+	while (ai->list) {
+		struct vapi_call *c = ai->list;
+		ai->list = c->ai_next;
+		finish(c);
+	}
+	struct vapi_aimsg m;
+	while (ai->cmd && mbox_take(ai->cmd, &m) == 0)
+		msg_discard(&m);
+	struct media_ai_port *p;
+	while ((p = media_ai_ready_pop(&ai->ready)))
+		media_ai_port_release(p);
+	vapi_ovf_flush(&ai->ovf, 1);
+	mbox_destroy(ai->cmd);
+	ai->cmd = NULL;
 }
 
 void vapi_ai_stop(void)
 {
-	if (vapi_g.ai_started) {
-		atomic_store(&vapi_g.ai_stop, 1);
-		lws_cancel_service(vapi_g.ctx);
-		pthread_join(vapi_g.ai_thread, NULL);
-		vapi_g.ai_started = 0;
-	}
-	atomic_store(&vapi_g.notify_ctx, NULL);
-	while (atomic_load(&vapi_g.notify_users))
-		sched_yield();
-	if (vapi_g.ctx) {
-		/* Closes what is left; its callbacks still find their calls on the list. */
-		lws_context_destroy(vapi_g.ctx);
-		vapi_g.ctx = NULL;
-	}
-	if (ai_loop) {
-		ev_loop_destroy(ai_loop);
-		ai_loop = NULL;
-	}
-	while (ai_list) {
-		struct vapi_call *c = ai_list;
-		ai_list = c->ai_next;
-		finish(c);
-	}
-	struct vapi_aimsg m;
-	while (vapi_g.ai_cmd && mbox_take(vapi_g.ai_cmd, &m) == 0)
-		msg_discard(&m);
-	ai_exit = 0;
-	stop_deadline_us = 0;
+	if (!vapi_g.ai)
+		return;
+	atomic_store(&vapi_g.ai_stop, 1);
+	for (unsigned i = 0; i < vapi_g.n_ai; i++)
+		ai_stop_one(&vapi_g.ai[i]);
+	vapi_g.ai = NULL;
+	vapi_g.n_ai = 0;
 }

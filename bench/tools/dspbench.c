@@ -53,8 +53,8 @@ static double run_leg(enum media_codec c, unsigned frames, unsigned runs, size_t
 	struct media_dsp *d = mem_zalloc(sizeof(*d));
 	struct media_coder *enc = NULL;
 	enum media_ai_format f = media_ai_format_for(c);
-	int bad =
-	    !d || media_dsp_codec_create(&d->k, c) || media_ai_port_create(&d->ai, f, NULL, NULL);
+	int bad = !d || media_dsp_codec_create(&d->k, c) ||
+	          media_ai_port_create(&d->ai, f, d->k->rate, NULL, NULL);
 	struct mallinfo2 m1 = mallinfo2();
 	*heap = m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd;
 	if (bad || media_coder_create(&enc, c, NULL)) {
@@ -106,9 +106,9 @@ static double run_leg(enum media_codec c, unsigned frames, unsigned runs, size_t
 			struct media_dsp_emit em;
 			struct media_dsp_tx tx;
 			media_dsp_rx_packet(d, 0x1234, (uint16_t)seq, seq * ts_step, pkt[seq % 50],
-			                    (size_t)plen[seq % 50], now);
+			                    (size_t)plen[seq % 50], now, 0);
 			media_dsp_rx_tick(d, now, &em);
-			while (media_ai_read(d->ai, up) == 1)
+			while (media_ai_read(d->ai, up, NULL) == 1)
 				;
 			media_ai_write(d->ai, reply[seq % 50], fb);
 			media_dsp_tx_tick(d, NULL, MEDIA_TONE_NONE, 0, now, out, sizeof(out), &em,

@@ -98,6 +98,34 @@ static void test_core_mbox_full_is_eagain(void **state)
 	mbox_destroy(NULL);
 }
 
+/* A histogram renders cumulative buckets with +Inf, sum and count; bad bounds refused. */
+static void test_core_metrics_histogram(void **state)
+{
+	(void)state;
+	static const uint64_t b[] = {100, 500, 1000};
+	static const uint64_t bad[] = {100, 100};
+	assert_null(metric_hist_get("t_bad", "x", bad, 2));
+	assert_null(metric_hist_get("t_bad", "x", b, 0));
+	struct metric_hist *h = metric_hist_get("t_lat_us", "Latency", b, 3);
+	assert_non_null(h);
+	assert_ptr_equal(metric_hist_get("t_lat_us", "Latency", b, 3), h);
+	static const uint64_t obs[] = {50, 100, 101, 700, 1000, 5000};
+	for (unsigned i = 0; i < 6; i++)
+		metric_hist_observe(h, obs[i]);
+	struct strbuf sb;
+	str_init(&sb);
+	assert_int_equal(metric_render(&sb), 0);
+	assert_non_null(strstr(sb.p, "# TYPE t_lat_us histogram\n"
+	                             "t_lat_us_bucket{le=\"100\"} 2\n"
+	                             "t_lat_us_bucket{le=\"500\"} 3\n"
+	                             "t_lat_us_bucket{le=\"1000\"} 5\n"
+	                             "t_lat_us_bucket{le=\"+Inf\"} 6\n"
+	                             "t_lat_us_sum 6951\n"
+	                             "t_lat_us_count 6\n"));
+	str_deinit(&sb);
+	metric_registry_close();
+}
+
 static void test_core_metrics_render_prometheus(void **state)
 {
 	(void)state;
@@ -228,6 +256,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_core_mbox_full_is_eagain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_core_metrics_render_prometheus, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_core_metrics_histogram, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_core_mem_fault_injection, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_core_strbuf_grows_and_steals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_core_log_json_lines_carry_call_id, setup,

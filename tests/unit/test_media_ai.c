@@ -301,7 +301,7 @@ static void test_media_ai_pcmu_passthrough_and_playout(void **state)
 		uint64_t due = start + (uint64_t)(t + 1u) * 20u;
 		while (now_ms() < due) {
 			uint8_t f[160];
-			while (media_ai_read(port, f) == 1)
+			while (media_ai_read(port, f, NULL) == 1)
 				if (n_frames < 200)
 					memcpy(frames[n_frames++], f, 160);
 			phone_recv(&caller, -1, 0);
@@ -440,7 +440,7 @@ static void test_media_ai_g722_pcm16(void **state)
 		uint64_t due = start + (uint64_t)(t + 1u) * 20u;
 		while (now_ms() < due) {
 			uint8_t f[640];
-			while (media_ai_read(port, f) == 1 && n_up + 320 <= 32000u) {
+			while (media_ai_read(port, f, NULL) == 1 && n_up + 320 <= 32000u) {
 				for (unsigned i = 0; i < 320; i++)
 					up_pcm[n_up + i] =
 					    (int16_t)(uint16_t)(f[2 * i] | f[2 * i + 1] << 8);
@@ -462,6 +462,72 @@ static void test_media_ai_g722_pcm16(void **state)
 	assert_int_equal(caller.seq_errors, 0);
 	assert_int_equal(caller.ts_errors, 0);
 	mem_free(up_pcm);
+	media_ai_port_release(port);
+	phone_close(&caller);
+}
+
+/* PCMA leg with 16 kHz PCM to the AI: the AI's audio, written in odd-sized pieces (half
+ * samples included), is kept at 8 kHz and still reaches the caller as its tone, with the
+ * queue measured in real milliseconds; the caller's tone goes up at 16 kHz. */
+static void test_media_ai_pcma_pcm16_narrow(void **state)
+{
+	(void)state;
+	up();
+	struct phone caller;
+	phone_open(&caller, MEDIA_CODEC_PCMA, 8, -1, 4);
+	struct media_ai_port *port = NULL;
+	assert_int_equal(media_ai_attach(caller.s, MEDIA_AI_PCM16_16K, NULL, NULL, &port), 0);
+	caller.freq = 1000.0;
+	static int16_t down[24000];
+	static uint8_t le[48000];
+	size_t ph = 0;
+	sine(down, 24000, 500.0, 16000.0, 8000.0, &ph);
+	for (unsigned i = 0; i < 24000; i++) {
+		le[2 * i] = (uint8_t)((uint16_t)down[i] & 0xff);
+		le[2 * i + 1] = (uint8_t)((uint16_t)down[i] >> 8);
+	}
+	/* 400 ms in pieces of 1001, 777, ... bytes: odd sizes split samples. */
+	static const size_t piece[] = {1001, 777, 3, 2048, 5, 1111};
+	size_t le_pos = 0;
+	for (unsigned k = 0; le_pos < 12800; k++) {
+		size_t n = piece[k % 6];
+		if (le_pos + n > 12800)
+			n = 12800 - le_pos;
+		assert_int_equal(media_ai_write(port, le + le_pos, n), 0);
+		le_pos += n;
+	}
+	unsigned q = media_ai_queued_ms(port);
+	assert_true(q >= 390 && q <= 400); /* the resampler holds back a few samples */
+	uint64_t start = now_ms();
+	unsigned n_up = 0, loud_up = 0;
+	for (unsigned t = 0; t < 60; t++) {
+		phone_send(&caller);
+		if (le_pos < sizeof(le) && media_ai_queued_ms(port) < 200) {
+			size_t n = sizeof(le) - le_pos < 3199 ? sizeof(le) - le_pos : 3199;
+			assert_int_equal(media_ai_write(port, le + le_pos, n), 0);
+			le_pos += n;
+		}
+		uint64_t due = start + (uint64_t)(t + 1u) * 20u;
+		while (now_ms() < due) {
+			uint8_t f[640];
+			while (media_ai_read(port, f, NULL) == 1) {
+				n_up++;
+				int16_t s0 = (int16_t)(uint16_t)(f[200] | f[201] << 8);
+				loud_up += abs(s0) > 500;
+			}
+			phone_recv(&caller, -1, 0);
+			sleep_ms(2);
+		}
+	}
+	phone_recv(&caller, -1, 100);
+	assert_true(n_up >= 50);
+	assert_true(loud_up >= n_up / 4); /* the caller's tone went up at 16 kHz */
+	assert_true(caller.n_got >= 8000);
+	assert_true(tone_share(caller.got + 1600, 6400, 500.0, 8000.0) > 0.9);
+	assert_int_equal(caller.seq_errors, 0);
+	assert_int_equal(caller.ts_errors, 0);
+	/* Barge-in empties it, resampler included. */
+	media_ai_flush(port);
 	media_ai_port_release(port);
 	phone_close(&caller);
 }
@@ -715,7 +781,7 @@ static void test_media_dsp_10k_frames_no_alloc(void **state)
 		media_rfc4733_tx_init(&d->tx4733);
 		assert_int_equal(media_dsp_codec_create(&d->k, c), 0);
 		enum media_ai_format f = media_ai_format_for(c);
-		assert_int_equal(media_ai_port_create(&d->ai, f, NULL, NULL), 0);
+		assert_int_equal(media_ai_port_create(&d->ai, f, d->k->rate, NULL, NULL), 0);
 		struct media_coder *enc = NULL;
 		assert_int_equal(media_coder_create(&enc, c, NULL), 0);
 		unsigned fs = media_coder_frame_samples(enc), fb = media_ai_frame_bytes(f);
@@ -735,11 +801,11 @@ static void test_media_dsp_10k_frames_no_alloc(void **state)
 			if (i % 50 != 49) /* a lost packet every second */
 				media_dsp_rx_packet(d, 0x1234, (uint16_t)i,
 				                    i * media_codec_ts_per_frame(c), pl,
-				                    (size_t)plen, now);
+				                    (size_t)plen, now, 0);
 			struct media_dsp_emit em;
 			struct media_dsp_tx tx;
 			media_dsp_rx_tick(d, now, &em);
-			while (media_ai_read(d->ai, up_f) == 1)
+			while (media_ai_read(d->ai, up_f, NULL) == 1)
 				up_frames++;
 			media_ai_write(d->ai, down, fb);
 			if (media_dsp_tx_tick(d, NULL, MEDIA_TONE_NONE, 0, now, out, sizeof(out),
@@ -761,6 +827,7 @@ struct early {
 	struct media_dsp *d;
 	uint8_t pl[160];
 	uint64_t t0;
+	uint64_t last_stamp; /* of the last frame early_take took */
 };
 
 static void early_open(struct early *e)
@@ -770,7 +837,7 @@ static void early_open(struct early *e)
 	media_rfc4733_tx_init(&e->d->tx4733);
 	e->d->has_te = 1; /* no in-band detector: not what this tests */
 	assert_int_equal(media_dsp_codec_create(&e->d->k, MEDIA_CODEC_PCMU), 0);
-	assert_int_equal(media_ai_port_create(&e->d->ai, MEDIA_AI_MULAW_8K, NULL, NULL), 0);
+	assert_int_equal(media_ai_port_create(&e->d->ai, MEDIA_AI_MULAW_8K, 8000, NULL, NULL), 0);
 	e->t0 = 1000000;
 }
 
@@ -780,7 +847,7 @@ static int early_pkt(struct early *e, uint16_t seq, unsigned at_ms)
 {
 	memset(e->pl, 0x10 + seq, sizeof(e->pl));
 	return media_dsp_rx_packet(e->d, 0x4242, seq, seq * 160u, e->pl, sizeof(e->pl),
-	                           e->t0 + at_ms * 1000u);
+	                           e->t0 + at_ms * 1000u, 7000000u + seq);
 }
 
 static void early_tick(struct early *e, unsigned at_ms)
@@ -794,7 +861,7 @@ static unsigned early_take(struct early *e, uint8_t *first, unsigned max)
 {
 	uint8_t f[160];
 	unsigned n = 0;
-	while (media_ai_read(e->d->ai, f) == 1) {
+	while (media_ai_read(e->d->ai, f, &e->last_stamp) == 1) {
 		if (n < max)
 			first[n] = f[0];
 		n++;
@@ -815,6 +882,7 @@ static void test_media_ai_early_push(void **state)
 	assert_int_equal(early_pkt(&e, 0, 0), 1);
 	assert_int_equal(early_take(&e, got, 8), 1);
 	assert_int_equal(got[0], 0x10);
+	assert_int_equal(e.last_stamp, 7000000u); /* the packet's receive time came along */
 	early_tick(&e, 10);
 	assert_int_equal(early_take(&e, got, 8), 0);
 	/* Two packets between two ticks (the first one late): both go up on arrival, and
@@ -839,6 +907,7 @@ static void test_media_ai_early_push(void **state)
 	early_tick(&e, 20 * 50 + 30);
 	assert_int_equal(early_take(&e, got, 8), 1);
 	assert_int_equal(got[0], 0xff);
+	assert_int_equal(e.last_stamp, 0); /* made on the tick: no packet, no stamp */
 	struct media_jbuf_stats js;
 	media_jbuf_stats(e.d->k->jb, &js);
 	assert_true(js.early >= 48);
@@ -897,6 +966,7 @@ int main(void)
 	    T(test_media_ai_pcmu_passthrough_and_playout),
 	    T(test_media_ai_flush_and_marks),
 	    T(test_media_ai_g722_pcm16),
+	    T(test_media_ai_pcma_pcm16_narrow),
 	    T(test_media_bridge_transcode_and_record),
 	    T(test_media_dtmf_interworking),
 	    T(test_media_prompt_play),

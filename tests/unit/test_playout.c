@@ -731,11 +731,11 @@ static void test_fring_order_and_full(void **state)
 	assert_int_equal(media_fring_create(&r, 160, 16), 0);
 	assert_int_equal(media_fring_frame_bytes(r), 160);
 	uint8_t in[160], out[160];
-	assert_int_equal(media_fring_pop(r, out), 0);
+	assert_int_equal(media_fring_pop(r, out, NULL), 0);
 	for (unsigned i = 0; i < 20; i++) {
 		memset(in, (int)i, sizeof(in));
 		in[0] = (uint8_t)(i + 100);
-		assert_int_equal(media_fring_push(r, in), i < 16 ? 0 : -ENOBUFS);
+		assert_int_equal(media_fring_push(r, in, 5000u + i), i < 16 ? 0 : -ENOBUFS);
 	}
 	assert_int_equal(media_fring_count(r), 16);
 	struct media_fring_stats st;
@@ -743,21 +743,23 @@ static void test_fring_order_and_full(void **state)
 	assert_int_equal(st.pushed, 16);
 	assert_int_equal(st.dropped, 4); /* the newest (16..19) were dropped */
 	for (unsigned i = 0; i < 16; i++) {
-		assert_int_equal(media_fring_pop(r, out), 1);
+		uint64_t stamp = 0;
+		assert_int_equal(media_fring_pop(r, out, &stamp), 1);
+		assert_int_equal(stamp, 5000u + i); /* each frame's stamp travels with it */
 		assert_int_equal(out[0], i + 100);
 		assert_int_equal(out[159], i);
 	}
-	assert_int_equal(media_fring_pop(r, out), 0);
+	assert_int_equal(media_fring_pop(r, out, NULL), 0);
 	/* wraps many times without allocating */
 	uint64_t allocs = mem_total_allocs();
 	for (unsigned i = 0; i < 10000; i++) {
 		in[0] = (uint8_t)i;
-		assert_int_equal(media_fring_push(r, in), 0);
+		assert_int_equal(media_fring_push(r, in, 0), 0);
 		if (i % 3 == 0)
-			assert_int_equal(media_fring_push(r, in), 0);
-		assert_int_equal(media_fring_pop(r, out), 1);
+			assert_int_equal(media_fring_push(r, in, 0), 0);
+		assert_int_equal(media_fring_pop(r, out, NULL), 1);
 		if (i % 3 == 0)
-			assert_int_equal(media_fring_pop(r, out), 1);
+			assert_int_equal(media_fring_pop(r, out, NULL), 1);
 		assert_int_equal(out[0], (uint8_t)i);
 	}
 	assert_int_equal(mem_total_allocs(), allocs);
@@ -934,7 +936,7 @@ static void *fring_consumer(void *arg)
 	uint8_t out[160];
 	uint32_t expect = 0;
 	while (expect < 200000) {
-		if (!media_fring_pop(F->r, out)) {
+		if (!media_fring_pop(F->r, out, NULL)) {
 			sched_yield();
 			continue;
 		}
@@ -962,10 +964,10 @@ static void test_fring_threads(void **state)
 		memset(in, (uint8_t)v, sizeof(in));
 		memcpy(in, &v, 4);
 		if (v == 199999)
-			while (media_fring_push(F.r, in) != 0)
+			while (media_fring_push(F.r, in, 0) != 0)
 				sched_yield();
 		else
-			media_fring_push(F.r, in);
+			media_fring_push(F.r, in, 0);
 	}
 	pthread_join(b, NULL);
 	struct media_fring_stats st;

@@ -485,6 +485,7 @@ static void up_vapi_url(const char *url, size_t max_message, unsigned timeout_ms
 	vc.user_agent = "vacs-test/1";
 	vc.connect_timeout_ms = timeout_ms;
 	vc.max_message = max_message;
+	vc.ai_threads = 2; /* the calls here use the first; the second starts and stops */
 	assert_int_equal(vapi_init(&vc), 0);
 }
 

@@ -223,6 +223,8 @@ enum media_jbuf_res media_jbuf_get(struct media_jbuf *j, uint64_t now_us,
  * itself, a hold would only add latency. Worker thread. */
 enum media_jbuf_res media_jbuf_get_next(struct media_jbuf *j, uint64_t now_us,
                                         struct media_jbuf_frame *f);
+/* 1 when media_jbuf_get_next would give a packet now (nothing changes). Worker thread. */
+int media_jbuf_next_ready(struct media_jbuf *j, uint64_t now_us);
 void media_jbuf_stats(const struct media_jbuf *j, struct media_jbuf_stats *st);
 
 #endif

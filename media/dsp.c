@@ -377,6 +377,11 @@ static void rx_decode(struct media_dsp *d, enum media_jbuf_res r, const struct m
 	}
 }
 
+int media_dsp_rx_ready(struct media_dsp *d, uint64_t now)
+{
+	return d->k && media_jbuf_next_ready(d->k->jb, now);
+}
+
 int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
                         const uint8_t *payload, size_t len, uint64_t now, uint64_t rx_us)
 {

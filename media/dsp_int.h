@@ -112,6 +112,9 @@ void media_ai_port_notify_target(const struct media_ai_port *p, media_ai_notify_
 int media_dsp_rx_packet(struct media_dsp *d, uint32_t ssrc, uint16_t seq, uint32_t ts,
                         const uint8_t *payload, size_t len, uint64_t now, uint64_t rx_us);
 void media_dsp_reset_rx(struct media_dsp *d);
+/* 1 when the leg's expected next packet is here, so that its rx stage can run now (a
+ * bridged dsp leg's packet goes on at arrival, not at its tick). */
+int media_dsp_rx_ready(struct media_dsp *d, uint64_t now);
 void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit *em);
 /* Writes this tick's payload for the leg into out; returns 1 when there is a packet to
  * send (tx says which kind), 0 when the leg sends nothing this tick. em collects the

@@ -442,6 +442,16 @@ enum media_jbuf_res media_jbuf_get_next(struct media_jbuf *j, uint64_t now_us,
 	return r;
 }
 
+int media_jbuf_next_ready(struct media_jbuf *j, uint64_t now_us)
+{
+	if (!j->started || j->count == 0)
+		return 0;
+	if (j->holding || j->resync)
+		return 1; /* get_next releases the oldest */
+	struct jb_slot *s = find(j, j->next_ext);
+	return s && play_us(j, s->ts) - (int64_t)now_us <= j->ceiling_us + FRAME_US;
+}
+
 enum media_jbuf_res media_jbuf_get(struct media_jbuf *j, uint64_t now_us,
                                    struct media_jbuf_frame *f)
 {

@@ -117,7 +117,10 @@ struct media_session {
 
 	/* Worker only from here on (zeroed by CMD_ADD). */
 	int active;
-	unsigned slot;                             /* which 1 ms slot of the period serves it */
+	unsigned slot; /* which 1 ms slot of the period serves it */
+	/* dsp bridge: stages run at a packet's arrival instead of at the slot (which then
+	 * skips them once): this leg's rx stage, and its tx stage (its peer's packet). */
+	int rx_early, tx_early;
 	struct media_session *act_prev, *act_next; /* the slot's list */
 	struct media_stream_params p;
 	struct sockaddr_in rtp_dst, rtcp_dst; /* signalled or latched */
@@ -562,6 +565,8 @@ static void send_batch(struct media_worker *w, struct media_session *o, unsigned
 }
 
 static void notify_add(struct media_worker *w, const struct media_dsp *d);
+static void dsp_rx(struct media_worker *w, struct media_session *s, uint64_t now);
+static void dsp_tx(struct media_worker *w, struct media_session *s, uint64_t now);
 static void notify_fire(struct media_worker *w);
 
 static void rtp_readable(struct media_worker *w, struct media_session *s)
@@ -670,6 +675,16 @@ static void rtp_readable(struct media_worker *w, struct media_session *s)
 			    media_dsp_rx_packet(s->dsp, h.ssrc, h.seq, h.ts, payload, h.payload_len,
 			                        now, rx_us))
 				notify_add(w, s->dsp);
+			/* Bridged dsp legs (a transcoded bridge, a customer and an agent after the
+			 * AI): the expected packet goes through to the peer now, as a relay's
+			 * would, rather than up to 20 ms later at the slot; the slot then skips
+			 * those two stages, so each still runs once per period. */
+			if (peer && peer->dsp && !s->rx_early && !peer->tx_early &&
+			    media_dsp_rx_ready(s->dsp, now)) {
+				dsp_rx(w, s, now);
+				dsp_tx(w, peer, now);
+				s->rx_early = peer->tx_early = 1;
+			}
 			continue;
 		}
 		if (!fwd) {
@@ -972,12 +987,16 @@ static void tick_slot(struct media_worker *w, unsigned k, uint64_t now)
 	/* dsp legs: every rx stage before any tx stage, so a bridged peer's frame (the peer
 	 * is kept in the same slot) is this period's. */
 	if (w->n_dsp) {
-		for (struct media_session *s = w->slot_head[k]; s; s = s->act_next)
-			if (s->dsp)
+		for (struct media_session *s = w->slot_head[k]; s; s = s->act_next) {
+			if (s->dsp && !s->rx_early)
 				dsp_rx(w, s, now);
-		for (struct media_session *s = w->slot_head[k]; s; s = s->act_next)
-			if (s->dsp)
+			s->rx_early = 0;
+		}
+		for (struct media_session *s = w->slot_head[k]; s; s = s->act_next) {
+			if (s->dsp && !s->tx_early)
 				dsp_tx(w, s, now);
+			s->tx_early = 0;
+		}
 	}
 	for (struct media_session *s = w->slot_head[k]; s; s = s->act_next) {
 		if (s->tone != MEDIA_TONE_NONE && !s->dsp)
@@ -1179,6 +1198,7 @@ static void session_bridge(struct media_session *a, struct media_session *b)
 	unlink_peer(b);
 	a->peer = b;
 	b->peer = a;
+	a->rx_early = a->tx_early = b->rx_early = b->tx_early = 0;
 	if (b->slot != a->slot) {
 		/* Bridged legs are served in the same slot: one's frame is the other's at once. */
 		struct media_worker *w = a->w;

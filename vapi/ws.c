@@ -510,7 +510,7 @@ static void pump(struct vapi_call *c)
 	 * socket: the writeable callback keeps the order. */
 	while (c->has_frame && !c->txq && !lws_send_pipe_choked(c->wsi)) {
 		if (send_frame(c)) {
-			lws_callback_on_writable(c->wsi); /* the callback sees the error */
+			kill_wsi(c); /* as a writeable callback returning -1: lws closes it */
 			return;
 		}
 		if (media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)

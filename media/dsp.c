@@ -70,7 +70,7 @@ const char *media_ai_format_name(enum media_ai_format f)
  * a wideband leg. VAPI sends bursts of ~100 ms, not paced, sometimes far ahead of
  * real time; the AI thread stops reading the socket (TCP flow control: the rest waits in
  * the kernel and at VAPI) while media_ai_queued_ms() is above 700 ms and resumes below
- * 500 ms (vapi/ws.c), and lws hands it at most 2 KB per callback (256 ms of mu-law), so
+ * 500 ms (vapi/ws.c), and lws hands it at most 1 KB per callback (128 ms of mu-law), so
  * the ring never has to drop audio. The playout's own target is at most 300 ms. */
 #define AI_DOWN_BOUND_MS_MULAW 1000u
 #define AI_DOWN_BOUND_MS_PCM16 1000u

@@ -32,6 +32,10 @@ LIB_SRC := $(foreach m,$(MODULES),$(filter-out $(m)/main.c,$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 DEPS    := $(LIB_OBJ:.o=.d)
 
+# db/migrations/NNN_name.sql are compiled into the binary (db/pg.c applies them).
+MIGRATIONS := $(sort $(wildcard db/migrations/*.sql))
+LIB_OBJ    += $(BUILD)/db/migrations.o
+
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -46,6 +50,13 @@ all: $(BUILD)/vacsd $(BUILD)/vacsctl $(TOOL_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/db/migrations.c: $(MIGRATIONS) scripts/embed-migrations
+	@mkdir -p $(dir $@)
+	scripts/embed-migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/db/migrations.o: $(BUILD)/db/migrations.c db/db_int.h
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/libvacs.a: $(LIB_OBJ)
 	@rm -f $@

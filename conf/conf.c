@@ -1710,6 +1710,72 @@ static const struct key spool_keys[] = {
     {.type = KT_END},
 };
 
+/* A store's connection string: the variable named by s, if set. Unlike a secret, an
+ * unset or empty variable is not an error: that store is off (vacsd says so at start). */
+static void read_env_optional(struct ld *ld, const config_setting_t *s, char **name, char **dst)
+{
+	const char *v = s ? config_setting_get_string(s) : "";
+	if (!v) {
+		ld_report(ld, s, NULL, "must be a string (the name of an environment variable)");
+		return;
+	}
+	if (v[0] && !env_name_ok(v)) {
+		ld_report(ld, s, NULL, "\"%s\" is not an environment variable name", v);
+		return;
+	}
+	const char *val = v[0] ? getenv(v) : NULL;
+	set_str(ld, name, v);
+	set_str(ld, dst, val ? val : "");
+}
+
+static void parse_postgres_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	read_env_optional(ld, s, &c->store.postgres_env, &c->store.postgres);
+}
+
+static void free_postgres(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->store.postgres_env);
+	mem_free(c->store.postgres);
+	c->store.postgres_env = c->store.postgres = NULL;
+}
+
+static void parse_redis_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	read_env_optional(ld, s, &c->store.redis_env, &c->store.redis);
+}
+
+static void free_redis(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->store.redis_env);
+	mem_free(c->store.redis);
+	c->store.redis_env = c->store.redis = NULL;
+}
+
+static const struct key store_keys[] = {
+    {.name = "postgres_env", .type = KT_FN, .fn = parse_postgres_env, .free = free_postgres},
+    {.name = "postgres", .type = KT_FN, .fn = reject_in_file},
+    {.name = "redis_env", .type = KT_FN, .fn = parse_redis_env, .free = free_redis},
+    {.name = "redis", .type = KT_FN, .fn = reject_in_file},
+    {.name = "backoff_min_ms",
+     .type = KT_UINT,
+     .off = CF(store.backoff_min_ms),
+     .min = 10,
+     .max = 60000,
+     .def_int = 200},
+    {.name = "backoff_max_ms",
+     .type = KT_UINT,
+     .off = CF(store.backoff_max_ms),
+     .min = 10,
+     .max = 600000,
+     .def_int = 10000},
+    {.type = KT_END},
+};
+
 static void parse_vapi_key_env(struct ld *ld, const config_setting_t *s, void *base)
 {
 	struct conf *c = base;
@@ -1830,6 +1896,7 @@ static const struct key top_keys[] = {
     {.name = "media", .type = KT_GROUP, .sub = media_keys},
     {.name = "http", .type = KT_GROUP, .sub = http_keys},
     {.name = "spool", .type = KT_GROUP, .sub = spool_keys},
+    {.name = "store", .type = KT_GROUP, .sub = store_keys},
     {.name = "vapi", .type = KT_GROUP, .sub = vapi_keys},
     {.name = "outbound", .type = KT_GROUP, .sub = outbound_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},
@@ -1869,6 +1936,11 @@ static void conf_finish(struct ld *ld, struct conf *c)
 	if (c->vapi.webhook.auth == 0) {
 		s = where(ld, "vapi.webhook", "auth", mb, sizeof(mb), &m);
 		ld_report(ld, s, m, "webhooks must be authenticated: bearer or hmac");
+	}
+	if (c->store.backoff_min_ms > c->store.backoff_max_ms) {
+		s = where(ld, "store", "backoff_min_ms", mb, sizeof(mb), &m);
+		ld_report(ld, s, m, "must not be above store.backoff_max_ms (%u)",
+		          c->store.backoff_max_ms);
 	}
 	if (c->media.port_min > c->media.port_max) {
 		s = where(ld, "media", "port_min", mb, sizeof(mb), &m);

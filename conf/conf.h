@@ -193,6 +193,18 @@ struct conf {
 		char *dir; /* CDR JSON lines and store spool */
 	} spool;
 
+	/* PostgreSQL and Redis (db/). Connection strings come from the environment only:
+	 * a variable that is named but unset or empty means that store is off. Read at
+	 * start-up; a change needs a restart. */
+	struct {
+		char *postgres_env;      /* variable name ("" = none) */
+		char *postgres;          /* its value, a libpq conninfo or URI ("" = off) */
+		char *redis_env;         /* variable name ("" = none) */
+		char *redis;             /* its value, a Redis URL ("" = off) */
+		unsigned backoff_min_ms; /* first wait after a failed connect */
+		unsigned backoff_max_ms; /* the wait doubles up to this */
+	} store;
+
 	struct {
 		char *api_url; /* "https://api.vapi.ai" */
 		char

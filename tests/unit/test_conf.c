@@ -668,6 +668,58 @@ static void test_conf_ai_outbound_webhook(void **state)
 	unsetenv("VACS_TEST_API");
 }
 
+static void test_conf_store(void **state)
+{
+	(void)state;
+	/* Defaults: no store. */
+	struct conf *c = load_ok(CARRIER);
+	assert_string_equal(c->store.postgres_env, "");
+	assert_string_equal(c->store.postgres, "");
+	assert_string_equal(c->store.redis, "");
+	assert_int_equal(c->store.backoff_min_ms, 200);
+	assert_int_equal(c->store.backoff_max_ms, 10000);
+	conf_unref(c);
+
+	/* Connection strings come from the named variables. */
+	setenv("VACS_TEST_PG", "host=/run/pg port=5432 user=vacs password=pw", 1);
+	setenv("VACS_TEST_REDIS", "unix:///run/redis.sock", 1);
+	c = load_ok(CARRIER "store = { postgres_env = \"VACS_TEST_PG\"; redis_env = "
+	                    "\"VACS_TEST_REDIS\";\n"
+	                    "  backoff_min_ms = 50; backoff_max_ms = 2000; };\n");
+	assert_string_equal(c->store.postgres_env, "VACS_TEST_PG");
+	assert_string_equal(c->store.postgres, "host=/run/pg port=5432 user=vacs password=pw");
+	assert_string_equal(c->store.redis_env, "VACS_TEST_REDIS");
+	assert_string_equal(c->store.redis, "unix:///run/redis.sock");
+	assert_int_equal(c->store.backoff_min_ms, 50);
+	assert_int_equal(c->store.backoff_max_ms, 2000);
+	conf_unref(c);
+
+	/* A named but unset (or empty) variable is no store, not an error. */
+	unsetenv("VACS_TEST_PG");
+	setenv("VACS_TEST_REDIS", "", 1);
+	c = load_ok(CARRIER "store = { postgres_env = \"VACS_TEST_PG\";\n"
+	                    "  redis_env = \"VACS_TEST_REDIS\"; };\n");
+	assert_string_equal(c->store.postgres_env, "VACS_TEST_PG");
+	assert_string_equal(c->store.postgres, "");
+	assert_string_equal(c->store.redis, "");
+	conf_unref(c);
+	unsetenv("VACS_TEST_REDIS");
+
+	expect_error(CARRIER "store = {\n  postgres_url = \"x\"; };\n", 3,
+	             "store.postgres_url: unknown key");
+	expect_error(CARRIER "store = {\n  postgres = \"host=db password=hunter2\"; };\n", 3,
+	             "store.postgres: secrets (API keys) are not allowed in the file");
+	assert_null(strstr(err, "hunter2"));
+	expect_error(CARRIER "store = {\n  postgres_env = \"not a name\"; };\n", 3,
+	             "store.postgres_env: \"not a name\" is not an environment variable name");
+	expect_error(CARRIER "store = {\n  redis_env = 5; };\n", 3,
+	             "store.redis_env: must be a string");
+	expect_error(CARRIER "store = {\n  backoff_min_ms = 5; };\n", 3,
+	             "store.backoff_min_ms: must be an integer 10-60000");
+	expect_error(CARRIER "store = {\n  backoff_min_ms = 3000;\n  backoff_max_ms = 1000; };\n",
+	             3, "store.backoff_min_ms: must not be above store.backoff_max_ms (1000)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -693,6 +745,7 @@ int main(void)
 	    T(test_conf_ref_unref),
 	    T(test_conf_fault_injection),
 	    T(test_conf_ai_outbound_webhook),
+	    T(test_conf_store),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,7 @@
 #ifndef VACS_B2BUA_INT_H
 #define VACS_B2BUA_INT_H
 
+#include "db/db.h"
 #include "media/media.h"
 #include "vapi/vapi.h"
 
@@ -170,6 +171,7 @@ struct b2b_call {
 	int ai_speaking;         /* the assistant's speech-update said started, not stopped */
 	const struct conf_trunk *counted; /* the trunk whose active_calls counts this call */
 	int ended;
+	unsigned step_seq; /* the next call_events seq (b2b_call_step) */
 	uint64_t start_ms, ring_ms, answer_ms, end_ms;
 	char caller[64], caller_e164[64], called[64], called_e164[64], target[64];
 	char caller_display[64]; /* quotes and control characters removed */
@@ -391,7 +393,10 @@ void b2b_silence_expire(uint64_t now_ms, int all);
 int b2b_spool_append(const char *name, json_t *o);
 /* One step of an AI call's life (AI leg, fallback, transfer) with its time: a line in
  * spool/call-events.jsonl, the rows of call_events for the data layer. */
-void b2b_call_step(const struct b2b_call *call, const char *event, const char *detail);
+void b2b_call_step(struct b2b_call *call, const char *event, const char *detail);
+/* Queues a record (o is consumed) for the store: PostgreSQL, or its spool while it is
+ * down; nothing when no store is configured. Sip thread. */
+void b2b_store_put(enum db_rec kind, json_t *o);
 /* A prompt of the running configuration (record notices, fallback prompts) by path. */
 struct media_prompt *b2b_prompt_find(const char *path);
 /* Loads the prompts of c (record_notice, fallback_prompt), replacing the running set. 0, or -errno

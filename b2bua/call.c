@@ -604,7 +604,7 @@ static void write_cdr(struct b2b_call *c)
 	b2b_refer_record(c, o);
 	json_object_set_new(o, "legs", legs);
 	char *line = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
+	b2b_store_put(DB_REC_CALL, o); /* steals o */
 	if (!line)
 		return;
 	size_t n = strlen(line);

@@ -4,6 +4,7 @@
 #include "control/control.h"
 #include "core/log.h"
 #include "core/metric.h"
+#include "db/db.h"
 #include "media/media.h"
 #include "vapi/vapi.h"
 
@@ -127,9 +128,22 @@ int main(int argc, char **argv)
 	struct ctl_config cc = {
 	    .address = cfg->http.address, .port = cfg->http.port, .api_keys = api_keys};
 	int exit_code = 1;
+	struct db_config dc = {
+	    .conninfo = cfg->store.postgres,
+	    .spool_dir = cfg->spool.dir,
+	    .backoff_min_ms = cfg->store.backoff_min_ms,
+	    .backoff_max_ms = cfg->store.backoff_max_ms,
+	};
+	if ((rc = db_init(&dc))) {
+		log_err("main", "store: %s", strerror(-rc));
+		goto out_conf;
+	}
+	if (!dc.conninfo || !dc.conninfo[0])
+		log_info("main", "store.postgres_env not set: call records go to the spool as "
+		                 "JSON lines; the API's reads, the dialer and WhatsApp are off");
 	if ((rc = media_init(&mc))) {
 		log_err("main", "media: %s", strerror(-rc));
-		goto out_conf;
+		goto out_db;
 	}
 	int vapi_up = 0;
 	if (cfg->vapi.api_key && cfg->vapi.api_key[0]) {
@@ -176,6 +190,8 @@ out_api:
 		vapi_close();
 out_media:
 	media_close();
+out_db:
+	db_close();
 out_conf:
 	conf_unref(cfg);
 	metric_registry_close();

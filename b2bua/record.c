@@ -38,6 +38,7 @@ static struct {
 	size_t n_notices;
 	struct pending_rec *pending;
 	int events_fd; /* spool/call-events.jsonl, opened on first use (0 = not yet) */
+	struct log_ratelimit store_rl;
 } rec;
 
 static void notices_free(struct notice *v, size_t n)
@@ -247,7 +248,7 @@ int b2b_spool_append(const char *name, json_t *o)
 	return rc;
 }
 
-void b2b_call_step(const struct b2b_call *call, const char *event, const char *detail)
+void b2b_call_step(struct b2b_call *call, const char *event, const char *detail)
 {
 	if (rec.events_fd == 0) {
 		char path[1024];
@@ -265,9 +266,24 @@ void b2b_call_step(const struct b2b_call *call, const char *event, const char *d
 	json_object_set_new(o, "ts", json_string(ts));
 	json_object_set_new(o, "event", json_string(event));
 	json_object_set_new(o, "detail", json_string(detail ? detail : ""));
+	json_object_set_new(o, "seq", json_integer(call->step_seq++));
 	char *line = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
+	b2b_store_put(DB_REC_CALL_EVENT, o);
 	if (line && dprintf(rec.events_fd, "%s\n", line) < 0)
 		log_err("spool", "call-events.jsonl: %s", strerror(errno));
 	free(line);
+}
+
+/* Hands a record to the store (PostgreSQL, or its spool); the JSON lines files above stay
+ * the operator's local trail. With no store configured db_put says -ENOTCONN: nothing
+ * to do. A full mailbox loses the store copy only, so it is counted and logged. */
+void b2b_store_put(enum db_rec kind, json_t *o)
+{
+	int rc = db_put(kind, o, NULL, NULL);
+	if (rc == 0 || rc == -ENOTCONN)
+		return;
+	metric_inc(metric_get(METRIC_COUNTER, "vacs_store_refused_total",
+	                      "Records the store refused (mailbox full or invalid)"));
+	if (log_ratelimit_ok(&rec.store_rl))
+		log_warn("store", "%s record not queued: %s", db_rec_name(kind), strerror(-rc));
 }

@@ -44,7 +44,15 @@ uint16_t ctl_bound_port(void);
 struct ctl_request; /* owned by the server; valid in the handler only */
 
 enum ctl_route_flags {
-	CTL_AUTH_API = 1 << 0, /* requires Authorization: Bearer <one of cfg->api_keys> */
+	CTL_AUTH_API = 1 << 0, /* requires Authorization: Bearer <a valid API key> */
+	/* The scope the key must hold (admin holds every scope). Each implies CTL_AUTH_API;
+	 * a key without the scope gets 403 {"error":{"code":"forbidden",...}}. */
+	CTL_SCOPE_READ = CTL_AUTH_API | 1 << 1,      /* "read": GET of calls, leads, ... */
+	CTL_SCOPE_CALLS = CTL_AUTH_API | 1 << 2,     /* "calls:write": originate, hangup */
+	CTL_SCOPE_CAMPAIGNS = CTL_AUTH_API | 1 << 3, /* "campaigns": campaigns and leads */
+	CTL_SCOPE_ADMIN = CTL_AUTH_API | 1 << 4,     /* "admin": keys, drain, subscriptions */
+	/* POST that creates something: an Idempotency-Key header replays the first answer. */
+	CTL_IDEMPOTENT = 1 << 5,
 };
 
 /* The handler: read the request, then answer with ctl_reply (now or later, from any

@@ -971,7 +971,9 @@ int ctl_route_add(const char *method, const char *path, unsigned flags, size_t m
 {
 	const struct method *m = NULL;
 	if (srv.started || !method || !path || !fn || path[0] != '/' ||
-	    strlen(path) >= ROUTE_PATH_MAX || (flags & ~(unsigned)CTL_AUTH_API))
+	    strlen(path) >= ROUTE_PATH_MAX ||
+	    (flags & ~(unsigned)(CTL_SCOPE_READ | CTL_SCOPE_CALLS | CTL_SCOPE_CAMPAIGNS |
+	                         CTL_SCOPE_ADMIN | CTL_IDEMPOTENT)))
 		return -EINVAL;
 	for (unsigned i = 0; i < N_METHODS; i++) {
 		if (strcmp(method, methods[i].name) == 0)

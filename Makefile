@@ -65,7 +65,10 @@ $(BUILD)/libvacs.a: $(LIB_OBJ)
 $(BUILD)/vacsd: $(BUILD)/b2bua/main.o $(BUILD)/libvacs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/vacsctl: $(BUILD)/control/vacsctl/vacsctl.o $(BUILD)/libvacs.a
+VACSCTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard control/vacsctl/*.c))
+DEPS        += $(VACSCTL_OBJ:.o=.d)
+
+$(BUILD)/vacsctl: $(VACSCTL_OBJ) $(BUILD)/libvacs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvacs.a

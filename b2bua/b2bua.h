@@ -2,7 +2,10 @@
 #ifndef VACS_B2BUA_B2BUA_H
 #define VACS_B2BUA_B2BUA_H
 
+#include <stdint.h>
+
 struct conf;
+struct json_t;
 
 /* Starts the SIP stack on the calling thread (the sip thread) with the given
  * configuration (a reference is taken); `vapi_up`: vapi_init succeeded, routes to "ai"
@@ -16,6 +19,32 @@ void b2b_stop(void);
 /* Asks for a configuration reload (SIGHUP). Async-signal-safe. */
 void b2b_reload(void);
 void b2b_close(void);
+
+/* ---- Call life, for the control plane (dialer, event notifications, dashboard) ----
+ * Observers see each call start, answer, reach an agent and end. They run on the sip
+ * thread, in registration order, and must be short: copy what they need and post it to
+ * their own thread. Pointers are valid during the call only. */
+enum b2b_life {
+	B2B_LIFE_STARTED = 0, /* an inbound INVITE was accepted for routing, or an
+	                       * outbound call was originated (not yet ringing) */
+	B2B_LIFE_ANSWERED,    /* the caller (inbound) or the lead (outbound) answered */
+	B2B_LIFE_TRANSFERRED, /* a warm transfer bridged the customer to an agent */
+	B2B_LIFE_ENDED,       /* the call is over; cdr is its record (as in cdr.jsonl) */
+};
+struct b2b_life_ev {
+	enum b2b_life what;
+	const char *call_id;
+	const char *direction; /* "inbound" or "outbound" */
+	const char *lead_id;   /* "" when none */
+	const char *ref;       /* the originator's reference (a job id), "" when none */
+	const char *caller, *called;
+	const char *agent;        /* TRANSFERRED: who took the call, else "" */
+	uint64_t ts_ms;           /* wall clock, ms since the epoch */
+	const struct json_t *cdr; /* ENDED only, else NULL */
+};
+typedef void (*b2b_life_fn)(void *arg, const struct b2b_life_ev *ev);
+/* Adds an observer. Main thread, before b2b_init. 0, or -ENOSPC (8 at most). */
+int b2b_life_watch(b2b_life_fn fn, void *arg);
 
 /* The HTTP routes that act on calls (POST /v1/calls, POST /webhooks/vapi): registers
  * them with the control plane. Main thread, before ctl_init; the configuration's

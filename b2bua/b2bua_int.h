@@ -2,6 +2,7 @@
 #ifndef VACS_B2BUA_INT_H
 #define VACS_B2BUA_INT_H
 
+#include "b2bua/b2bua.h"
 #include "db/db.h"
 #include "media/media.h"
 #include "vapi/vapi.h"
@@ -397,6 +398,10 @@ void b2b_call_step(struct b2b_call *call, const char *event, const char *detail)
 /* Queues a record (o is consumed) for the store: PostgreSQL, or its spool while it is
  * down; nothing when no store is configured. Sip thread. */
 void b2b_store_put(enum db_rec kind, json_t *o);
+/* Tells the call-life observers (b2b_life_watch); cdr for B2B_LIFE_ENDED, agent for
+ * B2B_LIFE_TRANSFERRED, else NULL. Sip thread. */
+void b2b_life_emit(const struct b2b_call *call, enum b2b_life what, const char *agent,
+                   const json_t *cdr);
 /* A prompt of the running configuration (record notices, fallback prompts) by path. */
 struct media_prompt *b2b_prompt_find(const char *path);
 /* Loads the prompts of c (record_notice, fallback_prompt), replacing the running set. 0, or -errno

@@ -604,6 +604,7 @@ static void write_cdr(struct b2b_call *c)
 	b2b_refer_record(c, o);
 	json_object_set_new(o, "legs", legs);
 	char *line = json_dumps(o, JSON_COMPACT);
+	b2b_life_emit(c, B2B_LIFE_ENDED, NULL, o);
 	b2b_store_put(DB_REC_CALL, o); /* steals o */
 	if (!line)
 		return;
@@ -983,6 +984,7 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	call->answer_ms = clock_wall_ms();
 	call->sip_code = 200;
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_calls_answered_total", "Calls answered"));
+	b2b_life_emit(call, B2B_LIFE_ANSWERED, NULL, NULL);
 	if (call->outbound) {
 		ai_lead_answered(call);
 		return;
@@ -1610,6 +1612,7 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	log_info("call", "INVITE from trunk %s: %s (%s) -> %s (%s)%s", from->name, call->caller,
 	         call->caller_e164, call->called, call->called_e164,
 	         pr > 0 ? ", delayed offer" : "");
+	b2b_life_emit(call, B2B_LIFE_STARTED, NULL, NULL);
 
 	const struct conf_route *route =
 	    b2b_route_find(cfg, from->name, call->called_e164, call->caller_e164, call->target,
@@ -1865,6 +1868,7 @@ static void answer_caller(struct b2b_call *call)
 	a->final_status = 200;
 	call->answer_ms = clock_wall_ms();
 	call->sip_code = 200;
+	b2b_life_emit(call, B2B_LIFE_ANSWERED, NULL, NULL);
 	b2b_leg_media_apply(a, 1);
 }
 
@@ -2364,6 +2368,7 @@ int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char *
 	log_set_call(call->id);
 	log_info("call", "originate: %s (%s) from %s via %s, assistant %s", o->to, to_e164, from,
 	         t->name, assistant);
+	b2b_life_emit(call, B2B_LIFE_STARTED, NULL, NULL);
 	call->ring_timer =
 	    su_timer_create(su_root_task(b2b_g.root), cfg->outbound.ring_timeout_s * 1000u);
 	if (call->ring_timer)

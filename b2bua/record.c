@@ -287,3 +287,46 @@ void b2b_store_put(enum db_rec kind, json_t *o)
 	if (log_ratelimit_ok(&rec.store_rl))
 		log_warn("store", "%s record not queued: %s", db_rec_name(kind), strerror(-rc));
 }
+
+/* ---- call life observers ---- */
+
+#define LIFE_MAX 8
+
+static struct {
+	b2b_life_fn fn;
+	void *arg;
+} life[LIFE_MAX];
+static unsigned n_life;
+
+int b2b_life_watch(b2b_life_fn fn, void *arg)
+{
+	if (!fn)
+		return -EINVAL;
+	if (n_life == LIFE_MAX)
+		return -ENOSPC;
+	life[n_life].fn = fn;
+	life[n_life].arg = arg;
+	n_life++;
+	return 0;
+}
+
+void b2b_life_emit(const struct b2b_call *call, enum b2b_life what, const char *agent,
+                   const json_t *cdr)
+{
+	if (!n_life)
+		return;
+	struct b2b_life_ev ev = {
+	    .what = what,
+	    .call_id = call->id,
+	    .direction = call->outbound ? "outbound" : "inbound",
+	    .lead_id = call->lead_id,
+	    .ref = call->ref,
+	    .caller = call->caller_e164[0] ? call->caller_e164 : call->caller,
+	    .called = call->called_e164[0] ? call->called_e164 : call->called,
+	    .agent = agent ? agent : "",
+	    .ts_ms = clock_wall_ms(),
+	    .cdr = cdr,
+	};
+	for (unsigned i = 0; i < n_life; i++)
+		life[i].fn(life[i].arg, &ev);
+}

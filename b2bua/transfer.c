@@ -425,6 +425,7 @@ static void xf_complete(struct b2b_call *call)
 	metric_inc(metric_get(METRIC_COUNTER, "vacs_transfers_total{result=\"bridged\"}",
 	                      "Warm transfers to agents"));
 	b2b_call_step(call, "transfer.bridged", xf->agent);
+	b2b_life_emit(call, B2B_LIFE_TRANSFERRED, xf->agent, NULL);
 	log_info("xfer", "customer bridged to the agent %s, %llu ms after the tool call",
 	         xf->agent[0] ? xf->agent : "?", (unsigned long long)(xf->t_bridge - xf->t_start));
 }

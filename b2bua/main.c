@@ -1,6 +1,7 @@
 /* vacsd: parses the command line, loads the configuration, starts the modules in order. */
 #include "b2bua/b2bua.h"
 #include "conf/conf.h"
+#include "control/api_calls.h"
 #include "control/control.h"
 #include "core/log.h"
 #include "core/metric.h"
@@ -25,6 +26,21 @@ static void on_hup(int sig)
 {
 	(void)sig;
 	b2b_reload();
+}
+
+/* /readyz's store line. PostgreSQL down is not "not ready": records go to the spool and
+ * calls go on, and a shared database failing must not take every node out of service. */
+static int ready_postgres(void *arg, char *buf, size_t len)
+{
+	const struct conf *c = arg;
+	if (!c->store.postgres || !c->store.postgres[0])
+		snprintf(buf, len, "off (no store.postgres_env)");
+	else if (db_pg_up())
+		snprintf(buf, len, "up, %ld records spooled", db_spool_pending());
+	else
+		snprintf(buf, len, "down, %ld records spooled (replayed when it returns)",
+		         db_spool_pending());
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -163,12 +179,13 @@ int main(int argc, char **argv)
 	} else {
 		log_info("main", "vapi.key_env not set: routes to \"ai\" answer 503");
 	}
-	if ((rc = b2b_api_init(cfg))) {
+	if ((rc = b2b_api_init(cfg)) || (rc = api_calls_init())) {
 		log_err("main", "http routes: %s", strerror(-rc));
 		goto out_api;
 	}
 	if (cfg->http.port && !api_keys[0])
 		log_info("main", "http.api_key_env not set: the /v1 API answers 401");
+	ctl_ready_check("postgres", ready_postgres, cfg);
 	if ((rc = ctl_init(&cc))) {
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
 		goto out_api;

@@ -25,6 +25,13 @@ void ctl_close(void);
  * `why` is a short static reason ("draining"). Any thread. */
 void ctl_set_ready(int ready, const char *why);
 
+/* A dependency /readyz reports on, one line "name: text" under the first line. fn runs
+ * on the http thread for each /readyz: it writes a short state into buf and returns 0
+ * (fine, or degraded but still able to take calls) or -1 (not ready: /readyz answers
+ * 503). Main thread, before ctl_init. 0, -EINVAL, -ENOSPC (8 at most). */
+typedef int (*ctl_check_fn)(void *arg, char *buf, size_t len);
+int ctl_ready_check(const char *name, ctl_check_fn fn, void *arg);
+
 /* The port actually bound (useful when cfg->port asked for an ephemeral one), 0 if off. */
 uint16_t ctl_bound_port(void);
 
@@ -73,6 +80,14 @@ const char *ctl_req_body(const struct ctl_request *rq, size_t *len);
 /* A request header by lowercase name without ':' ("authorization", "x-vapi-secret").
  * Copies it to buf; returns buf, or NULL when absent or longer than len - 1. */
 const char *ctl_req_header(const struct ctl_request *rq, const char *name, char *buf, size_t len);
+/* A query parameter (`?name=value&...`, URL-decoded) copied to buf; returns buf, or NULL
+ * when absent, empty-named or longer than len - 2. The first of repeated names wins. */
+#define CTL_QUERY_MAX 32 /* parameters looked at; more make ctl_req_query_unknown fail */
+const char *ctl_req_query(const struct ctl_request *rq, const char *name, char *buf, size_t len);
+/* The first query parameter whose name is not in `known` (NULL-terminated), copied to
+ * buf (the name only), or NULL when every name is known. For 400 unknown_field. */
+const char *ctl_req_query_unknown(const struct ctl_request *rq, const char *const *known, char *buf,
+                                  size_t len);
 /* The peer's address as text ("127.0.0.1"). */
 const char *ctl_req_peer(const struct ctl_request *rq);
 /* A token naming this request for ctl_reply, unique for the process's life. */

@@ -192,6 +192,15 @@ static atomic_int stop_flag;
 /* NULL = ready; otherwise the static reason /readyz gives. */
 static const char *_Atomic not_ready = "starting";
 
+/* Dependencies /readyz reports on (ctl_ready_check); set before ctl_init. */
+#define READY_CHECKS 8
+static struct {
+	const char *name;
+	ctl_check_fn fn;
+	void *arg;
+} ready_checks[READY_CHECKS];
+static unsigned n_ready_checks;
+
 /* ---- small helpers ------------------------------------------------------------------- */
 
 static void count(unsigned code)
@@ -427,13 +436,32 @@ static void builtin_readyz(struct ctl_request *rq)
 {
 	static char ready[] = "ready\n";
 	const char *why = atomic_load(&not_ready);
-	if (!why) {
+	if (!why && !n_ready_checks) {
 		respond(rq, 200, "text/plain", ready, sizeof(ready) - 1, 0);
 		return;
 	}
+	/* First line: "ready" or why not; then one line per dependency. */
 	struct strbuf sb;
 	str_init(&sb);
-	str_printf(&sb, "%s\n", why);
+	char lines[READY_CHECKS][160];
+	for (unsigned i = 0; i < n_ready_checks; i++) {
+		lines[i][0] = '\0';
+		if (ready_checks[i].fn(ready_checks[i].arg, lines[i], sizeof(lines[i])) < 0 && !why)
+			why = "not ready";
+	}
+	str_printf(&sb, "%s\n", why ? why : "ready");
+	for (unsigned i = 0; i < n_ready_checks; i++)
+		str_printf(&sb, "%s: %s\n", ready_checks[i].name, lines[i]);
+	if (!why) {
+		if (sb.oom) {
+			str_deinit(&sb);
+			respond(rq, 200, "text/plain", ready, sizeof(ready) - 1, 0);
+			return;
+		}
+		size_t len = sb.len;
+		respond(rq, 200, "text/plain", str_steal(&sb), len, 1);
+		return;
+	}
 	if (sb.oom) {
 		str_deinit(&sb);
 		respond_error(rq, 500, "internal", "out of memory", NULL, NULL);
@@ -1067,6 +1095,54 @@ const char *ctl_req_header(const struct ctl_request *rq, const char *name, char 
 	return lws_hdr_custom_copy(rq->wsi, buf, blen, key, (int)(n + 1)) >= 0 ? buf : NULL;
 }
 
+/* lws keeps the query's name=value pairs as decoded fragments of URI_ARGS. */
+static int query_fragment(const struct ctl_request *rq, int idx, char *buf, int len)
+{
+	if (lws_hdr_fragment_length(rq->wsi, WSI_TOKEN_HTTP_URI_ARGS, idx) <= 0)
+		return -1;
+	return lws_hdr_copy_fragment(rq->wsi, buf, len, WSI_TOKEN_HTTP_URI_ARGS, idx);
+}
+
+const char *ctl_req_query(const struct ctl_request *rq, const char *name, char *buf, size_t len)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (!rq || !rq->wsi || !buf || len < n + 2 || !n || len > INT_MAX)
+		return NULL;
+	for (int i = 0; i < CTL_QUERY_MAX; i++) {
+		int got = query_fragment(rq, i, buf, (int)len);
+		if (got < 0)
+			break;
+		if ((size_t)got > n && strncmp(buf, name, n) == 0 && buf[n] == '=') {
+			memmove(buf, buf + n + 1, (size_t)got - n);
+			return buf;
+		}
+	}
+	buf[0] = '\0';
+	return NULL;
+}
+
+const char *ctl_req_query_unknown(const struct ctl_request *rq, const char *const *known, char *buf,
+                                  size_t len)
+{
+	if (!rq || !rq->wsi || !buf || !len || len > INT_MAX)
+		return NULL;
+	for (int i = 0; i < CTL_QUERY_MAX; i++) {
+		int got = query_fragment(rq, i, buf, (int)len);
+		if (got < 0)
+			return NULL;
+		char *eq = strchr(buf, '=');
+		if (eq)
+			*eq = '\0';
+		size_t k = 0;
+		while (known && known[k] && strcmp(known[k], buf) != 0)
+			k++;
+		if (!known || !known[k])
+			return buf;
+	}
+	snprintf(buf, len, "(too many parameters)");
+	return buf;
+}
+
 const char *ctl_req_peer(const struct ctl_request *rq)
 {
 	return rq ? rq->peer : "";
@@ -1323,6 +1399,19 @@ void ctl_close(void)
 	srv.started = 0;
 	srv.n_routes = 0;
 	keys_free();
+}
+
+int ctl_ready_check(const char *name, ctl_check_fn fn, void *arg)
+{
+	if (!name || !fn)
+		return -EINVAL;
+	if (n_ready_checks == READY_CHECKS)
+		return -ENOSPC;
+	ready_checks[n_ready_checks].name = name;
+	ready_checks[n_ready_checks].fn = fn;
+	ready_checks[n_ready_checks].arg = arg;
+	n_ready_checks++;
+	return 0;
 }
 
 void ctl_set_ready(int ready, const char *why)

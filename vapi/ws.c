@@ -692,6 +692,13 @@ void vapi_ai_wake(struct vapi_ai *ai)
 		lws_cancel_service(ai->ctx);
 }
 
+/* A message in the mailbox needs the drain only, not a visit of every call. */
+static void ai_kick(struct vapi_ai *ai)
+{
+	if (ai->ctx)
+		lws_cancel_service(ai->ctx);
+}
+
 int vapi_ai_post(enum vapi_ai_op op, struct vapi_call *c, void *ptr)
 {
 	struct vapi_aimsg m = {.op = op, .call = c, .ptr = ptr};
@@ -700,7 +707,7 @@ int vapi_ai_post(enum vapi_ai_op op, struct vapi_call *c, void *ptr)
 		vapi_call_unref(c);
 		return -EAGAIN;
 	}
-	vapi_ai_wake(c->ai);
+	ai_kick(c->ai);
 	return 0;
 }
 

@@ -59,7 +59,7 @@
  */
 
 #define WRITE_CHUNK        16384
-#define MAX_ROUTES         64
+#define MAX_ROUTES         128
 #define ROUTE_PATH_MAX     128
 #define DEFAULT_TIMEOUT_MS 30000u
 #define SWEEP_US           20000 /* the tick while requests wait */
@@ -1282,6 +1282,46 @@ oom:
 	return -ENOMEM;
 }
 
+/* GET /v1/admin/routes: what this server answers, for operators and the test that holds
+ * docs/api/openapi.yaml to it. */
+static void on_routes(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	static const struct {
+		unsigned flag;
+		const char *name;
+	} scopes[] = {{CTL_SCOPE_ADMIN, "admin"},
+	              {CTL_SCOPE_CAMPAIGNS, "campaigns"},
+	              {CTL_SCOPE_CALLS, "calls:write"},
+	              {CTL_SCOPE_READ, "read"},
+	              {CTL_AUTH_API, "any"}};
+	struct strbuf sb;
+	str_init(&sb);
+	str_printf(&sb, "{\"routes\":[");
+	for (unsigned i = 0; i < N_BUILTINS + srv.n_routes; i++) {
+		const struct route *r = i < N_BUILTINS ? &builtins[i] : &srv.routes[i - N_BUILTINS];
+		const char *scope = NULL;
+		for (size_t k = 0; k < sizeof(scopes) / sizeof(scopes[0]) && !scope; k++) {
+			if ((r->flags & scopes[k].flag) == scopes[k].flag)
+				scope = scopes[k].name;
+		}
+		str_printf(&sb, "%s{\"method\":\"%s\",\"path\":\"", i ? "," : "", r->method->name);
+		json_escape(&sb, r->path, r->path_len);
+		str_printf(&sb, "\",\"prefix\":%s,\"scope\":%s%s%s,\"idempotent\":%s}",
+		           r->path[r->path_len - 1] == '/' ? "true" : "false", scope ? "\"" : "",
+		           scope ? scope : "null", scope ? "\"" : "",
+		           r->flags & CTL_IDEMPOTENT ? "true" : "false");
+	}
+	str_printf(&sb, "]}");
+	size_t len = sb.len;
+	char *body = sb.oom ? NULL : str_steal(&sb);
+	str_deinit(&sb);
+	if (!body)
+		ctl_reply_error(ctl_req_token(rq), 500, "internal", "out of memory", NULL);
+	else
+		ctl_reply(ctl_req_token(rq), 200, NULL, body, len);
+}
+
 int ctl_init(const struct ctl_config *cfg)
 {
 	int rc;
@@ -1289,6 +1329,11 @@ int ctl_init(const struct ctl_config *cfg)
 		return -EINVAL;
 	if (srv.ctx)
 		return -EALREADY;
+	if (!srv.started &&
+	    (rc = ctl_route_add("GET", "/v1/admin/routes", CTL_SCOPE_ADMIN, 0, 0, on_routes,
+	                        NULL)) &&
+	    rc != -EEXIST)
+		return rc;
 	srv.port = 0;
 	if (!cfg->port) {
 		srv.started = 1;

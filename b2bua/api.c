@@ -26,7 +26,7 @@
  * the sip thread never sees (mailbox full) is answered 503 at once.
  */
 
-enum api_kind { API_ORIGINATE = 1, API_HOOK, API_ACTION };
+enum api_kind { API_ORIGINATE = 1, API_HOOK, API_ACTION, API_TRUNKS, API_DRAIN };
 
 struct api_msg {
 	enum api_kind kind;
@@ -307,6 +307,76 @@ static void do_action(uint64_t token, struct action_req *r)
 	mem_free(r);
 }
 
+/* ---- GET /v1/trunks, POST /v1/admin/drain ---- */
+
+static void on_trunks(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	post_or_busy(API_TRUNKS, ctl_req_token(rq), NULL);
+}
+
+static void on_drain(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	post_or_busy(API_DRAIN, ctl_req_token(rq), NULL);
+}
+
+static void reply_json(uint64_t token, unsigned code, json_t *o)
+{
+	size_t len;
+	char *body = b2b_json_body(o, &len);
+	if (body)
+		ctl_reply(token, code, NULL, body, len);
+	else
+		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
+}
+
+/* The trunks as the sip thread sees them: nodes up or down (OPTIONS), registration,
+ * calls in progress. */
+static void do_trunks(uint64_t token)
+{
+	static const char *const transports[] = {"udp", "tcp", "tls"};
+	json_t *arr = json_array();
+	for (size_t i = 0; i < b2b_g.n_trunks; i++) {
+		const struct b2b_trunk_rt *rt = &b2b_g.trunks[i];
+		const struct conf_trunk *t = rt->t;
+		json_t *nodes = json_array();
+		unsigned up = 0;
+		for (size_t k = 0; k < t->n_nodes && k < B2B_MAX_NODES; k++) {
+			up += rt->nodes[k].up != 0;
+			json_array_append_new(nodes, json_pack("{s:s, s:i, s:i, s:b}", "host",
+			                                       t->nodes[k].host, "port",
+			                                       (int)t->nodes[k].port, "priority",
+			                                       (int)t->nodes[k].priority, "up",
+			                                       rt->nodes[k].up != 0));
+		}
+		json_t *reg = t->register_enable
+		                  ? json_pack("{s:b, s:i}", "registered", rt->registered != 0,
+		                              "failures", (int)rt->reg_failures)
+		                  : json_null();
+		json_array_append_new(
+		    arr,
+		    json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:o}", "name", t->name, "type",
+		              t->type == CONF_TRUNK_CUCM ? "cucm" : "carrier", "transport",
+		              (unsigned)t->transport < 3 ? transports[t->transport] : "?", "status",
+		              up == t->n_nodes ? "up"
+		              : up             ? "degraded"
+		                               : "down",
+		              "active_calls", (int)rt->active_calls, "max_calls", (int)t->max_calls,
+		              "registration", reg, "nodes", nodes));
+	}
+	reply_json(token, 200,
+	           json_pack("{s:o, s:b, s:i}", "trunks", arr, "draining", b2b_g.draining != 0,
+	                     "calls", (int)b2b_g.n_calls));
+}
+
+static void do_drain(uint64_t token)
+{
+	b2b_drain_start("the API");
+	reply_json(token, 202,
+	           json_pack("{s:s, s:i}", "status", "draining", "calls", (int)b2b_g.n_calls));
+}
+
 /* ---- POST /webhooks/vapi ---- */
 
 static const char *hook_header(void *ctx, const char *name, char *buf, size_t len)
@@ -405,6 +475,11 @@ int b2b_api_init(const struct conf *cfg)
 	if (!rc)
 		rc = ctl_route_add("POST", "/v1/calls/", CTL_SCOPE_CALLS, ORIG_MAX_BODY, 10000,
 		                   on_call_action, NULL);
+	if (!rc)
+		rc = ctl_route_add("GET", "/v1/trunks", CTL_SCOPE_READ, 0, 5000, on_trunks, NULL);
+	if (!rc)
+		rc = ctl_route_add("POST", "/v1/admin/drain", CTL_SCOPE_ADMIN, 1024, 5000, on_drain,
+		                   NULL);
 	if (rc)
 		return rc;
 	const struct conf_vapi_webhook *w = &cfg->vapi.webhook;
@@ -450,6 +525,10 @@ void b2b_api_poll(void)
 			do_originate(m.token, m.ptr);
 		else if (m.kind == API_ACTION)
 			do_action(m.token, m.ptr);
+		else if (m.kind == API_TRUNKS)
+			do_trunks(m.token);
+		else if (m.kind == API_DRAIN)
+			do_drain(m.token);
 		else
 			do_hook(m.token, m.ptr);
 	}

@@ -388,6 +388,11 @@ void b2b_calls_hangup_all(const char *why);
 void b2b_silence(nua_handle_t *nh);
 void b2b_silence_expire(uint64_t now_ms, int all);
 
+/* sip.c */
+/* Starts the drain (as a first SIGTERM does: no new calls, 503 to OPTIONS, /readyz 503,
+ * exit once the calls in progress end); nothing when already draining. Sip thread. */
+void b2b_drain_start(const char *who);
+
 /* record.c */
 /* Appends one JSON line (o is consumed) to spool/NAME and fsyncs it: the hand-off files
  * the data layer picks up (recordings.jsonl, callbacks.jsonl, vapi-reports.jsonl). */

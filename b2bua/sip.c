@@ -164,6 +164,14 @@ static void begin_drain(void)
 	}
 }
 
+void b2b_drain_start(const char *who)
+{
+	if (b2b_g.draining)
+		return;
+	log_info("sip", "drain asked by %s", who);
+	begin_drain();
+}
+
 static int on_signal(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 {
 	(void)magic;

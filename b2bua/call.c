@@ -493,6 +493,11 @@ static void cdr_leg(json_t *legs, struct b2b_leg *leg)
 	memset(&st, 0, sizeof(st));
 	if (leg->ms)
 		media_session_stats(leg->ms, &st);
+	if (st.lost > 0)
+		metric_add(
+		    metric_get(METRIC_COUNTER, "vacs_media_lost_packets_total",
+		               "RTP packets lost toward vacsd (sequence gaps), per ended leg"),
+		    (uint64_t)st.lost);
 	json_t *o = json_object();
 	char side[2] = {leg->side, '\0'};
 	json_object_set_new(o, "side", json_string(side));

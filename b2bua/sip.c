@@ -202,6 +202,32 @@ static int on_media(su_root_magic_t *magic, su_wait_t *w, su_wakeup_arg_t *arg)
 	return 0;
 }
 
+/* vacs_calls_by_state: setting up (not answered), with the assistant, in a warm
+ * transfer (consult, whisper), bridged to a person (an agent or a PBX extension). */
+static void calls_by_state(void)
+{
+	static struct metric *m[4];
+	static const char *const names[4] = {
+	    "vacs_calls_by_state{state=\"setup\"}", "vacs_calls_by_state{state=\"ai\"}",
+	    "vacs_calls_by_state{state=\"transfer\"}", "vacs_calls_by_state{state=\"bridged\"}"};
+	int64_t n[4] = {0, 0, 0, 0};
+	for (const struct b2b_call *c = b2b_g.calls; c; c = c->next) {
+		if (!c->answer_ms)
+			n[0]++;
+		else if (b2b_xfer_active(c))
+			n[2]++;
+		else if (c->ai)
+			n[1]++;
+		else
+			n[3]++;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (!m[i])
+			m[i] = metric_get(METRIC_GAUGE, names[i], "Calls in progress by state");
+		metric_set(m[i], n[i]);
+	}
+}
+
 static void on_tick(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
 {
 	(void)magic;
@@ -219,6 +245,7 @@ static void on_tick(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
 	}
 	metric_set(metric_get(METRIC_GAUGE, "vacs_calls_active", "Calls in progress"),
 	           b2b_g.n_calls);
+	calls_by_state();
 }
 
 /* Source address of the request being handled now (host order), 0 if unknown. */

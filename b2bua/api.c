@@ -400,9 +400,10 @@ int b2b_api_init(const struct conf *cfg)
 	}
 	if (!cfg->http.port)
 		return 0;
-	rc = ctl_route_add("POST", "/v1/calls", CTL_AUTH_API, ORIG_MAX_BODY, 10000, on_calls, NULL);
+	rc = ctl_route_add("POST", "/v1/calls", CTL_SCOPE_CALLS | CTL_IDEMPOTENT, ORIG_MAX_BODY,
+	                   10000, on_calls, NULL);
 	if (!rc)
-		rc = ctl_route_add("POST", "/v1/calls/", CTL_AUTH_API, ORIG_MAX_BODY, 10000,
+		rc = ctl_route_add("POST", "/v1/calls/", CTL_SCOPE_CALLS, ORIG_MAX_BODY, 10000,
 		                   on_call_action, NULL);
 	if (rc)
 		return rc;

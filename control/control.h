@@ -97,6 +97,10 @@ int64_t ctl_req_key_id(const struct ctl_request *rq);
 /* 1 when the calling key holds `scope` (a CTL_SCOPE_* flag; admin holds every scope),
  * for handlers that allow more to some keys; 0 without a key. */
 int ctl_req_has_scope(const struct ctl_request *rq, unsigned scope);
+/* The answer this request will get holds a secret (a new API key): on a CTL_IDEMPOTENT
+ * route it is then kept for replay in this process's memory only, never written to
+ * PostgreSQL. Handler call only. */
+void ctl_req_secret_answer(struct ctl_request *rq);
 
 /* Answers the request `token` from any thread: takes ownership of body (mem_alloc'd, or
  * NULL with len 0). When the request is gone (client left, timed out, server closed) the

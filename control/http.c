@@ -153,7 +153,8 @@ struct ctl_request {
 	/* Idempotency-Key: idem_owner while the key is ours to finish or abandon */
 	char idem_key[CTL_IDEM_KEY_MAX + 1];
 	int idem_owner;
-	int replayed; /* the answer is a stored one: Idempotent-Replayed: true */
+	int replayed;      /* the answer is a stored one: Idempotent-Replayed: true */
+	int secret_answer; /* ctl_req_secret_answer: not written to PostgreSQL */
 };
 
 /* A PostgreSQL idempotency lookup handed back to the http thread. */
@@ -395,7 +396,7 @@ static void start_answer(struct ctl_request *rq)
 	if (rq->idem_owner) {
 		rq->idem_owner = 0;
 		ctl_idem_finish(rq->who.prefix, rq->idem_key, rq->token, rq->code, rq->ctype,
-		                rq->resp, rq->resp_len);
+		                rq->resp, rq->resp_len, !rq->secret_answer);
 	}
 	count(rq->code);
 	lws_callback_on_writable(rq->wsi);
@@ -836,6 +837,7 @@ static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
 	memset(&rq->who, 0, sizeof(rq->who));
 	rq->idem_owner = 0;
 	rq->replayed = 0;
+	rq->secret_answer = 0;
 	for (unsigned i = 0; i < N_METHODS; i++) {
 		if (lws_hdr_total_length(wsi, methods[i].tok) > 0) {
 			m = &methods[i];
@@ -1247,6 +1249,12 @@ const char *ctl_req_key_prefix(const struct ctl_request *rq)
 int64_t ctl_req_key_id(const struct ctl_request *rq)
 {
 	return rq ? rq->who.id : 0;
+}
+
+void ctl_req_secret_answer(struct ctl_request *rq)
+{
+	if (rq)
+		rq->secret_answer = 1;
 }
 
 int ctl_req_has_scope(const struct ctl_request *rq, unsigned scope)

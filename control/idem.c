@@ -274,7 +274,7 @@ static void persist(const struct idem_ent *e)
 }
 
 void ctl_idem_finish(const char *prefix, const char *key, uint64_t token, unsigned code,
-                     const char *ctype, const char *body, size_t len)
+                     const char *ctype, const char *body, size_t len, int durable)
 {
 	struct idem_ent *e = owned(prefix, key, token);
 	if (!e)
@@ -283,7 +283,8 @@ void ctl_idem_finish(const char *prefix, const char *key, uint64_t token, unsign
 		unlink_ent(e);
 		return;
 	}
-	persist(e);
+	if (durable)
+		persist(e);
 }
 
 void ctl_idem_abandon(const char *prefix, const char *key, uint64_t token)

@@ -36,11 +36,11 @@ enum ctl_idem_verdict ctl_idem_begin(const char *prefix, const char *key, const 
 enum ctl_idem_verdict ctl_idem_resolve(const char *prefix, const char *key, const char *method,
                                        const char *path, uint64_t token, const struct json_t *row,
                                        struct ctl_idem_answer *ans);
-/* The owner's answer: kept (memory, and PostgreSQL when up) when worth replaying: every
- * status below 500 except 409 and 429; otherwise the key is forgotten and a repeat runs the
- * handler again. body is borrowed. */
+/* The owner's answer: kept (memory, and PostgreSQL when up and `durable`) when worth
+ * replaying: every status below 500 except 409 and 429; otherwise the key is forgotten and
+ * a repeat runs the handler again. body is borrowed. */
 void ctl_idem_finish(const char *prefix, const char *key, uint64_t token, unsigned code,
-                     const char *ctype, const char *body, size_t len);
+                     const char *ctype, const char *body, size_t len, int durable);
 /* The owner went away without an answer: the key is forgotten. */
 void ctl_idem_abandon(const char *prefix, const char *key, uint64_t token);
 /* Expires old answers (memory; and PostgreSQL rows every few minutes). */

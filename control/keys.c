@@ -502,6 +502,7 @@ static void on_keys_create(struct ctl_request *rq, void *arg)
 	const char *body = ctl_req_body(rq, &len);
 	json_error_t jerr;
 	char msg[200];
+	ctl_req_secret_answer(rq); /* the new key is never written to idempotency_keys */
 	json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(j)) {
 		snprintf(msg, sizeof(msg), "the body must be a JSON object%s%.120s", j ? "" : ": ",

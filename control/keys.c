@@ -428,7 +428,7 @@ static void reply_json(uint64_t token, unsigned code, json_t *o)
 static void reply_db_error(uint64_t token, int rc)
 {
 	if (rc == -ENOTCONN || rc == -ECANCELED || rc == -EAGAIN)
-		ctl_reply_error(token, 503, "unavailable",
+		ctl_reply_error(token, 503, "store_unavailable",
 		                "the key store (PostgreSQL) is not available: try again", NULL);
 	else
 		ctl_reply_error(token, 500, "internal", "the key store failed", NULL);

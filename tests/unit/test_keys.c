@@ -367,7 +367,7 @@ static void test_keys_auth(void **state)
 	assert_non_null(strstr(resp.body, "\"who\":\"\""));
 	/* without PostgreSQL the key routes say so (after the auth and the checks) */
 	req("POST", "/v1/keys", AUTH, "{\"name\":\"x\",\"scopes\":[\"read\"]}");
-	expect_error(503, "unavailable", NULL);
+	expect_error(503, "store_unavailable", NULL);
 	req("POST", "/v1/keys", AUTH, "{\"name\":\"x\",\"scopes\":[\"root\"]}");
 	expect_error(400, "invalid_field", "scopes");
 	req("POST", "/v1/keys", AUTH, "{\"scopes\":[\"read\"]}");

@@ -20,38 +20,44 @@ static void show_list(const json_t *j, const void *arg)
 	vacsctl_table(stdout, json_object_get(j, "calls"), call_cols, N_CALL_COLS);
 	const char *next = json_string_value(json_object_get(j, "next"));
 	if (next)
-		printf("more: vacsctl calls list --cursor %s\n", next);
+		printf("more: vacsctl calls list --after %s\n", next);
 }
 
 static int calls_list(const struct vacsctl *v, int argc, char **argv)
 {
+	/* option -> query parameter of GET /v1/calls */
 	static const struct option opts[] = {
-	    {"limit", required_argument, NULL, 'l'},
-	    {"cursor", required_argument, NULL, 'c'},
-	    {NULL, 0, NULL, 0},
+	    {"limit", required_argument, NULL, 'l'},  {"after", required_argument, NULL, 'a'},
+	    {"cursor", required_argument, NULL, 'a'}, {"direction", required_argument, NULL, 'd'},
+	    {"lead", required_argument, NULL, 'L'},   {"since", required_argument, NULL, 's'},
+	    {"until", required_argument, NULL, 'u'},  {NULL, 0, NULL, 0},
 	};
-	char path[1024] = "/v1/calls", esc[600];
+	char path[2048] = "/v1/calls", esc[600];
 	int c;
 	char sep = '?';
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		char *end = NULL;
-		if (c == 'l' && (strtol(optarg, &end, 10) < 1 || *end))
-			c = '?';
-		if ((c != 'l' && c != 'c') || vacsctl_escape(optarg, esc, sizeof(esc))) {
-			fprintf(stderr, "usage: vacsctl calls list [--limit N] [--cursor C]\n");
-			return VACSCTL_USAGE;
-		}
+		const char *q = c == 'l'   ? "limit"
+		                : c == 'a' ? "after"
+		                : c == 'd' ? "direction"
+		                : c == 'L' ? "lead_id"
+		                : c == 's' ? "since"
+		                : c == 'u' ? "until"
+		                           : NULL;
 		size_t n = strlen(path);
-		snprintf(path + n, sizeof(path) - n, "%c%s=%s", sep, c == 'l' ? "limit" : "cursor",
-		         esc);
+		if (!q || vacsctl_escape(optarg, esc, sizeof(esc)) ||
+		    n + strlen(q) + strlen(esc) + 3 > sizeof(path))
+			goto usage;
+		snprintf(path + n, sizeof(path) - n, "%c%s=%s", sep, q, esc);
 		sep = '&';
 	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: vacsctl calls list [--limit N] [--cursor C]\n");
-		return VACSCTL_USAGE;
-	}
+	if (optind != argc)
+		goto usage;
 	return vacsctl_api(v, "GET", path, NULL, show_list, NULL);
+usage:
+	fprintf(stderr, "usage: vacsctl calls list [--limit N] [--after CURSOR] "
+	                "[--direction inbound|outbound] [--lead ID] [--since T] [--until T]\n");
+	return VACSCTL_USAGE;
 }
 
 static void show_call(const json_t *j, const void *arg)
@@ -157,8 +163,11 @@ usage:
 }
 
 static const struct vacsctl_cmd calls_cmds[] = {
-    {"calls", "list", "[--limit N] [--cursor C]",
-     "GET /v1/calls: recent calls, newest first; prints the next page's cursor", calls_list},
+    {"calls", "list",
+     "[--limit N] [--after CURSOR] [--direction D] [--lead ID] [--since T] [--until T]",
+     "GET /v1/calls: calls, newest first (vacsd checks the values: limit 1-200,\n"
+     "inbound|outbound, ISO 8601 times); prints the next page's --after",
+     calls_list},
     {"calls", "show", "ID", "GET /v1/calls/ID: one call and its events", calls_show},
     {"calls", "hangup", "ID", "POST /v1/calls/ID/hangup: ends a call in progress", calls_hangup},
     {"calls", "transfer", "ID --queue Q [--reason R] [--summary S]",

@@ -409,7 +409,7 @@ const char *vacsctl_cell(const json_t *v, char *buf, size_t len)
 	size_t i, o = 0;
 	json_t *x;
 	buf[0] = '\0';
-	if (!v || json_is_null(v)) {
+	if (!v || json_is_null(v) || (json_is_array(v) && !json_array_size(v))) {
 		snprintf(buf, len, "-");
 	} else if (json_is_string(v)) {
 		snprintf(buf, len, "%s", json_string_value(v));

@@ -9,8 +9,9 @@
 struct ctl_config {
 	const char *address; /* bind address, e.g. "127.0.0.1" */
 	uint16_t port;       /* 0 = HTTP server off */
-	/* Bearer keys accepted on routes registered with CTL_AUTH_API (NULL-terminated list
-	 * of secrets, copied by ctl_init; NULL or empty = every such route answers 401). */
+	/* Bootstrap keys (NULL-terminated list of secrets; ctl_init keeps only their SHA-256):
+	 * accepted as admin keys besides the keys of PostgreSQL's api_keys (docs/api/auth.md).
+	 * NULL or empty and no PostgreSQL = every CTL_AUTH_API route answers 401. */
 	const char *const *api_keys;
 };
 
@@ -42,7 +43,8 @@ uint16_t ctl_bound_port(void);
  * answers by itself: 404 (no route for the path), 405 with Allow (path known, method not),
  * 411 (POST/PUT/PATCH without Content-Length, or chunked), 413 (Content-Length or the
  * bytes received over max_body; the body is not read further and the connection closes),
- * 401 (CTL_AUTH_API and no valid Bearer key), 504 (the handler did not answer within
+ * 401 (CTL_AUTH_API and no valid Bearer key: missing, unknown or revoked), 403 (the key
+ * lacks the route's scope; the message names it), 504 (the handler did not answer within
  * timeout_ms). Every answer is counted in vacs_http_requests_total{code}. Error bodies are
  * JSON: {"error":{"code":"...","message":"...","field":"..."}} (field only when known).
  * `Expect: 100-continue` is answered so clients do not stall.
@@ -58,9 +60,17 @@ enum ctl_route_flags {
 	CTL_SCOPE_CALLS = CTL_AUTH_API | 1 << 2,     /* "calls:write": originate, hangup */
 	CTL_SCOPE_CAMPAIGNS = CTL_AUTH_API | 1 << 3, /* "campaigns": campaigns and leads */
 	CTL_SCOPE_ADMIN = CTL_AUTH_API | 1 << 4,     /* "admin": keys, drain, subscriptions */
-	/* POST that creates something: an Idempotency-Key header replays the first answer. */
+	/* POST that creates something: an Idempotency-Key header (1-255 printable ASCII
+	 * characters, else 400) makes the server keep the handler's first answer (status
+	 * below 500 except 409 and 429) for 24 h per calling key, in memory and in
+	 * PostgreSQL's idempotency_keys, and replay it to a repeat with the header
+	 * `Idempotent-Replayed: true` without calling the handler. A repeat while the first
+	 * is still running gets 409 idempotency_key_in_progress; the same key on another
+	 * method or path 422 idempotency_key_reused. Without PostgreSQL, memory only. */
 	CTL_IDEMPOTENT = 1 << 5,
 };
+/* CTL_AUTH_API alone: any valid key, whatever its scopes. Several scope flags: the key
+ * must hold all of them (or admin). */
 
 /* The handler: read the request, then answer with ctl_reply (now or later, from any
  * thread) using the token. It must answer exactly once. */
@@ -92,6 +102,20 @@ const char *ctl_req_query_unknown(const struct ctl_request *rq, const char *cons
 const char *ctl_req_peer(const struct ctl_request *rq);
 /* A token naming this request for ctl_reply, unique for the process's life. */
 uint64_t ctl_req_token(const struct ctl_request *rq);
+/* The calling API key on a CTL_AUTH_API route (handler call only, like the above): its
+ * prefix as api_keys.prefix stores it (the first 12 characters of the key; "bootstrap"
+ * for the http.api_key_env key), safe to log and to store as "who did it"; "" on routes
+ * without CTL_AUTH_API. */
+const char *ctl_req_key_prefix(const struct ctl_request *rq);
+/* Its api_keys.id; 0 for the bootstrap key and on routes without CTL_AUTH_API. */
+int64_t ctl_req_key_id(const struct ctl_request *rq);
+/* 1 when the calling key holds `scope` (a CTL_SCOPE_* flag; admin holds every scope),
+ * for handlers that allow more to some keys; 0 without a key. */
+int ctl_req_has_scope(const struct ctl_request *rq, unsigned scope);
+/* The answer this request will get holds a secret (a new API key): on a CTL_IDEMPOTENT
+ * route it is then kept for replay in this process's memory only, never written to
+ * PostgreSQL. Handler call only. */
+void ctl_req_secret_answer(struct ctl_request *rq);
 
 /* Answers the request `token` from any thread: takes ownership of body (mem_alloc'd, or
  * NULL with len 0). When the request is gone (client left, timed out, server closed) the

@@ -2,6 +2,8 @@
  * routes other modules register with ctl_route_add (webhooks, the REST API). */
 #include "control/control.h"
 
+#include "control/idem.h"
+#include "control/keys.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -10,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <libwebsockets.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -68,7 +71,8 @@
 #define CTYPE_MAX          128
 #define AUTH_MAX           2048
 #define BODY_MIN_CAP       16384
-#define HEADER_DATA_MAX    8192 /* VAPI and Meta send long headers */
+#define HEADER_DATA_MAX    8192   /* VAPI and Meta send long headers */
+#define TICK_US            250000 /* key table reload and idempotency expiry checks */
 
 /* The methods lws 4.1.6 parses, in the order Allow lists them. */
 static const struct method {
@@ -144,6 +148,20 @@ struct ctl_request {
 	/* lingering close */
 	size_t linger_bytes;
 	uint64_t linger_until_us;
+	/* the caller, on CTL_AUTH_API routes (else id 0, prefix "") */
+	struct ctl_key_who who;
+	/* Idempotency-Key: idem_owner while the key is ours to finish or abandon */
+	char idem_key[CTL_IDEM_KEY_MAX + 1];
+	int idem_owner;
+	int replayed;      /* the answer is a stored one: Idempotent-Replayed: true */
+	int secret_answer; /* ctl_req_secret_answer: not written to PostgreSQL */
+};
+
+/* A PostgreSQL idempotency lookup handed back to the http thread. */
+struct resume {
+	struct resume *next;
+	uint64_t token;
+	json_t *row;
 };
 
 static const unsigned code_num[] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
@@ -171,12 +189,10 @@ static struct {
 	/* written before the thread starts, read-only afterwards */
 	struct route routes[MAX_ROUTES];
 	unsigned n_routes;
-	char **keys;
-	size_t *key_len;
-	size_t n_keys;
 	/* http thread only */
 	uint64_t next_token;
 	lws_sorted_usec_list_t sweep;
+	lws_sorted_usec_list_t tick;
 	int sweep_armed;
 	struct log_ratelimit rl;
 } srv;
@@ -185,6 +201,7 @@ static struct {
 	pthread_mutex_t lock;
 	int live; /* the context runs: replies can be delivered */
 	struct ctl_request *pending, *ready;
+	struct resume *resumed;
 } hand = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local int on_http_thread;
@@ -385,6 +402,11 @@ static void start_answer(struct ctl_request *rq)
 	rq->resp_off = 0;
 	if (rq->code == 204 || rq->code == 304)
 		resp_free(rq); /* these carry no body */
+	if (rq->idem_owner) {
+		rq->idem_owner = 0;
+		ctl_idem_finish(rq->who.prefix, rq->idem_key, rq->token, rq->code, rq->ctype,
+		                rq->resp, rq->resp_len, !rq->secret_answer);
+	}
 	count(rq->code);
 	lws_callback_on_writable(rq->wsi);
 }
@@ -590,6 +612,10 @@ static void req_reset(struct ctl_request *rq)
 	} else if (rq->state == RQ_BODY) {
 		metric_inc(srv.abandoned); /* the client left mid-body */
 	}
+	if (rq->idem_owner) {
+		rq->idem_owner = 0;
+		ctl_idem_abandon(rq->who.prefix, rq->idem_key, rq->token);
+	}
 	mem_free(rq->body);
 	rq->body = NULL;
 	rq->body_len = rq->body_cap = 0;
@@ -597,15 +623,11 @@ static void req_reset(struct ctl_request *rq)
 	rq->state = RQ_IDLE;
 }
 
-/* Runs the route's handler; the request waits on hand.pending until ctl_reply. */
-static void dispatch(struct ctl_request *rq)
+/* The request waits on hand.pending (for ctl_reply, or a PostgreSQL lookup) until the
+ * route's timeout. */
+static void wait_pending(struct ctl_request *rq)
 {
-	const struct route *r = rq->route;
-	if (r->builtin) {
-		r->builtin(rq);
-		return;
-	}
-	rq->deadline_us = clock_now_us() + (uint64_t)r->timeout_ms * 1000;
+	rq->deadline_us = clock_now_us() + (uint64_t)rq->route->timeout_ms * 1000;
 	/* lws put a 5 s timer on the request; the route's timeout_ms governs from here. */
 	lws_set_timeout(rq->wsi, NO_PENDING_TIMEOUT, 0);
 	pthread_mutex_lock(&hand.lock);
@@ -614,7 +636,140 @@ static void dispatch(struct ctl_request *rq)
 	pthread_mutex_unlock(&hand.lock);
 	rq->handed = 1;
 	sweep_arm();
-	r->fn(rq, r->arg);
+}
+
+/* Runs the route's handler; the request waits on hand.pending until ctl_reply. */
+static void run_handler(struct ctl_request *rq)
+{
+	wait_pending(rq);
+	rq->route->fn(rq, rq->route->arg);
+}
+
+/* Answers what the idempotency map decided; 1 when answered, 0 = run the handler. */
+static int idem_answer(struct ctl_request *rq, enum ctl_idem_verdict v, struct ctl_idem_answer *ans)
+{
+	switch (v) {
+	case CTL_IDEM_RUN:
+		return 0;
+	case CTL_IDEM_LOOKUP:
+		wait_pending(rq);
+		return 1;
+	case CTL_IDEM_REPLAY:
+		rq->replayed = 1;
+		respond(rq, ans->code, ans->ctype, ans->body, ans->len, 1);
+		return 1;
+	case CTL_IDEM_BUSY:
+		log_reject(rq, 409, "Idempotency-Key in progress");
+		respond_error(rq, 409, "idempotency_key_in_progress",
+		              "a request with this Idempotency-Key is still being processed: "
+		              "retry later",
+		              NULL, "Idempotency-Key");
+		return 1;
+	case CTL_IDEM_REUSED:
+		log_reject(rq, 422, "Idempotency-Key reused");
+		respond_error(rq, 422, "idempotency_key_reused",
+		              "this Idempotency-Key was used for another method or path", NULL,
+		              "Idempotency-Key");
+		return 1;
+	}
+	return 0;
+}
+
+/* Idempotency-Key on a CTL_IDEMPOTENT route: 1 when answered (or waiting for PostgreSQL),
+ * 0 = run the handler (owning the key when there is one). */
+static int idem_start(struct ctl_request *rq)
+{
+	char buf[HEADER_DATA_MAX + 1];
+	const char *k = ctl_req_header(rq, "idempotency-key", buf, sizeof(buf));
+	if (!k)
+		return 0;
+	size_t n = strlen(k), i = 0;
+	while (i < n && k[i] >= 0x20 && k[i] < 0x7f)
+		i++;
+	if (!n || n > CTL_IDEM_KEY_MAX || i < n) {
+		log_reject(rq, 400, "bad Idempotency-Key");
+		respond_error(rq, 400, "invalid_header",
+		              "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL,
+		              "Idempotency-Key");
+		return 1;
+	}
+	memcpy(rq->idem_key, k, n + 1);
+	struct ctl_idem_answer ans = {0};
+	enum ctl_idem_verdict v =
+	    ctl_idem_begin(rq->who.prefix, rq->idem_key, rq->method, rq->path, rq->token, &ans);
+	rq->idem_owner = v == CTL_IDEM_RUN || v == CTL_IDEM_LOOKUP;
+	return idem_answer(rq, v, &ans);
+}
+
+/* Runs the route's handler (after the idempotency check on CTL_IDEMPOTENT routes). */
+static void dispatch(struct ctl_request *rq)
+{
+	const struct route *r = rq->route;
+	if (r->builtin) {
+		r->builtin(rq);
+		return;
+	}
+	if ((r->flags & CTL_IDEMPOTENT) && idem_start(rq))
+		return;
+	run_handler(rq);
+}
+
+/* PostgreSQL answered idempotency lookups (LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
+static void drain_resumed(void)
+{
+	struct resume *list, *r, *next;
+	pthread_mutex_lock(&hand.lock);
+	list = hand.resumed;
+	hand.resumed = NULL;
+	pthread_mutex_unlock(&hand.lock);
+	for (r = list; r; r = next) {
+		next = r->next;
+		pthread_mutex_lock(&hand.lock);
+		struct ctl_request *rq = find_pending(r->token);
+		if (rq)
+			list_del(rq);
+		pthread_mutex_unlock(&hand.lock);
+		if (rq) {
+			struct ctl_idem_answer ans = {0};
+			rq->handed = 0;
+			enum ctl_idem_verdict v =
+			    ctl_idem_resolve(rq->who.prefix, rq->idem_key, rq->method, rq->path,
+			                     rq->token, r->row, &ans);
+			if (v != CTL_IDEM_RUN)
+				rq->idem_owner = 0;
+			if (!idem_answer(rq, v, &ans))
+				run_handler(rq);
+		}
+		json_decref(r->row);
+		mem_free(r);
+	}
+}
+
+void ctl_http_resume(uint64_t token, json_t *row)
+{
+	struct resume *r = mem_zalloc(sizeof(*r));
+	pthread_mutex_lock(&hand.lock);
+	if (!r || !hand.live) {
+		pthread_mutex_unlock(&hand.lock);
+		mem_free(r);
+		json_decref(row); /* the request times out (504) without r */
+		return;
+	}
+	r->token = token;
+	r->row = row;
+	r->next = hand.resumed;
+	hand.resumed = r;
+	lws_cancel_service(srv.ctx);
+	pthread_mutex_unlock(&hand.lock);
+}
+
+static void tick_cb(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	uint64_t now = clock_now_us();
+	ctl_keys_tick(now);
+	ctl_idem_tick(now);
+	lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, TICK_US);
 }
 
 static int path_matches(const struct route *r, const char *path, size_t plen)
@@ -663,35 +818,21 @@ static const struct route *route_find(const struct method *m, const char *path, 
 	return best;
 }
 
-/* Time-independent comparison: the time depends on the key's length only. */
-static int ct_equal(const char *a, size_t alen, const char *key, size_t klen)
-{
-	volatile unsigned char d = alen != klen;
-	for (size_t i = 0; i < klen; i++)
-		d |= (unsigned char)(key[i] ^ (i < alen ? a[i] : 0));
-	return d == 0;
-}
-
-/* `Authorization: Bearer <one of the keys>`. */
-static int auth_ok(struct lws *wsi)
+/* `Authorization: Bearer <key>` against the key table; sets rq->who on success. */
+static enum ctl_key_verdict authenticate(struct ctl_request *rq)
 {
 	char buf[AUTH_MAX];
-	int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION), ok = 0;
+	enum ctl_key_verdict v = CTL_KEY_UNKNOWN;
+	int n = lws_hdr_total_length(rq->wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
 	if (n <= 0 || n >= (int)sizeof(buf) ||
-	    lws_hdr_copy(wsi, buf, (int)sizeof(buf), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
-		return 0;
-	if (strncasecmp(buf, "Bearer ", 7) == 0) {
-		const char *tok = buf + 7;
-		while (*tok == ' ')
-			tok++;
-		size_t tlen = strlen(tok);
-		while (tlen && (tok[tlen - 1] == ' ' || tok[tlen - 1] == '\t'))
-			tlen--;
-		for (size_t i = 0; i < srv.n_keys; i++)
-			ok |= ct_equal(tok, tlen, srv.keys[i], srv.key_len[i]);
-	}
+	    lws_hdr_copy(rq->wsi, buf, (int)sizeof(buf), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+		return CTL_KEY_UNKNOWN;
+	size_t len = 0;
+	const char *tok = ctl_bearer_token(buf, &len);
+	if (tok)
+		v = ctl_keys_check(tok, len, &rq->who);
 	explicit_bzero(buf, sizeof(buf));
-	return ok;
+	return v;
 }
 
 /* Sends the interim answer lws 4.1.6 never sends, so clients do not wait (curl: 1 s). */
@@ -721,6 +862,10 @@ static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
 	rq->token = ++srv.next_token;
 	rq->path = path;
 	rq->close = 0;
+	memset(&rq->who, 0, sizeof(rq->who));
+	rq->idem_owner = 0;
+	rq->replayed = 0;
+	rq->secret_answer = 0;
 	for (unsigned i = 0; i < N_METHODS; i++) {
 		if (lws_hdr_total_length(wsi, methods[i].tok) > 0) {
 			m = &methods[i];
@@ -768,11 +913,26 @@ static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
 		}
 		return 0;
 	}
-	if ((rq->route->flags & CTL_AUTH_API) && !auth_ok(wsi)) {
-		log_reject(rq, 401, "no valid bearer key");
-		reject(rq, 401, "unauthorized", "a valid API key is required", NULL,
-		       "authorization");
-		return 0;
+	if (rq->route->flags & CTL_AUTH_API) {
+		enum ctl_key_verdict v = authenticate(rq);
+		if (v != CTL_KEY_OK) {
+			log_reject(rq, 401,
+			           v == CTL_KEY_REVOKED ? "revoked key" : "no valid bearer key");
+			reject(rq, 401, "unauthorized",
+			       v == CTL_KEY_REVOKED ? "this API key has been revoked"
+			                            : "a valid API key is required",
+			       NULL, "authorization");
+			return 0;
+		}
+		if (!ctl_scope_allows(rq->who.scopes, rq->route->flags)) {
+			char msg[128];
+			snprintf(msg, sizeof(msg),
+			         "this API key lacks the \"%s\" scope this route needs",
+			         ctl_scope_missing(rq->who.scopes, rq->route->flags));
+			log_reject(rq, 403, "scope missing");
+			reject(rq, 403, "forbidden", msg, NULL, NULL);
+			return 0;
+		}
 	}
 	if (chunked || (!has_cl && m->needs_length)) {
 		log_reject(rq, 411, chunked ? "chunked body" : "no Content-Length");
@@ -893,6 +1053,8 @@ static int write_headers(struct lws *wsi, struct ctl_request *rq)
 		return -1;
 	if (rq->code == 401 && add_header(wsi, "WWW-Authenticate:", "Bearer", &p, end))
 		return -1;
+	if (rq->replayed && add_header(wsi, "Idempotent-Replayed:", "true", &p, end))
+		return -1;
 	if ((rq->close || rq->head_only) && add_header(wsi, "Connection:", "close", &p, end))
 		return -1;
 	return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
@@ -978,8 +1140,10 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		break;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		/* ctl_reply from another thread, or ctl_close: never nonzero here */
-		if (on_http_thread)
+		if (on_http_thread) {
 			drain_ready();
+			drain_resumed();
+		}
 		return 0;
 	default:
 		break;
@@ -1153,6 +1317,27 @@ uint64_t ctl_req_token(const struct ctl_request *rq)
 	return rq ? rq->token : 0;
 }
 
+const char *ctl_req_key_prefix(const struct ctl_request *rq)
+{
+	return rq ? rq->who.prefix : "";
+}
+
+int64_t ctl_req_key_id(const struct ctl_request *rq)
+{
+	return rq ? rq->who.id : 0;
+}
+
+void ctl_req_secret_answer(struct ctl_request *rq)
+{
+	if (rq)
+		rq->secret_answer = 1;
+}
+
+int ctl_req_has_scope(const struct ctl_request *rq, unsigned scope)
+{
+	return rq && rq->who.prefix[0] && ctl_scope_allows(rq->who.scopes, scope);
+}
+
 int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size_t len)
 {
 	int rc = 0;
@@ -1218,6 +1403,7 @@ static void *http_main(void *arg)
 {
 	(void)arg;
 	on_http_thread = 1;
+	lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, 1);
 	while (!atomic_load(&stop_flag)) {
 		if (lws_service(srv.ctx, 0) < 0)
 			break;
@@ -1240,46 +1426,6 @@ static int probe_bind(const char *address, uint16_t port)
 		rc = -errno;
 	close(fd);
 	return rc;
-}
-
-static void keys_free(void)
-{
-	for (size_t i = 0; i < srv.n_keys; i++) {
-		explicit_bzero(srv.keys[i], srv.key_len[i]);
-		mem_free(srv.keys[i]);
-	}
-	mem_free(srv.keys);
-	mem_free(srv.key_len);
-	srv.keys = NULL;
-	srv.key_len = NULL;
-	srv.n_keys = 0;
-}
-
-/* Copies the non-empty keys of the NULL-terminated list. */
-static int keys_copy(const char *const *keys)
-{
-	size_t n = 0;
-	for (size_t i = 0; keys && keys[i]; i++)
-		n += keys[i][0] != '\0';
-	if (!n)
-		return 0;
-	srv.keys = mem_zalloc(n * sizeof(*srv.keys));
-	srv.key_len = mem_zalloc(n * sizeof(*srv.key_len));
-	if (!srv.keys || !srv.key_len)
-		goto oom;
-	for (size_t i = 0; keys[i]; i++) {
-		if (!keys[i][0])
-			continue;
-		srv.keys[srv.n_keys] = mem_strdup(keys[i]);
-		if (!srv.keys[srv.n_keys])
-			goto oom;
-		srv.key_len[srv.n_keys] = strlen(keys[i]);
-		srv.n_keys++;
-	}
-	return 0;
-oom:
-	keys_free();
-	return -ENOMEM;
 }
 
 /* GET /v1/admin/routes: what this server answers, for operators and the test that holds
@@ -1362,8 +1508,8 @@ int ctl_init(const struct ctl_config *cfg)
 	                           "HTTP requests whose client left before the answer");
 	if (!srv.abandoned)
 		return -ENOMEM;
-	keys_free();
-	rc = keys_copy(cfg->api_keys);
+	unsigned n_routes = srv.n_routes; /* the /v1/keys routes are added here */
+	rc = ctl_keys_start(cfg->api_keys);
 	if (rc)
 		return rc;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
@@ -1379,7 +1525,8 @@ int ctl_init(const struct ctl_config *cfg)
 	srv.ctx = lws_create_context(&info);
 	if (!srv.ctx) {
 		log_err("ctl", "http: cannot create the lws context");
-		keys_free();
+		ctl_keys_stop();
+		srv.n_routes = n_routes;
 		return -ENOMEM;
 	}
 	info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
@@ -1395,6 +1542,7 @@ int ctl_init(const struct ctl_config *cfg)
 	int port = lws_get_vhost_listen_port(vh);
 	srv.port = port > 0 ? (uint16_t)port : cfg->port;
 	memset(&srv.sweep, 0, sizeof(srv.sweep));
+	memset(&srv.tick, 0, sizeof(srv.tick));
 	srv.sweep_armed = 0;
 
 	pthread_mutex_lock(&hand.lock);
@@ -1421,7 +1569,8 @@ fail:
 	lws_context_destroy(srv.ctx);
 	srv.ctx = NULL;
 	srv.port = 0;
-	keys_free();
+	ctl_keys_stop();
+	srv.n_routes = n_routes;
 	return rc;
 }
 
@@ -1439,11 +1588,22 @@ void ctl_close(void)
 		lws_context_destroy(srv.ctx);
 		srv.ctx = NULL;
 	}
+	pthread_mutex_lock(&hand.lock);
+	struct resume *r = hand.resumed;
+	hand.resumed = NULL;
+	pthread_mutex_unlock(&hand.lock);
+	while (r) {
+		struct resume *next = r->next;
+		json_decref(r->row);
+		mem_free(r);
+		r = next;
+	}
 	srv.port = 0;
 	srv.sweep_armed = 0;
 	srv.started = 0;
 	srv.n_routes = 0;
-	keys_free();
+	ctl_keys_stop();
+	ctl_idem_stop();
 }
 
 int ctl_ready_check(const char *name, ctl_check_fn fn, void *arg)

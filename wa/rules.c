@@ -430,7 +430,8 @@ void wa_rules_extract(const struct wa_rules *r, const char *text, const char *re
 			best = h;
 			snprintf(x->lang, sizeof(x->lang), "%s", langs[i]);
 		}
-		if (match_list(json_object_get(l, "withdraw"), t, NULL))
+		/* The title of our "no calls" option is a choice, not a withdrawal. */
+		if (!x->consent[0] && match_list(json_object_get(l, "withdraw"), t, NULL))
 			x->withdraw = 1;
 	}
 	/* Fields in the detected language, else in every language. */
@@ -657,6 +658,7 @@ int wa_disc_step(const struct wa_rules *r, json_t *res, const char *state,
 		}
 	} else if (json_is_false(consent)) {
 		snprintf(out->state, sizeof(out->state), "declined");
+		out->withdraw = 1; /* "no calls": nothing pending may stay */
 		say(rp->text, sizeof(rp->text), prompt(r, lg, "declined"), name, "");
 	} else if (!ph[0]) {
 		snprintf(out->state, sizeof(out->state), "phone");
@@ -681,7 +683,7 @@ score:;
 	               0.2 * (json_object_get(f, "party_size") != NULL) +
 	               0.3 * json_is_true(json_object_get(res, "consent")) + 0.1 * (ph[0] != '\0');
 	json_object_set_new(res, "score", json_real((double)(long)(score * 100 + 0.5) / 100));
-	const char *intent = out->withdraw                                    ? "withdrawn"
+	const char *intent = x->withdraw                                      ? "withdrawn"
 	                     : json_is_true(json_object_get(res, "consent"))  ? "call_back"
 	                     : json_is_false(json_object_get(res, "consent")) ? "no_call"
 	                     : json_object_size(f)                            ? "travel_inquiry"

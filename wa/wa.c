@@ -272,7 +272,8 @@ static const char STORE_SQL[] =
     " snd AS (SELECT DISTINCT ON (coalesce(\"from\", user_id)) \"from\" AS wa_id, user_id, name,"
     "  referral FROM m ORDER BY coalesce(\"from\", user_id), referral IS NULL, ts),"
     " lw AS (INSERT INTO leads (phone_e164, name, source, wa_id, wa_user_id, attributes)"
-    "  SELECT '+' || wa_id, name, 'whatsapp', wa_id, user_id, CASE WHEN referral IS NULL"
+    "  SELECT '+' || wa_id, name, 'whatsapp', wa_id, CASE WHEN EXISTS (SELECT 1 FROM leads x"
+    "  WHERE x.wa_user_id = snd.user_id) THEN NULL ELSE user_id END, CASE WHEN referral IS NULL"
     "  THEN '{}'::jsonb ELSE jsonb_build_object('referral', referral) END FROM snd"
     "  WHERE wa_id IS NOT NULL"
     "  ON CONFLICT (wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET"
@@ -495,10 +496,14 @@ static void *worker(void *arg)
 
 /* ---------------------------------------------------------------- hand-off */
 
+/* No job for a number on the do-not-call list (dnc = true in the answer). */
 static const char JOB_SQL[] =
-    "INSERT INTO call_jobs (campaign_id, lead_id, number, status, not_before, idempotency_key,"
-    " variables) VALUES (nullif($1, ''), $2, $3, 'queued', to_timestamp($4::bigint), $5,"
-    " $6::jsonb) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
+    "WITH dnc AS (SELECT EXISTS (SELECT 1 FROM do_not_call WHERE phone_e164 = $3) AS hit),"
+    " j AS (INSERT INTO call_jobs (campaign_id, lead_id, number, status, not_before,"
+    " idempotency_key, variables) SELECT nullif($1, ''), $2, $3, 'queued',"
+    " to_timestamp($4::bigint), $5, $6::jsonb FROM dnc WHERE NOT dnc.hit"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
+    " SELECT (SELECT id FROM j) AS id, (SELECT hit FROM dnc) AS dnc";
 
 int wa_lead_qualified(const struct wa_lead_job *job)
 {
@@ -516,7 +521,14 @@ int wa_lead_qualified(const struct wa_lead_job *job)
 		log_err(MOD, "lead %s: call job not written: %s", job->lead_id, strerror(-rc));
 		return rc;
 	}
-	const char *id = json_string_value(json_object_get(json_array_get(rows, 0), "id"));
+	const json_t *row = json_array_get(rows, 0);
+	const char *id = json_string_value(json_object_get(row, "id"));
+	if (json_is_true(json_object_get(row, "dnc"))) {
+		log_warn(MOD, "lead %s qualified but %s is on the do-not-call list: no call job",
+		         job->lead_id, job->number);
+		json_decref(rows);
+		return -EPERM;
+	}
 	if (!id) {
 		json_decref(rows);
 		return -EEXIST;

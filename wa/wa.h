@@ -50,7 +50,8 @@ struct wa_lead_job {
 
 /* The single hand-off point from WhatsApp to the dialer: writes a call_jobs row
  * (status 'queued', the schema's initial state) and emits lead.qualified. Worker thread
- * (it waits for PostgreSQL). 0, -EEXIST (that job already exists), or -errno. */
+ * (it waits for PostgreSQL). 0, -EEXIST (that job already exists), -EPERM (the number is
+ * in do_not_call: no job), or -errno. */
 int wa_lead_qualified(const struct wa_lead_job *job);
 
 #endif

@@ -150,12 +150,15 @@ static int check_lang(const json_t *l, const char *name, char *why, size_t whyle
 	for (int i = 0; i < 4; i++) {
 		const json_t *c = json_object_get(json_object_get(l, "consent"), consent_ids[i]);
 		const json_t *o = json_object_get(json_object_get(p, "options"), consent_ids[i]);
-		if (!json_is_array(c) || !json_is_string(o) || json_string_length(o) > 24) {
-			snprintf(
-			    why, whylen,
-			    "languages.%s: consent.%s (array) and prompts.options.%s (string of 24 "
-			    "bytes at most) are required",
-			    name, consent_ids[i], consent_ids[i]);
+		/* list rows take 24 bytes; no_calls is also a reply button (20) */
+		size_t max = i == 3 ? 20 : 24;
+		if (!json_is_array(c) || !json_is_string(o) || !json_string_length(o) ||
+		    json_string_length(o) > max) {
+			snprintf(why, whylen,
+			         "languages.%s: consent.%s (array) and prompts.options.%s (string "
+			         "of 1 to "
+			         "%zu bytes) are required",
+			         name, consent_ids[i], consent_ids[i], max);
 			return -EINVAL;
 		}
 	}
@@ -648,6 +651,7 @@ int wa_disc_step(const struct wa_rules *r, json_t *res, const char *state,
 		snprintf(out->state, sizeof(out->state), "consent");
 		say(rp->text, sizeof(rp->text), prompt(r, lg, "ask_consent"), name, "");
 		rp->kind = 2;
+		rp->n_opts = 4;
 		snprintf(rp->button, sizeof(rp->button), "%s", prompt(r, lg, "consent_button"));
 		const json_t *o =
 		    json_object_get(json_object_get(lang_obj(r, lg), "prompts"), "options");
@@ -670,6 +674,14 @@ int wa_disc_step(const struct wa_rules *r, json_t *res, const char *state,
 		    json_object_get(json_object_get(lang_obj(r, lg), "prompts"), "when");
 		const char *when = fstr(whens, win[0] ? win : "call_now");
 		say(rp->text, sizeof(rp->text), prompt(r, lg, "confirm"), name, when);
+		/* One button to take it back: "no calls" declines and cancels the job. */
+		rp->kind = 3;
+		rp->n_opts = 1;
+		snprintf(rp->opt_id[0], sizeof(rp->opt_id[0]), "no_calls");
+		snprintf(
+		    rp->opt_title[0], sizeof(rp->opt_title[0]), "%s",
+		    fstr(json_object_get(json_object_get(lang_obj(r, lg), "prompts"), "options"),
+		         "no_calls"));
 		out->qualify = 1;
 		json_int_t due = json_integer_value(json_object_get(res, "due"));
 		out->due_s = due > 0 ? due : wa_hours_next(h, now);

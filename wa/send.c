@@ -127,16 +127,24 @@ void wa_send_reply(const char *lead, const char *to, const char *lang, const str
 {
 	if (!wa_g.cfg.access_token || !wa_g.cfg.access_token[0] || !r->kind)
 		return;
-	struct out_msg *m = msg_new(r->kind == 2 ? OUT_INTERACTIVE : OUT_TEXT, lead, to, lang);
+	struct out_msg *m = msg_new(r->kind == 1 ? OUT_TEXT : OUT_INTERACTIVE, lead, to, lang);
 	if (!m)
 		return;
 	m->window_until_s = window_until_s;
 	snprintf(m->body, sizeof(m->body), "%.255s", r->text);
 	if (r->kind == 1) {
 		m->obj = json_pack("{s:b, s:s}", "preview_url", 0, "body", r->text);
+	} else if (r->kind == 3) {
+		json_t *btns = json_array();
+		for (int i = 0; btns && i < r->n_opts && i < 3; i++)
+			json_array_append_new(btns, json_pack("{s:s, s:{s:s, s:s}}", "type",
+			                                      "reply", "reply", "id", r->opt_id[i],
+			                                      "title", r->opt_title[i]));
+		m->obj = json_pack("{s:s, s:{s:s}, s:{s:o}}", "type", "button", "body", "text",
+		                   r->text, "action", "buttons", btns);
 	} else {
 		json_t *rows = json_array();
-		for (int i = 0; rows && i < 4; i++)
+		for (int i = 0; rows && i < r->n_opts && i < 4; i++)
 			json_array_append_new(rows, json_pack("{s:s, s:s}", "id", r->opt_id[i],
 			                                      "title", r->opt_title[i]));
 		m->obj = json_pack("{s:s, s:{s:s}, s:{s:s, s:[{s:s, s:o}]}}", "type", "list",

@@ -70,9 +70,10 @@ struct wa_hours {
 
 /* One reply of the conversation. */
 struct wa_reply {
-	int kind; /* 0 none, 1 text, 2 list (the four call options) */
+	int kind; /* 0 none, 1 text, 2 list (the four call options), 3 reply buttons */
 	char text[1024];
 	char button[24]; /* list: the button label */
+	int n_opts;      /* list: 4; buttons: 1 to 3 */
 	char opt_id[4][16];
 	char opt_title[4][32];
 };

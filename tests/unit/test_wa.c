@@ -352,6 +352,10 @@ static void test_wa_disc_flow(void **state_)
 	step(r, res, state, "Hoy más tarde", "call_later", "+5215511110001", now, &st);
 	assert_string_equal(state, "qualified");
 	assert_int_equal(st.qualify, 1);
+	assert_int_equal(st.reply.kind, 3); /* the confirmation, with a "no calls" button */
+	assert_int_equal(st.reply.n_opts, 1);
+	assert_string_equal(st.reply.opt_id[0], "no_calls");
+	assert_true(strlen(st.reply.opt_title[0]) <= 20);
 	assert_int_equal(st.due_s, now + 2 * 3600);
 	assert_string_equal(json_string_value(json_object_get(res, "window")), "call_later");
 	assert_string_equal(json_string_value(json_object_get(res, "consent_text")),

@@ -209,6 +209,8 @@ int main(int argc, char **argv)
 	    .llm_model = cfg->whatsapp.llm_model,
 	    .llm_timeout_ms = cfg->whatsapp.llm_timeout_ms,
 	};
+	if (!cfg->store.postgres || !cfg->store.postgres[0])
+		wc.app_secret = NULL; /* said above: WhatsApp needs PostgreSQL */
 	if ((rc = wa_init(&wc))) {
 		log_err("main", "whatsapp: %s", strerror(-rc));
 		goto out_api;

@@ -8,6 +8,7 @@
 #include "db/db.h"
 #include "media/media.h"
 #include "vapi/vapi.h"
+#include "wa/wa.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -185,6 +186,35 @@ int main(int argc, char **argv)
 	}
 	if (cfg->http.port && !api_keys[0])
 		log_info("main", "http.api_key_env not set: the /v1 API answers 401");
+	struct wa_config wc = {
+	    .app_secret = cfg->whatsapp.app_secret,
+	    .verify_token = cfg->whatsapp.verify_token,
+	    .access_token = cfg->whatsapp.access_token,
+	    .graph_url = cfg->whatsapp.graph_url,
+	    .phone_number_id = cfg->whatsapp.phone_number_id,
+	    .rules_file = cfg->whatsapp.rules_file,
+	    .campaign_id = cfg->whatsapp.campaign_id,
+	    .template_name = cfg->whatsapp.template_name,
+	    .template_lang_es = cfg->whatsapp.template_lang_es,
+	    .template_lang_en = cfg->whatsapp.template_lang_en,
+	    .max_age_s = cfg->whatsapp.max_age_s,
+	    .pair_interval_ms = cfg->whatsapp.pair_interval_ms,
+	    .rate_per_s = cfg->whatsapp.rate_per_s,
+	    .send_timeout_ms = cfg->whatsapp.send_timeout_ms,
+	    .hours_start_min = cfg->whatsapp.hours_start_min,
+	    .hours_end_min = cfg->whatsapp.hours_end_min,
+	    .utc_offset_min = cfg->whatsapp.utc_offset_min,
+	    .llm_url = cfg->whatsapp.llm_url,
+	    .llm_key = cfg->whatsapp.llm_key,
+	    .llm_model = cfg->whatsapp.llm_model,
+	    .llm_timeout_ms = cfg->whatsapp.llm_timeout_ms,
+	};
+	if (!cfg->store.postgres || !cfg->store.postgres[0])
+		wc.app_secret = NULL; /* said above: WhatsApp needs PostgreSQL */
+	if ((rc = wa_init(&wc))) {
+		log_err("main", "whatsapp: %s", strerror(-rc));
+		goto out_api;
+	}
 	ctl_ready_check("postgres", ready_postgres, cfg);
 	if ((rc = ctl_init(&cc))) {
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
@@ -202,6 +232,7 @@ int main(int argc, char **argv)
 out_ctl:
 	ctl_close();
 out_api:
+	wa_close();
 	b2b_api_close();
 	if (vapi_up)
 		vapi_close();

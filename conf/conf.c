@@ -1890,6 +1890,191 @@ static const struct key vapi_keys[] = {
     {.type = KT_END},
 };
 
+/* ---- whatsapp (wa/, docs/whatsapp.md) ---- */
+
+static void parse_wa_secret_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	struct conf *c = base;
+	const char *v = s ? config_setting_get_string(s) : NULL;
+	set_str(ld, &c->whatsapp.app_secret_env, v ? v : "");
+	read_env_secret(ld, s, &c->whatsapp.app_secret);
+}
+
+static void free_wa_secret(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->whatsapp.app_secret_env);
+	mem_free(c->whatsapp.app_secret);
+	c->whatsapp.app_secret_env = c->whatsapp.app_secret = NULL;
+}
+
+static void parse_wa_verify_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	read_env_secret(ld, s, &((struct conf *)base)->whatsapp.verify_token);
+}
+
+static void free_wa_verify(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->whatsapp.verify_token);
+	c->whatsapp.verify_token = NULL;
+}
+
+static void parse_wa_access_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	read_env_secret(ld, s, &((struct conf *)base)->whatsapp.access_token);
+}
+
+static void free_wa_access(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->whatsapp.access_token);
+	c->whatsapp.access_token = NULL;
+}
+
+static void parse_wa_llm_env(struct ld *ld, const config_setting_t *s, void *base)
+{
+	read_env_secret(ld, s, &((struct conf *)base)->whatsapp.llm_key);
+}
+
+static void free_wa_llm(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->whatsapp.llm_key);
+	c->whatsapp.llm_key = NULL;
+}
+
+/* "HH:MM" -> minutes, or -1. */
+static int hhmm(const char *v, int max_h)
+{
+	if (strlen(v) != 5 || v[2] != ':' || strspn(v, "0123456789") != 2 ||
+	    strspn(v + 3, "0123456789") != 2)
+		return -1;
+	int h = (v[0] - '0') * 10 + v[1] - '0', m = (v[3] - '0') * 10 + v[4] - '0';
+	return h > max_h || m > 59 || (h == max_h && m) ? -1 : h * 60 + m;
+}
+
+static const char *chk_wa_hours(const char *v)
+{
+	char a[6], b[6];
+	if (strlen(v) != 11 || v[5] != '-')
+		return "must be \"HH:MM-HH:MM\" (e.g. \"09:00-20:00\")";
+	memcpy(a, v, 5);
+	a[5] = '\0';
+	memcpy(b, v + 6, 5);
+	b[5] = '\0';
+	int s = hhmm(a, 24), e = hhmm(b, 24);
+	if (s < 0 || e < 0)
+		return "must be \"HH:MM-HH:MM\" (e.g. \"09:00-20:00\")";
+	return s < e ? NULL : "the start must be before the end";
+}
+
+static const char *chk_utc_offset(const char *v)
+{
+	return (v[0] == '+' || v[0] == '-') && hhmm(v + 1, 14) >= 0
+	           ? NULL
+	           : "must be \"+HH:MM\" or \"-HH:MM\" (e.g. \"-06:00\")";
+}
+
+static const char *chk_url_or_empty(const char *v)
+{
+	return v[0] ? chk_http_url(v) : NULL;
+}
+
+static const struct key whatsapp_keys[] = {
+    {.name = "app_secret_env", .type = KT_FN, .fn = parse_wa_secret_env, .free = free_wa_secret},
+    {.name = "verify_token_env", .type = KT_FN, .fn = parse_wa_verify_env, .free = free_wa_verify},
+    {.name = "access_token_env", .type = KT_FN, .fn = parse_wa_access_env, .free = free_wa_access},
+    {.name = "app_secret", .type = KT_FN, .fn = reject_in_file},
+    {.name = "verify_token", .type = KT_FN, .fn = reject_in_file},
+    {.name = "access_token", .type = KT_FN, .fn = reject_in_file},
+    {.name = "graph_url",
+     .type = KT_STR,
+     .off = CF(whatsapp.graph_url),
+     .check = chk_http_url,
+     .def_str = "https://graph.facebook.com/v25.0"},
+    {.name = "phone_number_id",
+     .type = KT_STR,
+     .off = CF(whatsapp.phone_number_id),
+     .check = chk_digits},
+    {.name = "rules_file",
+     .type = KT_STR,
+     .off = CF(whatsapp.rules_file),
+     .check = chk_readable,
+     .def_str = "/etc/vacs/discovery-rules.json"},
+    {.name = "campaign_id", .type = KT_STR, .off = CF(whatsapp.campaign_id)},
+    {.name = "template", .type = KT_STR, .off = CF(whatsapp.template_name)},
+    {.name = "template_lang_es",
+     .type = KT_STR,
+     .off = CF(whatsapp.template_lang_es),
+     .check = chk_nonempty,
+     .def_str = "es_MX"},
+    {.name = "template_lang_en",
+     .type = KT_STR,
+     .off = CF(whatsapp.template_lang_en),
+     .check = chk_nonempty,
+     .def_str = "en_US"},
+    {.name = "max_age",
+     .type = KT_UINT,
+     .off = CF(whatsapp.max_age_s),
+     .min = 60,
+     .max = 7 * 86400,
+     .def_int = 86400},
+    {.name = "pair_interval_ms",
+     .type = KT_UINT,
+     .off = CF(whatsapp.pair_interval_ms),
+     .min = 1,
+     .max = 600000,
+     .def_int = 6000},
+    {.name = "rate_per_s",
+     .type = KT_UINT,
+     .off = CF(whatsapp.rate_per_s),
+     .min = 1,
+     .max = 1000,
+     .def_int = 80},
+    {.name = "send_timeout_ms",
+     .type = KT_UINT,
+     .off = CF(whatsapp.send_timeout_ms),
+     .min = 100,
+     .max = 60000,
+     .def_int = 10000},
+    {.name = "calling_hours",
+     .type = KT_STR,
+     .off = CF(whatsapp.calling_hours),
+     .check = chk_wa_hours,
+     .def_str = "09:00-20:00"},
+    {.name = "utc_offset",
+     .type = KT_STR,
+     .off = CF(whatsapp.utc_offset),
+     .check = chk_utc_offset,
+     .def_str = "+00:00"},
+    {.name = "llm_url", .type = KT_STR, .off = CF(whatsapp.llm_url), .check = chk_url_or_empty},
+    {.name = "llm_model", .type = KT_STR, .off = CF(whatsapp.llm_model)},
+    {.name = "llm_key_env", .type = KT_FN, .fn = parse_wa_llm_env, .free = free_wa_llm},
+    {.name = "llm_key", .type = KT_FN, .fn = reject_in_file},
+    {.name = "llm_timeout_ms",
+     .type = KT_UINT,
+     .off = CF(whatsapp.llm_timeout_ms),
+     .min = 100,
+     .max = 60000,
+     .def_int = 5000},
+    {.type = KT_END},
+};
+
+/* The parsed forms of calling_hours and utc_offset (checked above). */
+static void wa_derive(struct conf *c)
+{
+	const char *h = c->whatsapp.calling_hours, *o = c->whatsapp.utc_offset;
+	if (h && strlen(h) == 11) {
+		char a[6] = {h[0], h[1], h[2], h[3], h[4], 0},
+		     b[6] = {h[6], h[7], h[8], h[9], h[10], 0};
+		c->whatsapp.hours_start_min = (unsigned)hhmm(a, 24);
+		c->whatsapp.hours_end_min = (unsigned)hhmm(b, 24);
+	}
+	if (o && (o[0] == '+' || o[0] == '-') && hhmm(o + 1, 14) >= 0)
+		c->whatsapp.utc_offset_min = (o[0] == '-' ? -1 : 1) * hhmm(o + 1, 14);
+}
+
 static const struct key top_keys[] = {
     {.name = "log", .type = KT_GROUP, .sub = log_keys},
     {.name = "sip", .type = KT_GROUP, .sub = sip_keys},
@@ -1898,6 +2083,7 @@ static const struct key top_keys[] = {
     {.name = "spool", .type = KT_GROUP, .sub = spool_keys},
     {.name = "store", .type = KT_GROUP, .sub = store_keys},
     {.name = "vapi", .type = KT_GROUP, .sub = vapi_keys},
+    {.name = "whatsapp", .type = KT_GROUP, .sub = whatsapp_keys},
     {.name = "outbound", .type = KT_GROUP, .sub = outbound_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},
     {.name = "routes", .type = KT_FN, .fn = parse_routes, .free = free_routes},
@@ -1933,6 +2119,7 @@ static void conf_finish(struct ld *ld, struct conf *c)
 		return;
 	routes_resolve(ld, c);
 	queues_resolve(ld, c);
+	wa_derive(c);
 	if (c->vapi.webhook.auth == 0) {
 		s = where(ld, "vapi.webhook", "auth", mb, sizeof(mb), &m);
 		ld_report(ld, s, m, "webhooks must be authenticated: bearer or hmac");

@@ -233,6 +233,29 @@ struct conf {
 		} webhook;
 	} vapi;
 
+	/* WhatsApp lead ingest (wa/, docs/whatsapp.md); off without app_secret_env. */
+	struct {
+		char *app_secret_env, *app_secret; /* X-Hub-Signature-256 key */
+		char *verify_token;                /* from verify_token_env */
+		char *access_token;                /* from access_token_env ("" = no sending) */
+		char *graph_url;                   /* "https://graph.facebook.com/v25.0" */
+		char *phone_number_id;
+		char *rules_file;    /* discovery rules (JSON) */
+		char *campaign_id;   /* call_jobs.campaign_id ("" = none) */
+		char *template_name; /* outside the 24 h window ("" = none) */
+		char *template_lang_es, *template_lang_en;
+		unsigned max_age_s;        /* older inbound messages get no reply */
+		unsigned pair_interval_ms; /* one message per user per this */
+		unsigned rate_per_s;       /* messages per second from the number */
+		unsigned send_timeout_ms;
+		char *calling_hours;                     /* "HH:MM-HH:MM" local */
+		char *utc_offset;                        /* local time = UTC + this, "-06:00" */
+		unsigned hours_start_min, hours_end_min; /* parsed calling_hours */
+		int utc_offset_min;                      /* parsed utc_offset */
+		char *llm_url, *llm_model, *llm_key;     /* llm_key from llm_key_env */
+		unsigned llm_timeout_ms;
+	} whatsapp;
+
 	struct conf_trunk *trunks;
 	size_t n_trunks;
 	struct conf_route *routes;

@@ -18,6 +18,9 @@ struct json_t; /* jansson's json_t */
 enum db_rec {
 	DB_REC_CALL = 0,   /* a CDR object -> calls row (+ transfers rows) */
 	DB_REC_CALL_EVENT, /* {call_id, seq, ts, event, detail} -> call_events row */
+	/* A signed WhatsApp webhook body (wa/): {sha256, received, body} -> whatsapp_inbox
+	 * row, or {sha256, received, raw, error} (a body that did not parse) -> dead_letters */
+	DB_REC_WA_BATCH,
 	DB_REC__COUNT,
 };
 
@@ -63,7 +66,8 @@ void db_close(void);
  * be NULL) runs later on the db thread with arg. Returns 0 (done will run exactly once),
  * or, with done NOT run: -EAGAIN when the mailbox is full (the caller logs it; never
  * blocks), -EINVAL when rec lacks a required field (CALL: call_id and start strings;
- * CALL_EVENT: call_id, ts and event strings, seq integer >= 0), -ENOTCONN when the
+ * CALL_EVENT: call_id, ts and event strings, seq integer >= 0; WA_BATCH: sha256 and
+ * received strings, and a body object or a raw and an error string), -ENOTCONN when the
  * module is off or closed, -ENOMEM. */
 int db_put(enum db_rec kind, struct json_t *rec, db_done_cb done, void *arg);
 

@@ -95,6 +95,7 @@ struct item {
 
 static int valid_call(const json_t *r);
 static int valid_event(const json_t *r);
+static int valid_wa_batch(const json_t *r);
 
 /* Per kind: its spool name, the prepared statements run with the record as $1. */
 static const struct kind_def {
@@ -104,6 +105,7 @@ static const struct kind_def {
 } kinds[DB_REC__COUNT] = {
     [DB_REC_CALL] = {"call", {"vacs_call", "vacs_transfer"}, valid_call},
     [DB_REC_CALL_EVENT] = {"call_event", {"vacs_call_event", NULL}, valid_event},
+    [DB_REC_WA_BATCH] = {"wa_batch", {"vacs_wa_inbox", "vacs_wa_dead"}, valid_wa_batch},
 };
 
 /* The statements of the durable records: the record is one jsonb parameter and the
@@ -163,6 +165,18 @@ static const struct {
      "  ELSE (r->'detail')::text END"
      " FROM (SELECT $1::jsonb AS r) s"
      " ON CONFLICT (call_id, seq) DO NOTHING"},
+    {"vacs_wa_inbox", "INSERT INTO whatsapp_inbox (sha256, body, received_at)"
+                      " SELECT r->>'sha256', r->'body', (r->>'received')::timestamptz"
+                      " FROM (SELECT $1::jsonb AS r) s WHERE jsonb_typeof(r->'body') = 'object'"
+                      " ON CONFLICT (sha256) DO NOTHING"},
+    {"vacs_wa_dead",
+     "INSERT INTO dead_letters (url, event, payload, attempts, last_error, first_attempt_at,"
+     " last_attempt_at)"
+     " SELECT '/webhooks/whatsapp', 'whatsapp.webhook',"
+     " jsonb_build_object('sha256', r->>'sha256', 'raw', r->'raw'), 1, r->>'error', t, t"
+     " FROM (SELECT $1::jsonb AS r, ($1::jsonb->>'received')::timestamptz AS t) s"
+     " WHERE r ? 'error' AND NOT EXISTS (SELECT 1 FROM dead_letters d"
+     "  WHERE d.event = 'whatsapp.webhook' AND d.payload->>'sha256' = r->>'sha256')"},
 };
 
 static struct {
@@ -241,6 +255,14 @@ static int valid_event(const json_t *r)
 	return json_is_object(r) && str_field(r, "call_id") && str_field(r, "ts") &&
 	       str_field(r, "event") && json_is_integer(seq) && json_integer_value(seq) >= 0 &&
 	       json_integer_value(seq) <= INT_MAX;
+}
+
+static int valid_wa_batch(const json_t *r)
+{
+	if (!json_is_object(r) || !str_field(r, "sha256") || !str_field(r, "received"))
+		return 0;
+	return json_is_object(json_object_get(r, "body")) ||
+	       (str_field(r, "raw") && str_field(r, "error"));
 }
 
 /* Copies libpq's (possibly multi-line) message into buf as one line. */

@@ -208,8 +208,10 @@ static void test_conf_unknown_key(void **state)
 	             "    srtpp = \"off\"; }\n"
 	             ");\n",
 	             4, "trunks.[1].srtpp: unknown key");
+	expect_error("sip = { port = 5060; };\ntelegram = { token = \"x\"; };\n", 2,
+	             "telegram: unknown key");
 	expect_error("sip = { port = 5060; };\nwhatsapp = { token = \"x\"; };\n", 2,
-	             "whatsapp: unknown key");
+	             "whatsapp.token: unknown key");
 	expect_error("vapi = { assistent_id = \"x\"; };\n", 1, "vapi.assistent_id: unknown key");
 	expect_error(CARRIER "log = {\n  colour = true;\n};\n", 3, "log.colour: unknown key");
 }
@@ -349,6 +351,38 @@ static void test_conf_duplicate_trunk(void **state)
 	expect_error(
 	    "trunks = (\n  { name = \"ai\"; nodes = ( { host = \"192.0.2.1\"; } ); }\n);\n", 2,
 	    "trunks.[0].name: \"ai\" is reserved");
+}
+
+static void test_conf_whatsapp(void **state)
+{
+	(void)state;
+	setenv("VACS_TEST_WA", "s3cret", 1);
+	struct conf *c =
+	    load_ok("whatsapp = { app_secret_env = \"VACS_TEST_WA\";\n"
+	            "  calling_hours = \"08:30-21:00\"; utc_offset = \"-06:00\"; };\n");
+	assert_string_equal(c->whatsapp.app_secret, "s3cret");
+	assert_int_equal(c->whatsapp.hours_start_min, 8 * 60 + 30);
+	assert_int_equal(c->whatsapp.hours_end_min, 21 * 60);
+	assert_int_equal(c->whatsapp.utc_offset_min, -360);
+	assert_int_equal(c->whatsapp.pair_interval_ms, 6000);
+	assert_int_equal(c->whatsapp.rate_per_s, 80);
+	assert_int_equal(c->whatsapp.max_age_s, 86400);
+	assert_string_equal(c->whatsapp.graph_url, "https://graph.facebook.com/v25.0");
+	conf_unref(c);
+	unsetenv("VACS_TEST_WA");
+	unsetenv("VACS_TEST_NO_SUCH_VAR");
+	expect_error(
+	    "whatsapp = { app_secret_env = \"VACS_TEST_NO_SUCH_VAR\"; };\n", 1,
+	    "whatsapp.app_secret_env: environment variable VACS_TEST_NO_SUCH_VAR is not set");
+	expect_error("whatsapp = { app_secret = \"x\"; };\n", 1, "whatsapp.app_secret");
+	expect_error("whatsapp = {\n calling_hours = \"20:00-09:00\"; };\n", 2,
+	             "whatsapp.calling_hours: the start must be before the end");
+	expect_error("whatsapp = {\n calling_hours = \"9-17\"; };\n", 2,
+	             "whatsapp.calling_hours: must be \"HH:MM-HH:MM\"");
+	expect_error("whatsapp = { utc_offset = \"6\"; };\n", 1,
+	             "whatsapp.utc_offset: must be \"+HH:MM\" or \"-HH:MM\"");
+	expect_error("whatsapp = { pair_interval_ms = 0; };\n", 1, "whatsapp.pair_interval_ms");
+	expect_error("whatsapp = { graph_url = \"ftp://x\"; };\n", 1, "whatsapp.graph_url");
 }
 
 static void test_conf_missing_env(void **state)
@@ -724,27 +758,17 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, leak_setup, leak_teardown)
-	    T(test_conf_example_loads),
-	    T(test_conf_defaults),
-	    T(test_conf_cucm_defaults),
-	    T(test_conf_unknown_key),
-	    T(test_conf_wrong_type),
-	    T(test_conf_out_of_range),
-	    T(test_conf_bad_enum),
-	    T(test_conf_bad_cidr),
-	    T(test_conf_bad_regex),
-	    T(test_conf_route_unknown_trunk),
-	    T(test_conf_duplicate_trunk),
-	    T(test_conf_missing_env),
-	    T(test_conf_password_literal),
-	    T(test_conf_syntax_error),
-	    T(test_conf_missing_required),
-	    T(test_conf_missing_file),
-	    T(test_conf_multiple_errors),
-	    T(test_conf_by_source),
-	    T(test_conf_ref_unref),
-	    T(test_conf_fault_injection),
-	    T(test_conf_ai_outbound_webhook),
+	    T(test_conf_example_loads),   T(test_conf_defaults),
+	    T(test_conf_cucm_defaults),   T(test_conf_unknown_key),
+	    T(test_conf_wrong_type),      T(test_conf_out_of_range),
+	    T(test_conf_bad_enum),        T(test_conf_bad_cidr),
+	    T(test_conf_bad_regex),       T(test_conf_route_unknown_trunk),
+	    T(test_conf_duplicate_trunk), T(test_conf_missing_env),
+	    T(test_conf_whatsapp),        T(test_conf_password_literal),
+	    T(test_conf_syntax_error),    T(test_conf_missing_required),
+	    T(test_conf_missing_file),    T(test_conf_multiple_errors),
+	    T(test_conf_by_source),       T(test_conf_ref_unref),
+	    T(test_conf_fault_injection), T(test_conf_ai_outbound_webhook),
 	    T(test_conf_store),
 #undef T
 	};

@@ -1776,6 +1776,43 @@ static const struct key store_keys[] = {
     {.type = KT_END},
 };
 
+static const struct key dialer_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .off = CF(dialer.enabled), .def_int = 1},
+    {.name = "node_id", .type = KT_STR, .off = CF(dialer.node_id), .def_str = ""},
+    {.name = "redis_prefix", .type = KT_STR, .off = CF(dialer.redis_prefix), .def_str = "vacs:"},
+    {.name = "max_calls",
+     .type = KT_UINT,
+     .off = CF(dialer.max_calls),
+     .min = 1,
+     .max = 500,
+     .def_int = 10},
+    {.name = "tick_ms",
+     .type = KT_UINT,
+     .off = CF(dialer.tick_ms),
+     .min = 20,
+     .max = 5000,
+     .def_int = 200},
+    {.name = "lease_s",
+     .type = KT_UINT,
+     .off = CF(dialer.lease_s),
+     .min = 3,
+     .max = 3600,
+     .def_int = 30},
+    {.name = "reclaim_s",
+     .type = KT_UINT,
+     .off = CF(dialer.reclaim_s),
+     .min = 2,
+     .max = 3600,
+     .def_int = 30},
+    {.name = "sweep_s",
+     .type = KT_UINT,
+     .off = CF(dialer.sweep_s),
+     .min = 2,
+     .max = 86400,
+     .def_int = 60},
+    {.type = KT_END},
+};
+
 static void parse_vapi_key_env(struct ld *ld, const config_setting_t *s, void *base)
 {
 	struct conf *c = base;
@@ -1897,6 +1934,7 @@ static const struct key top_keys[] = {
     {.name = "http", .type = KT_GROUP, .sub = http_keys},
     {.name = "spool", .type = KT_GROUP, .sub = spool_keys},
     {.name = "store", .type = KT_GROUP, .sub = store_keys},
+    {.name = "dialer", .type = KT_GROUP, .sub = dialer_keys},
     {.name = "vapi", .type = KT_GROUP, .sub = vapi_keys},
     {.name = "outbound", .type = KT_GROUP, .sub = outbound_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},

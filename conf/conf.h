@@ -216,6 +216,7 @@ struct conf {
 		unsigned lease_s;   /* slot lease of a call, renewed every second */
 		unsigned reclaim_s; /* a job claimed by a node that died goes to another after */
 		unsigned sweep_s;   /* queued jobs missing from Redis are put back after */
+		unsigned unanswered_hold_s; /* VAPI slot kept after a call never answered */
 	} dialer;
 
 	struct {

@@ -438,7 +438,14 @@ static void release_slots(const struct active *a)
 	char sn[96];
 	slot_name(sn, sizeof(sn), a->camp);
 	db_redis_slot_release(d.r, sn, a->job);
-	db_redis_slot_release(d.r, SLOT_GLOBAL, a->job);
+	/* VAPI counts an AI call whose socket never opened (busy, no answer) until its own
+	 * connect timeout: the account's slot is held that long, then expires by itself. */
+	if (a->placed && d.c.unanswered_hold_s && a->outcome != DIALER_ANSWERED &&
+	    a->outcome != DIALER_MACHINE)
+		db_redis_slot_renew(d.r, SLOT_GLOBAL, a->job,
+		                    (uint64_t)d.c.unanswered_hold_s * 1000u, now_ms());
+	else
+		db_redis_slot_release(d.r, SLOT_GLOBAL, a->job);
 	if (a->call_id[0])
 		db_redis_call_disown(d.r, d.node, a->call_id);
 }
@@ -952,6 +959,7 @@ int dialer_init_conf(const struct conf *cfg)
 	    .lease_s = cfg->dialer.lease_s,
 	    .reclaim_s = cfg->dialer.reclaim_s,
 	    .sweep_s = cfg->dialer.sweep_s,
+	    .unanswered_hold_s = cfg->dialer.unanswered_hold_s,
 	    .backoff_min_ms = cfg->store.backoff_min_ms,
 	    .backoff_max_ms = cfg->store.backoff_max_ms,
 	};

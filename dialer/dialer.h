@@ -18,6 +18,8 @@ struct dialer_config {
 	                           * 0 = 30 */
 	unsigned sweep_s;         /* queued jobs older than this are put back in the stream;
 	                           * 0 = 60 */
+	unsigned unanswered_hold_s; /* the account's slot of a call that was never answered is
+	                             * held this long after it ends (VAPI's connect timeout) */
 	unsigned backoff_min_ms, backoff_max_ms; /* Redis reconnect backoff; 0 = defaults */
 	uint64_t (*now_ms)(void); /* wall clock in ms since the epoch (calling hours, leases,
 	                           * backoff); NULL = clock_wall_ms. Tests inject theirs. */

@@ -44,6 +44,7 @@
 #define ACTIVE_MAX  512u
 #define CLAIM_BATCH 16u
 #define ID_LEN      64u
+#define MARK_TTL_S  (9u * 86400u) /* longer than any wait in Redis (hours: 8 days) */
 
 enum msg_kind { MSG_STOP = 1, MSG_ORIG, MSG_ENDED };
 
@@ -240,36 +241,59 @@ static char *payload(const char *job, const char *camp, const char *lead, const 
 	return s;
 }
 
-/* Puts a job row into the stream (due now) or the retry set (due later). */
-static int job_push(const json_t *row, uint64_t now)
+/* Marks a job as present in Redis ("q:<job id>", a dedupe key that lives as long as a job
+ * can wait there). 1 when it was not marked, 0 when it was, or -errno. */
+static int job_mark(const char *job)
 {
-	char *p = payload(jstr(row, "id"), jstr(row, "campaign_id"), jstr(row, "lead_id"),
-	                  jstr(row, "number"), (unsigned)jint(row, "attempt", 1));
+	char k[96];
+	snprintf(k, sizeof(k), "q:%s", job);
+	return db_redis_dedupe(d.r, k, MARK_TTL_S);
+}
+
+/* Puts a job row into the stream (due now) or the retry set (due later), then marks it.
+ * force = 0: only when it is not marked yet (the sweep: a job whose marker is there is
+ * already in Redis). 1 pushed, 0 skipped (marked), or -errno. */
+static int job_push(const json_t *row, uint64_t now, int force)
+{
+	const char *id = jstr(row, "id");
+	if (!force) {
+		int m = job_mark(id);
+		if (m <= 0)
+			return m;
+	}
+	char *p = payload(id, jstr(row, "campaign_id"), jstr(row, "lead_id"), jstr(row, "number"),
+	                  (unsigned)jint(row, "attempt", 1));
 	if (!p)
 		return -ENOMEM;
 	uint64_t due = (uint64_t)jint(row, "due_ms", 0);
 	int rc = due > now ? db_redis_job_defer(d.r, RETRY_ZSET, p, due)
 	                   : db_redis_job_add(d.r, STREAM, p, NULL, 0);
 	free(p);
-	return rc;
+	if (rc >= 0 && force)
+		job_mark(id);
+	return rc < 0 ? rc : 1;
 }
 
-/* Re-adds the queued jobs of running campaigns (camp = NULL: all) that are due, or older
- * than `age_s` (0 = any age): after Redis came back, for a campaign seen starting, and
- * the periodic sweep for entries lost between a row's insert and its XADD. Duplicates are
- * harmless (the conditional UPDATE at dial time). */
-static void resync(const char *camp, unsigned age_s)
+/* Puts the queued jobs of running campaigns (camp = NULL: all) back into Redis. force = 1
+ * (Redis came back, possibly empty; a campaign seen starting, whose entries were dropped
+ * while it was paused): every one, duplicates are harmless (the conditional UPDATE at dial
+ * time). force = 0 (the sweep, every sweep_s): at most 2000 rows untouched and due for
+ * age_s, and of those only the ones without a marker, i.e. lost between their insert and
+ * their enqueue (a node that died in between). */
+static void resync(const char *camp, unsigned age_s, int force)
 {
 	char age[24];
-	snprintf(age, sizeof(age), "%u", age_s);
+	snprintf(age, sizeof(age), "%u", force ? 0 : age_s);
 	const char *p[] = {camp, age};
 	json_t *rows;
-	int rc = q("UPDATE call_jobs j SET updated_at = now() FROM campaigns c"
-	           " WHERE c.id = j.campaign_id AND c.status = 'running' AND j.status = 'queued'"
-	           " AND ($1::text IS NULL OR j.campaign_id = $1)"
-	           " AND ($2::int = 0 OR (j.updated_at < now() - make_interval(secs => $2::int)"
-	           "  AND coalesce(j.not_before, j.created_at) < now() - make_interval(secs => "
+	int rc = q("UPDATE call_jobs j SET updated_at = now() WHERE j.id IN (SELECT j2.id FROM"
+	           " call_jobs j2 JOIN campaigns c ON c.id = j2.campaign_id"
+	           " WHERE c.status = 'running' AND j2.status = 'queued'"
+	           " AND ($1::text IS NULL OR j2.campaign_id = $1)"
+	           " AND ($2::int = 0 OR (j2.updated_at < now() - make_interval(secs => $2::int)"
+	           "  AND coalesce(j2.not_before, j2.created_at) < now() - make_interval(secs => "
 	           "$2::int)))"
+	           " ORDER BY j2.updated_at LIMIT CASE WHEN $2::int = 0 THEN NULL ELSE 2000 END)"
 	           " RETURNING j.id, j.campaign_id, j.lead_id, j.number, j.attempt,"
 	           " (extract(epoch FROM coalesce(j.not_before, now())) * 1000)::bigint AS due_ms",
 	           p, 2, &rows);
@@ -278,13 +302,16 @@ static void resync(const char *camp, unsigned age_s)
 	uint64_t now = now_ms();
 	size_t i;
 	json_t *row;
+	size_t n = 0;
 	json_array_foreach(rows, i, row)
 	{
-		if (!redis_ok(job_push(row, now)))
+		int prc = job_push(row, now, force);
+		if (!redis_ok(prc))
 			break;
+		n += prc == 1;
 	}
-	if (json_array_size(rows))
-		log_info("dialer", "%zu queued job(s) put back in Redis%s%s", json_array_size(rows),
+	if (n)
+		log_info("dialer", "%zu queued job(s) put back in Redis%s%s", n,
 		         camp ? " for campaign " : "", camp ? camp : "");
 	json_decref(rows);
 }
@@ -369,7 +396,7 @@ static void camps_refresh(void)
 			log_info("dialer", "campaign %s running: %u at once, %.2f calls/s%s", c->id,
 			         c->max_concurrent, c->cps,
 			         c->hours_bad ? ", calling_hours unreadable" : "");
-			resync(c->id, 0);
+			resync(c->id, 0, 1);
 		}
 	}
 	json_decref(rows);
@@ -395,7 +422,7 @@ static void camps_refresh(void)
 		uint64_t now = now_ms();
 		json_array_foreach(rows, i, row)
 		{
-			if (!redis_ok(job_push(row, now)))
+			if (!redis_ok(job_push(row, now, 1)))
 				break;
 		}
 		json_decref(rows);
@@ -486,7 +513,7 @@ static int finish(struct active *a)
 			return rc;
 		if (json_array_size(rows)) {
 			metric_inc(d.m_retry);
-			redis_ok(job_push(json_array_get(rows, 0), now_ms()));
+			redis_ok(job_push(json_array_get(rows, 0), now_ms(), 1));
 			/* lost in Redis: the sweep puts it back */
 		}
 		json_decref(rows);
@@ -764,12 +791,9 @@ static void resume(void)
 	if (!redis_ok(db_redis_group_ensure(d.r, STREAM, GROUP)))
 		return;
 	d.paused = 0;
-	resync(NULL, 0);
+	resync(NULL, 0, 1);
 	if (d.paused)
 		return;
-	for (unsigned k = 0; k < CAMP_MAX; k++)
-		d.camps[k].gen = 0; /* every running campaign is "fresh" again */
-	d.gen++;
 	metric_set(d.m_paused, 0);
 	log_info("dialer", "dialer running (node %s, at most %u calls at once over all nodes)",
 	         d.node, d.c.max_calls);
@@ -805,7 +829,7 @@ static void tick(void)
 		return;
 	if (now - d.last_sweep_ms >= (uint64_t)d.c.sweep_s * 1000u) {
 		if (d.last_sweep_ms)
-			resync(NULL, d.c.sweep_s);
+			resync(NULL, d.c.sweep_s, 0);
 		d.last_sweep_ms = now;
 	}
 	if (!redis_ok(db_redis_job_due(d.r, RETRY_ZSET, STREAM, now, 256)))

@@ -79,6 +79,7 @@ struct active {
 	char job[ID_LEN], camp[ID_LEN], lead[ID_LEN], number[40], call_id[48];
 	unsigned attempt;
 	int placed; /* the originate was accepted (else the job failed before any call) */
+	int local;  /* placed by this node in this life (else recovered from a gone node) */
 	enum dialer_outcome outcome;
 	struct dialer_retry retry[DIALER_OUTCOME__COUNT];
 };
@@ -95,8 +96,9 @@ static struct {
 	unsigned gen; /* campaign refresh generation */
 	struct camp camps[CAMP_MAX];
 	struct active act[ACTIVE_MAX];
-	uint64_t last_sec_ms, last_sweep_ms;
-	struct log_ratelimit rl;     /* the dialer thread's */
+	uint64_t last_sec_ms, last_sweep_ms, last_beat_ms, resumed_ms;
+	int recovered_self;      /* this node's 'dialing' jobs of a previous life were finished */
+	struct log_ratelimit rl; /* the dialer thread's */
 	struct log_ratelimit rl_sip; /* the observers' (sip thread) */
 	struct metric *m_paused, *m_depth, *m_jobs[DIALER_OUTCOME__COUNT], *m_dnc, *m_dup, *m_retry,
 	    *m_def_hours, *m_def_cap, *m_def_rate, *m_refused;
@@ -487,12 +489,19 @@ static int finish(struct active *a)
 	int again = dialer_retry_decide(a->retry, a->outcome, a->attempt, &delay_s);
 	const char *p1[] = {a->job, out, a->call_id[0] ? a->call_id : NULL,
 	                    a->placed ? "done" : "failed"};
+	json_t *done;
 	int rc = q("UPDATE call_jobs SET status = $4, outcome = $2,"
 	           " call_id = coalesce($3, call_id), updated_at = now()"
-	           " WHERE id = $1 AND status = 'dialing'",
-	           p1, 4, NULL);
+	           " WHERE id = $1 AND status = 'dialing' RETURNING id",
+	           p1, 4, &done);
 	if (rc)
 		return rc;
+	size_t n_done = json_array_size(done);
+	json_decref(done);
+	if (!n_done && !a->local) { /* another survivor recovered it first */
+		memset(a, 0, sizeof(*a));
+		return 0;
+	}
 	if (again) {
 		char att[16], due[32];
 		uint64_t due_ms = now_ms() + delay_s * 1000u;
@@ -528,7 +537,7 @@ static int finish(struct active *a)
 	         again ? ", will retry" : "");
 	metric_inc(d.m_jobs[a->outcome]);
 	release_slots(a);
-	struct camp *c = camp_find(a->camp);
+	struct camp *c = a->local ? camp_find(a->camp) : NULL;
 	if (c && c->active) {
 		c->active--;
 		metric_set(c->m_active, c->active);
@@ -692,7 +701,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 		finish(&tmp);
 		goto out;
 	}
-	*a = (struct active){.state = ACT_POSTED, .attempt = attempt};
+	*a = (struct active){.state = ACT_POSTED, .attempt = attempt, .local = 1};
 	copy(a->job, sizeof(a->job), job);
 	copy(a->camp, sizeof(a->camp), camp);
 	copy(a->lead, sizeof(a->lead), lead);
@@ -763,11 +772,86 @@ static void on_msg(const struct dmsg *m)
 	}
 }
 
-/* Once a second: liveness, leases of the calls in progress, campaigns and new leads. */
+/* Finishes the 'dialing' jobs claimed by `node` as failed (the retry policy applies): a
+ * node that is gone (reaped), or this node's previous life. Their calls died with it. */
+static void recover(const char *node)
+{
+	const char *p[] = {node};
+	json_t *rows;
+	if (q("SELECT id, campaign_id, lead_id, number, attempt, coalesce(call_id, '') AS call_id"
+	      " FROM call_jobs WHERE claimed_by = $1 AND status = 'dialing'",
+	      p, 1, &rows))
+		return;
+	size_t i;
+	json_t *row;
+	json_array_foreach(rows, i, row)
+	{
+		struct active a = {.state = ACT_ENDED,
+		                   .outcome = DIALER_FAILED,
+		                   .placed = 1,
+		                   .attempt = (unsigned)jint(row, "attempt", 1)};
+		copy(a.job, sizeof(a.job), jstr(row, "id"));
+		copy(a.camp, sizeof(a.camp), jstr(row, "campaign_id"));
+		copy(a.lead, sizeof(a.lead), jstr(row, "lead_id"));
+		copy(a.number, sizeof(a.number), jstr(row, "number"));
+		copy(a.call_id, sizeof(a.call_id), jstr(row, "call_id"));
+		struct camp *c = camp_find(a.camp);
+		if (c)
+			memcpy(a.retry, c->retry, sizeof(a.retry));
+		else
+			dialer_retry_parse(NULL, 3, a.retry);
+		log_warn("dialer", "job %s (lead %s) was dialing on node %s, which is gone: failed",
+		         a.job, a.lead, node);
+		if (finish(&a))
+			break;
+	}
+	json_decref(rows);
+}
+
+struct names {
+	char n[8][128];
+	unsigned count;
+};
+
+static void add_name(void *arg, const char *s, size_t len)
+{
+	struct names *nm = arg;
+	if (nm->count < 8 && len < sizeof(nm->n[0]))
+		memcpy(nm->n[nm->count++], s, len + 1);
+}
+
+static void no_call(void *arg, const char *s, size_t len)
+{
+	(void)arg;
+	(void)s;
+	(void)len;
+}
+
+/* Nodes whose beat ended (3 x lease_s without one) are taken over: one survivor wins each
+ * in Redis, and PostgreSQL's conditional updates make the takeover of each job single.
+ * Not in the first 3 x lease_s after this node resumed: the others need a beat to show
+ * they are alive after an outage. */
+static void reap_dead(uint64_t now)
+{
+	uint64_t ttl = 3u * 1000u * (uint64_t)d.c.lease_s;
+	if (now - d.resumed_ms < ttl)
+		return;
+	struct names nm = {.count = 0};
+	if (!redis_ok(db_redis_nodes_list(d.r, 1, now, add_name, &nm)))
+		return;
+	for (unsigned i = 0; i < nm.count && !d.paused; i++) {
+		if (strcmp(nm.n[i], d.node) == 0)
+			continue;
+		if (!redis_ok(db_redis_node_reap(d.r, nm.n[i], now, no_call, NULL)))
+			return;
+		log_warn("dialer", "node %s missed its beats: taking over its jobs", nm.n[i]);
+		recover(nm.n[i]);
+	}
+}
+
+/* Once a second: leases of the calls in progress, campaigns and new leads, recovery. */
 static void each_second(uint64_t now)
 {
-	redis_ok(
-	    db_redis_node_beat(d.r, d.node, 3u * 1000u * (d.c.lease_s > 5 ? 5 : d.c.lease_s), now));
 	uint64_t lease = (uint64_t)d.c.lease_s * 1000u;
 	for (unsigned i = 0; i < ACTIVE_MAX && !d.paused; i++) {
 		struct active *a = &d.act[i];
@@ -784,6 +868,12 @@ static void each_second(uint64_t now)
 	}
 	if (!d.paused)
 		camps_refresh();
+	if (!d.paused && !d.recovered_self) {
+		recover(d.node); /* before this life claims anything: all from a previous one */
+		d.recovered_self = 1;
+	}
+	if (!d.paused)
+		reap_dead(now);
 }
 
 static void resume(void)
@@ -791,6 +881,7 @@ static void resume(void)
 	if (!redis_ok(db_redis_group_ensure(d.r, STREAM, GROUP)))
 		return;
 	d.paused = 0;
+	d.resumed_ms = now_ms();
 	resync(NULL, 0, 1);
 	if (d.paused)
 		return;
@@ -802,6 +893,10 @@ static void resume(void)
 static void tick(void)
 {
 	uint64_t now = now_ms();
+	if (now - d.last_beat_ms >= 1000u) { /* paused too: a live node is never taken over */
+		d.last_beat_ms = now;
+		db_redis_node_beat(d.r, d.node, 3u * 1000u * (uint64_t)d.c.lease_s, now);
+	}
 	if (d.paused) {
 		if (!db_pg_up() || db_redis_ping(d.r) != 0)
 			return;
@@ -1005,10 +1100,11 @@ void dialer_close(void)
 	for (unsigned i = 0; i < ACTIVE_MAX; i++)
 		live += d.act[i].state != ACT_FREE;
 	if (live)
-		log_warn("dialer",
-		         "stopped with %u call(s) of campaigns in progress: their jobs stay "
-		         "'dialing'",
-		         live);
+		log_warn(
+		    "dialer",
+		    "stopped with %u call(s) of campaigns in progress: their jobs stay 'dialing' "
+		    "until this node starts again or another takes them over",
+		    live);
 	mbox_destroy(d.mb);
 	d.mb = NULL;
 	db_redis_destroy(d.r);

@@ -33,9 +33,9 @@ int dialer_init(const struct dialer_config *c);
  * configured, else logs one line saying why it is off and returns 0. Main thread, before
  * b2b_init. 0 or -errno. */
 int dialer_init_conf(const struct conf *cfg);
-/* Stops the thread (calls in progress go on; their jobs are finished by the next node
- * that resyncs, see docs/dialer.md). After b2b_close, before db_close. Safe when never
- * started. */
+/* Stops the thread. Jobs of calls still in progress stay 'dialing' until this node id
+ * starts again or another node takes them over (docs/dialer.md). After b2b_close, before
+ * db_close. Safe when never started. */
 void dialer_close(void);
 
 #endif

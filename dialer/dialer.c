@@ -571,6 +571,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	           *number = jstr(o, "number");
 	unsigned attempt = (unsigned)jint(o, "attempt", 1);
 	int ack = 1;
+	char *vars = NULL;
 	struct camp *c = camp_find(camp);
 	if (!job[0] || !number[0] || strlen(job) >= ID_LEN || strlen(lead) >= ID_LEN ||
 	    strlen(number) >= 40) {
@@ -583,7 +584,10 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	const char *pj[] = {job, number};
 	json_t *rows;
 	int rc = q("SELECT j.status, l.timezone, coalesce(l.do_not_call, false) OR EXISTS"
-	           " (SELECT 1 FROM do_not_call n WHERE n.phone_e164 = $2) AS dnc"
+	           " (SELECT 1 FROM do_not_call n WHERE n.phone_e164 = $2) AS dnc,"
+	           " coalesce(l.attributes, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object("
+	           "'name', l.name, 'email', l.email, 'locale', l.locale, 'campaignId',"
+	           " j.campaign_id, 'attempt', j.attempt)) AS vars"
 	           " FROM call_jobs j LEFT JOIN leads l ON l.id = j.lead_id WHERE j.id = $1",
 	           pj, 2, &rows);
 	if (rc) {
@@ -598,6 +602,14 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	}
 	int dnc = json_is_true(json_object_get(row, "dnc"));
 	const struct dialer_zone *z = dialer_zone_find(jstr(row, "timezone"));
+	/* The lead's attributes, name, email and locale become the assistant's variables. */
+	vars = json_is_object(json_object_get(row, "vars"))
+	           ? json_dumps(json_object_get(row, "vars"), JSON_COMPACT)
+	           : NULL;
+	if (vars && strlen(vars) > 16u * 1024u) {
+		free(vars);
+		vars = NULL;
+	}
 	json_decref(rows);
 	if (dnc) {
 		const char *p[] = {job, lead};
@@ -712,6 +724,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	struct b2b_orig_req req = {.to = number,
 	                           .from = c->caller_id,
 	                           .assistant_id = c->assistant,
+	                           .variables_json = vars,
 	                           .lead_id = lead,
 	                           .ref = job};
 	rc = b2b_originate_post(&req, on_orig_done, (void *)(uintptr_t)(a - d.act));
@@ -727,6 +740,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	if (*budget)
 		(*budget)--;
 out:
+	free(vars);
 	json_decref(o);
 	return ack;
 }

@@ -36,15 +36,16 @@
  * row (idempotency_key "lead:<lead id>:<attempt>"), so a retry is inserted at most once.
  */
 
-#define STREAM      "jobs:dial"
-#define GROUP       "dialer"
-#define RETRY_ZSET  "jobs:dial:retry"
-#define SLOT_GLOBAL "vapi"
-#define CAMP_MAX    64u
-#define ACTIVE_MAX  512u
-#define CLAIM_BATCH 16u
-#define ID_LEN      64u
-#define MARK_TTL_S  (9u * 86400u) /* longer than any wait in Redis (hours: 8 days) */
+#define STREAM         "jobs:dial"
+#define GROUP          "dialer"
+#define RETRY_ZSET     "jobs:dial:retry"
+#define SLOT_GLOBAL    "vapi"
+#define CAMP_MAX       64u
+#define ACTIVE_MAX     512u
+#define CLAIM_BATCH    16u
+#define CLAIM_SEEN_MAX 256u /* entries looked at per tick (put-off ones included) */
+#define ID_LEN         64u
+#define MARK_TTL_S     (9u * 86400u) /* longer than any wait in Redis (hours: 8 days) */
 
 enum msg_kind { MSG_STOP = 1, MSG_ORIG, MSG_ENDED };
 
@@ -580,6 +581,18 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	}
 	if (!c || c->gen != d.gen)
 		goto out; /* not running: the row stays queued until it runs again */
+	/* A full campaign: put off before any query (a long backlog cycles through here). */
+	char sn[96];
+	slot_name(sn, sizeof(sn), camp);
+	uint64_t now = now_ms();
+	int held = db_redis_slot_count(d.r, sn, now);
+	if (held < 0 || (unsigned)held >= c->max_concurrent) {
+		if (redis_ok(held))
+			defer(j->json, now + 1000u, d.m_def_cap);
+		else
+			ack = 0;
+		goto out;
+	}
 
 	const char *pj[] = {job, number};
 	json_t *rows;
@@ -630,7 +643,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 		z = dialer_zone_of_number(number);
 	if (!z)
 		z = c->zone;
-	uint64_t now = now_ms();
+	now = now_ms();
 	int64_t now_s = (int64_t)(now / 1000u);
 	if (c->hours_bad || !dialer_hours_open(c->win, c->n_win, z, now_s)) {
 		int64_t next = c->hours_bad ? -1 : dialer_hours_next(c->win, c->n_win, z, now_s);
@@ -648,8 +661,6 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 		goto out;
 	}
 	/* Capacity: this campaign's, then the account's; then the campaign's call rate. */
-	char sn[96];
-	slot_name(sn, sizeof(sn), camp);
 	uint64_t lease = (uint64_t)d.c.lease_s * 1000u;
 	rc = db_redis_slot_acquire(d.r, sn, c->max_concurrent, job, lease, now);
 	if (rc == 1) {
@@ -943,11 +954,14 @@ static void tick(void)
 	}
 	if (!redis_ok(db_redis_job_due(d.r, RETRY_ZSET, STREAM, now, 256)))
 		return;
-	unsigned budget = CLAIM_BATCH;
+	unsigned budget = CLAIM_BATCH, seen = 0;
 	int held = db_redis_slot_count(d.r, SLOT_GLOBAL, now);
 	if (!redis_ok(held) || (unsigned)held >= d.c.max_calls)
 		return;
-	while (budget && !d.paused) {
+	/* Claim no more than the free slots: the other nodes get their share. */
+	if (d.c.max_calls - (unsigned)held < budget)
+		budget = d.c.max_calls - (unsigned)held;
+	while (budget && !d.paused && seen < CLAIM_SEEN_MAX) {
 		struct db_redis_job jobs[CLAIM_BATCH];
 		size_t n = 0;
 		int rc = db_redis_job_claim(d.r, STREAM, GROUP, d.node, budget, 0,
@@ -958,6 +972,7 @@ static void tick(void)
 			db_redis_jobs_free(jobs, n);
 			break;
 		}
+		seen += (unsigned)n;
 		for (size_t i = 0; i < n; i++) {
 			if (d.paused || !dial_one(&jobs[i], &budget))
 				continue; /* left pending */

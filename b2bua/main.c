@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/metric.h"
 #include "db/db.h"
+#include "dialer/dialer.h"
 #include "media/media.h"
 #include "vapi/vapi.h"
 #include "wa/wa.h"
@@ -220,6 +221,8 @@ int main(int argc, char **argv)
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
 		goto out_api;
 	}
+	if ((rc = dialer_init_conf(cfg))) /* the campaign dialer: needs both stores */
+		goto out_ctl;
 	if ((rc = b2b_init(cfg, vapi_up))) {
 		log_err("main", "sip: %s", strerror(-rc));
 		b2b_close();
@@ -230,6 +233,7 @@ int main(int argc, char **argv)
 	log_info("main", "vacsd stopped");
 	b2b_close();
 out_ctl:
+	dialer_close();
 	ctl_close();
 out_api:
 	wa_close();

@@ -747,7 +747,7 @@ static void on_list(struct ctl_request *rq, void *arg)
 	    (camp && !api_id_ok(camp) &&
 	     api_fail(&e, 400, "invalid_field", "campaign_id", "campaign_id is not an id")) ||
 	    (status &&
-	     (strlen(status) > 32 ||
+	     (!status[0] || strlen(status) > 32 ||
 	      strspn(status, "abcdefghijklmnopqrstuvwxyz_") != strlen(status)) &&
 	     api_fail(&e, 400, "invalid_field", "status", "status is not a lead status")) ||
 	    (phone &&

@@ -779,8 +779,9 @@ static void on_post_sub(struct ctl_request *rq, void *arg)
 	" FROM k)"                                                                                 \
 	" SELECT json_build_object("                                                               \
 	" 'leads', (SELECT count(*) FROM l),"                                                      \
-	" 'engaged', (SELECT count(*) FROM l WHERE l.status IN ('engaged', 'qualified',"           \
-	" 'converted') OR EXISTS (SELECT 1 FROM whatsapp_messages w WHERE w.lead_id = l.id AND"    \
+	" 'engaged', (SELECT count(*) FROM l WHERE l.status IN ('engaged', 'contacted',"           \
+	" 'qualified', 'withdrawn', 'declined', 'converted') OR EXISTS (SELECT 1 FROM "            \
+	"whatsapp_messages w WHERE w.lead_id = l.id AND"                                           \
 	" w.direction = 'in')),"                                                                   \
 	" 'qualified', (SELECT count(*) FROM l WHERE l.status IN ('qualified', 'converted') OR"    \
 	" EXISTS (SELECT 1 FROM discovery d WHERE d.lead_id = l.id AND d.qualified)),"             \

@@ -27,13 +27,13 @@
 #define CSV_MAX_COLUMNS     64
 #define ATTR_MAX            (16u * 1024u)
 
-/* Statuses a lead is still waiting in: a number put on the do-not-call list moves these to
- * "dnc" (the others keep their history). */
-#define PENDING "('new', 'engaged', 'qualified', 'called')"
+/* Statuses a lead is still waiting in (wa/ sets contacted, qualified, withdrawn, declined): a
+ * number put on the do-not-call list moves these to "dnc" (the others keep their history). */
+#define PENDING "('new', 'contacted', 'engaged', 'qualified', 'called')"
 
 static const char *const lead_statuses[] = {
-    "new",       "engaged",        "qualified",   "called", "connected", "transferred",
-    "converted", "not_interested", "unreachable", "dnc",    NULL};
+    "new",       "contacted",   "engaged",   "qualified",      "withdrawn",   "declined", "called",
+    "connected", "transferred", "converted", "not_interested", "unreachable", "dnc",      NULL};
 
 #define LEAD_OBJ                                                                                   \
 	"json_build_object('id', l.id, 'campaign_id', l.campaign_id, 'phone', l.phone_e164,"       \

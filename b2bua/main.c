@@ -1,7 +1,9 @@
 /* vacsd: parses the command line, loads the configuration, starts the modules in order. */
 #include "b2bua/b2bua.h"
+#include "b2bua/number.h"
 #include "conf/conf.h"
 #include "control/api_calls.h"
+#include "control/api_campaigns.h"
 #include "control/control.h"
 #include "core/log.h"
 #include "core/metric.h"
@@ -181,7 +183,8 @@ int main(int argc, char **argv)
 	} else {
 		log_info("main", "vapi.key_env not set: routes to \"ai\" answer 503");
 	}
-	if ((rc = b2b_api_init(cfg)) || (rc = api_calls_init())) {
+	if ((rc = b2b_api_init(cfg)) || (rc = api_calls_init()) ||
+	    (rc = api_campaigns_init(b2b_number_normalise))) {
 		log_err("main", "http routes: %s", strerror(-rc));
 		goto out_api;
 	}

@@ -510,15 +510,15 @@ static int finish(struct active *a)
 		snprintf(due, sizeof(due), "%llu", (unsigned long long)due_ms);
 		const char *p2[] = {a->camp, a->lead, a->number, att, due};
 		json_t *rows;
-		rc =
-		    q("WITH ins AS (INSERT INTO call_jobs (campaign_id, lead_id, number, attempt,"
-		      " not_before, idempotency_key) VALUES ($1, $2, $3, $4::int,"
-		      " to_timestamp($5::bigint / 1000.0), 'lead:' || $2 || ':' || $4)"
-		      " ON CONFLICT (idempotency_key) DO NOTHING"
-		      " RETURNING id, campaign_id, lead_id, number, attempt),"
-		      " up AS (UPDATE leads SET status = 'retry', updated_at = now() WHERE id = $2)"
-		      " SELECT ins.*, $5::bigint AS due_ms FROM ins",
-		      p2, 5, &rows);
+		rc = q(
+		    "WITH ins AS (INSERT INTO call_jobs (campaign_id, lead_id, number, attempt,"
+		    " not_before, idempotency_key) VALUES ($1, $2, $3, $4::int,"
+		    " to_timestamp($5::bigint / 1000.0), 'lead:' || $2 || ':' || $4)"
+		    " ON CONFLICT (idempotency_key) DO NOTHING"
+		    " RETURNING id, campaign_id, lead_id, number, attempt),"
+		    " up AS (UPDATE leads SET status = 'called', updated_at = now() WHERE id = $2)"
+		    " SELECT ins.*, $5::bigint AS due_ms FROM ins",
+		    p2, 5, &rows);
 		if (rc)
 			return rc;
 		if (json_array_size(rows)) {
@@ -528,7 +528,7 @@ static int finish(struct active *a)
 		}
 		json_decref(rows);
 	} else {
-		const char *p3[] = {a->lead, out};
+		const char *p3[] = {a->lead, dialer_lead_final_status(a->outcome)};
 		rc = q("UPDATE leads SET status = $2, updated_at = now() WHERE id = $1", p3, 2,
 		       NULL);
 		if (rc)
@@ -629,7 +629,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 		if (q("WITH j AS (UPDATE call_jobs SET status = 'cancelled', outcome = "
 		      "'do_not_call',"
 		      " updated_at = now() WHERE id = $1 AND status = 'queued' RETURNING id)"
-		      " UPDATE leads SET status = 'do_not_call', updated_at = now() WHERE id = $2",
+		      " UPDATE leads SET status = 'dnc', updated_at = now() WHERE id = $2",
 		      p, 2, NULL)) {
 			ack = 0;
 			goto out;
@@ -696,7 +696,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	const char *pg[] = {job, d.node, lead};
 	rc = q("WITH j AS (UPDATE call_jobs SET status = 'dialing', claimed_by = $2,"
 	       " claimed_at = now(), updated_at = now() WHERE id = $1 AND status = 'queued'"
-	       " RETURNING id), l AS (UPDATE leads SET status = 'calling', updated_at = now()"
+	       " RETURNING id), l AS (UPDATE leads SET status = 'called', updated_at = now()"
 	       " WHERE id = $3 AND EXISTS (SELECT 1 FROM j)) SELECT id FROM j",
 	       pg, 3, &rows);
 	if (rc || !json_array_size(rows)) {

@@ -59,6 +59,10 @@ enum dialer_outcome {
 };
 /* "answered", "no_answer", "busy", "failed", "machine"; NULL if out of range. */
 const char *dialer_outcome_name(enum dialer_outcome o);
+/* The lead's status once its last attempt ended this way (docs/campaigns.md: the funnel's
+ * vocabulary; call_jobs.outcome keeps the detail): "connected" for a person who answered,
+ * "unreachable" otherwise. */
+const char *dialer_lead_final_status(enum dialer_outcome o);
 /* The outcome of a call from its CDR (sip_code, end_reason, answer, amd.verdict). */
 enum dialer_outcome dialer_outcome_of_cdr(const struct json_t *cdr);
 

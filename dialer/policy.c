@@ -301,6 +301,11 @@ const char *dialer_outcome_name(enum dialer_outcome o)
 	return (unsigned)o < DIALER_OUTCOME__COUNT ? outcome_names[o] : NULL;
 }
 
+const char *dialer_lead_final_status(enum dialer_outcome o)
+{
+	return o == DIALER_ANSWERED ? "connected" : "unreachable";
+}
+
 enum dialer_outcome dialer_outcome_of_cdr(const json_t *cdr)
 {
 	const json_t *answer = json_object_get(cdr, "answer");

@@ -2,6 +2,9 @@
 #include "b2bua/b2bua.h"
 #include "conf/conf.h"
 #include "control/control.h"
+#include "control/notify.h"
+#include "control/outbound.h"
+#include "control/uploader.h"
 #include "core/log.h"
 #include "core/metric.h"
 #include "db/db.h"
@@ -43,6 +46,46 @@ static int log_setup(const struct conf *c)
 	if (c->log.format && strcmp(c->log.format, "json") == 0)
 		lc.format = LOG_FMT_JSON;
 	return log_init(&lc);
+}
+
+/* Event notifications and S3 uploads share the out thread (control/outbound.h): their
+ * routes and ticks are registered, then the thread starts. Before ctl_init. */
+static int outbound_start(const struct conf *cfg)
+{
+	struct notify_config nc = {
+	    .attempts = cfg->notify.attempts,
+	    .backoff_ms = cfg->notify.backoff_ms,
+	    .backoff_max_ms = cfg->notify.backoff_max_ms,
+	    .timeout_ms = cfg->notify.timeout_ms,
+	    .queue_len = cfg->notify.queue,
+	    .refresh_ms = cfg->notify.refresh_ms,
+	    .allow_private = cfg->notify.allow_private,
+	};
+	struct ctl_s3_config sc = {
+	    .endpoint = cfg->s3.endpoint,
+	    .region = cfg->s3.region,
+	    .bucket = cfg->s3.bucket,
+	    .access_key = cfg->s3.access_key,
+	    .secret_key = cfg->s3.secret_key,
+	    .path_style = cfg->s3.path_style,
+	    .delete_after_upload = cfg->s3.delete_after_upload,
+	    .use_db = cfg->store.postgres && cfg->store.postgres[0],
+	    .spool_dir = cfg->spool.dir,
+	    .attempts = cfg->s3.attempts,
+	    .backoff_ms = cfg->s3.backoff_ms,
+	    .backoff_max_ms = cfg->s3.backoff_max_ms,
+	    .timeout_ms = cfg->s3.timeout_s * 1000u,
+	};
+	int rc = notify_init(&nc);
+	if (!rc)
+		rc = b2b_events_init();
+	if (!rc)
+		rc = ctl_s3_init(&sc);
+	if (!rc)
+		rc = ctl_out_init(0);
+	if (rc)
+		log_err("main", "notifications and uploads: %s", strerror(-rc));
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -169,9 +212,11 @@ int main(int argc, char **argv)
 	}
 	if (cfg->http.port && !api_keys[0])
 		log_info("main", "http.api_key_env not set: the /v1 API answers 401");
+	if ((rc = outbound_start(cfg)))
+		goto out_out;
 	if ((rc = ctl_init(&cc))) {
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
-		goto out_api;
+		goto out_out;
 	}
 	if ((rc = b2b_init(cfg, vapi_up))) {
 		log_err("main", "sip: %s", strerror(-rc));
@@ -184,6 +229,10 @@ int main(int argc, char **argv)
 	b2b_close();
 out_ctl:
 	ctl_close();
+out_out:
+	ctl_out_close();
+	ctl_s3_close();
+	notify_close();
 out_api:
 	b2b_api_close();
 	if (vapi_up)

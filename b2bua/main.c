@@ -231,8 +231,6 @@ out_ctl:
 	ctl_close();
 out_out:
 	ctl_out_close();
-	ctl_s3_close();
-	notify_close();
 out_api:
 	b2b_api_close();
 	if (vapi_up)
@@ -241,6 +239,8 @@ out_media:
 	media_close();
 out_db:
 	db_close();
+	ctl_s3_close(); /* after db_close: its callbacks may still hold uploads */
+	notify_close();
 out_conf:
 	conf_unref(cfg);
 	metric_registry_close();

@@ -51,6 +51,7 @@ struct sub {
 };
 
 struct delivery {
+	struct delivery *qnext; /* in its lane's queue */
 	long long sub_id;
 	char *url, *secret;
 	char *type, *event_id;
@@ -58,6 +59,16 @@ struct delivery {
 	struct ctl_out *r;
 	unsigned attempt;
 	uint64_t first_ms, last_ms;
+};
+
+/* A subscription's lane (out thread): its first attempts go one at a time, in the order
+ * the events happened; retries run beside the lane, so a failing event does not hold
+ * back the next ones. */
+struct lane {
+	struct lane *next;
+	long long sub_id;
+	int busy; /* a first attempt is in flight */
+	struct delivery *head, *tail;
 };
 
 struct event {
@@ -72,7 +83,8 @@ static struct {
 	atomic_uint pending; /* events posted + deliveries alive */
 	struct sub *subs;    /* out thread */
 	size_t n_subs;
-	int refreshing; /* out thread: a SELECT is under way */
+	int refreshing;     /* out thread: a SELECT is under way */
+	struct lane *lanes; /* out thread */
 	struct metric *m_ok, *m_failed, *m_gone, *m_dropped, *m_retries, *m_dead, *m_depth, *m_subs;
 	struct log_ratelimit rl;
 } nf;
@@ -246,7 +258,9 @@ static void dead_letter(struct delivery *d, long status, const char *text)
 		        strerror(-rc));
 }
 
-static void attempt(void *arg);
+static int attempt(struct delivery *d);
+static void retry(void *arg);
+static void lane_next(long long sub_id);
 
 /* The signature header: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>. */
 static int sign(const struct delivery *d, char *out, size_t len)
@@ -273,9 +287,8 @@ static int sign(const struct delivery *d, char *out, size_t len)
 	return 0;
 }
 
-static void on_sent(void *arg, struct ctl_out *r, long status, int err, const char *text)
+static void sent(struct delivery *d, struct ctl_out *r, long status, int err, const char *text)
 {
-	struct delivery *d = arg;
 	(void)r;
 	if (err == -ECANCELED || ctl_out_stopping()) {
 		delivery_free(d);
@@ -316,18 +329,28 @@ static void on_sent(void *arg, struct ctl_out *r, long status, int err, const ch
 	log_info("notify",
 	         "event %s (%s) to subscription %lld: attempt %u failed (%s); next in %u ms",
 	         d->event_id, d->type, d->sub_id, d->attempt, text, delay);
-	if (ctl_out_later(attempt, d, delay)) {
+	if (ctl_out_later(retry, d, delay)) {
 		dead_letter(d, status, "out of memory");
 		delivery_free(d);
 	}
 }
 
-static void attempt(void *arg)
+static void on_sent(void *arg, struct ctl_out *r, long status, int err, const char *text)
 {
 	struct delivery *d = arg;
+	long long sub_id = d->sub_id;
+	int first = d->attempt == 1;
+	sent(d, r, status, err, text); /* may free d */
+	if (first)
+		lane_next(sub_id);
+}
+
+/* Signs and sends one attempt. 0, or -errno with d freed (a dead letter unless stopping). */
+static int attempt(struct delivery *d)
+{
 	if (ctl_out_stopping()) {
 		delivery_free(d);
-		return;
+		return -ESHUTDOWN;
 	}
 	char sig[160], h_ev[96], h_id[96];
 	d->attempt++;
@@ -353,6 +376,44 @@ static void attempt(void *arg)
 			dead_letter(d, 0, strerror(-rc));
 		delivery_free(d);
 	}
+	return rc;
+}
+
+/* ctl_out_later: a retry. */
+static void retry(void *arg)
+{
+	attempt(arg);
+}
+
+static struct lane *lane_find(long long sub_id)
+{
+	for (struct lane *l = nf.lanes; l; l = l->next)
+		if (l->sub_id == sub_id)
+			return l;
+	return NULL;
+}
+
+/* The lane's first attempt in flight is over: start the next queued one, or free the idle
+ * lane. */
+static void lane_next(long long sub_id)
+{
+	struct lane *l = lane_find(sub_id);
+	if (!l)
+		return;
+	while (l->head) {
+		struct delivery *d = l->head;
+		l->head = d->qnext;
+		if (!l->head)
+			l->tail = NULL;
+		d->qnext = NULL;
+		if (attempt(d) == 0)
+			return;
+	}
+	struct lane **pp = &nf.lanes;
+	while (*pp != l)
+		pp = &(*pp)->next;
+	*pp = l->next;
+	mem_free(l);
 }
 
 static void deliver(const struct event *ev, const struct sub *s)
@@ -390,7 +451,29 @@ static void deliver(const struct event *ev, const struct sub *s)
 	ctl_out_body(d->r, body, strlen(body));
 	ctl_out_timeout(d->r, nf.cfg.timeout_ms);
 	ctl_out_public_only(d->r, !nf.cfg.allow_private);
-	attempt(d);
+	struct lane *l = lane_find(s->id);
+	if (l && l->busy) {
+		if (l->tail)
+			l->tail->qnext = d;
+		else
+			l->head = d;
+		l->tail = d;
+		return;
+	}
+	if (!l) {
+		l = mem_zalloc(sizeof(*l));
+		if (!l) {
+			metric_inc(nf.m_dropped);
+			delivery_free(d);
+			return;
+		}
+		l->sub_id = s->id;
+		l->next = nf.lanes;
+		nf.lanes = l;
+	}
+	l->busy = 1;
+	if (attempt(d))
+		lane_next(s->id);
 }
 
 static void event_free(struct event *ev)
@@ -932,6 +1015,11 @@ int notify_init(const struct notify_config *cfg)
 void notify_close(void)
 {
 	nf.inited = 0;
+	while (nf.lanes) { /* empty after ctl_out_close: each queue was drained */
+		struct lane *l = nf.lanes;
+		nf.lanes = l->next;
+		mem_free(l);
+	}
 	subs_free(nf.subs, nf.n_subs);
 	nf.subs = NULL;
 	nf.n_subs = 0;

@@ -92,45 +92,72 @@ char *ctl_s3_key(const char *call_id, const char *path, const char *closed)
 	return str_steal(&sb);
 }
 
-/* ---- the done set ---- */
+/* ---- the done set: "call_id\npath" strings in an open-addressing hash table ---- */
 
-static char *done_key(const char *call_id, const char *path)
+/* FNV-1a of a (alen bytes), '\n', b: the key "call_id\npath" without building it. */
+static uint64_t fnv1a(const char *a, size_t alen, const char *b)
 {
-	size_t a = strlen(call_id), b = strlen(path);
-	char *k = mem_alloc(a + b + 2);
-	if (!k)
-		return NULL;
-	memcpy(k, call_id, a);
-	k[a] = '\n';
-	memcpy(k + a + 1, path, b + 1);
-	return k;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < alen; i++)
+		h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
+	h = (h ^ '\n') * 1099511628211ull;
+	for (const char *p = b; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return h;
+}
+
+static int key_is(const char *k, const char *call_id, const char *path)
+{
+	size_t a = strlen(call_id);
+	return strncmp(k, call_id, a) == 0 && k[a] == '\n' && strcmp(k + a + 1, path) == 0;
 }
 
 static int is_done(const char *call_id, const char *path)
 {
-	size_t a = strlen(call_id);
-	for (size_t i = 0; i < up.n_done; i++) {
-		const char *k = up.done[i];
-		if (strncmp(k, call_id, a) == 0 && k[a] == '\n' && strcmp(k + a + 1, path) == 0)
+	if (!up.cap_done)
+		return 0;
+	size_t mask = up.cap_done - 1;
+	for (size_t i = fnv1a(call_id, strlen(call_id), path) & mask; up.done[i];
+	     i = (i + 1) & mask)
+		if (key_is(up.done[i], call_id, path))
 			return 1;
-	}
 	return 0;
+}
+
+static void done_put(char **tab, size_t cap, char *k)
+{
+	const char *nl = strchr(k, '\n');
+	size_t mask = cap - 1, i;
+	for (i = fnv1a(k, (size_t)(nl - k), nl + 1) & mask; tab[i]; i = (i + 1) & mask) {
+	}
+	tab[i] = k;
 }
 
 static int done_add(const char *call_id, const char *path)
 {
-	if (up.n_done == up.cap_done) {
-		size_t cap = up.cap_done ? 2 * up.cap_done : 64;
-		char **v = mem_realloc(up.done, cap * sizeof(*v));
-		if (!v)
+	if (is_done(call_id, path))
+		return 0;
+	if (2 * (up.n_done + 1) > up.cap_done) { /* load factor at most 1/2 */
+		size_t cap = up.cap_done ? 2 * up.cap_done : 256;
+		char **tab = mem_zalloc(cap * sizeof(*tab));
+		if (!tab)
 			return -ENOMEM;
-		up.done = v;
+		for (size_t i = 0; i < up.cap_done; i++)
+			if (up.done[i])
+				done_put(tab, cap, up.done[i]);
+		mem_free(up.done);
+		up.done = tab;
 		up.cap_done = cap;
 	}
-	char *k = done_key(call_id, path);
+	size_t a = strlen(call_id), b = strlen(path);
+	char *k = mem_alloc(a + b + 2);
 	if (!k)
 		return -ENOMEM;
-	up.done[up.n_done++] = k;
+	memcpy(k, call_id, a);
+	k[a] = '\n';
+	memcpy(k + a + 1, path, b + 1);
+	done_put(up.done, up.cap_done, k);
+	up.n_done++;
 	return 0;
 }
 
@@ -155,7 +182,7 @@ static void load_done(void)
 		json_t *o = json_loads(line, 0, NULL);
 		const char *c = json_string_value(json_object_get(o, "call_id"));
 		const char *p = json_string_value(json_object_get(o, "path"));
-		if (c && p && !is_done(c, p))
+		if (c && p)
 			done_add(c, p);
 		json_decref(o);
 	}
@@ -285,12 +312,23 @@ static void on_row(void *arg, int rc, json_t *rows)
 {
 	struct job *j = arg;
 	json_decref(rows);
-	if (rc)
+	if (rc && rc != -ECANCELED)
 		log_warn("s3", "recordings row for %s not written: %s; retrying", j->key,
 		         strerror(-rc));
-	/* Back to the out thread; if that fails the job leaks until exit (counted). */
-	if (ctl_out_run(rc ? on_row_back : job_done, j))
-		log_err("s3", "%s: the out thread's queue is full", j->key);
+	/* Back to the out thread. When it has stopped (db_close runs after ctl_out_close),
+	 * nothing else touches the jobs: free it here; the next start uploads it again. */
+	for (int i = 0; i < 200; i++) {
+		int e = ctl_out_run(rc ? on_row_back : job_done, j);
+		if (e == 0)
+			return;
+		if (e == -ENOTCONN) {
+			job_free(j);
+			return;
+		}
+		usleep(10000); /* the mailbox is full: the out thread is busy for a moment */
+	}
+	log_err("s3", "%s: the out thread's queue stays full; uploaded again at the next start",
+	        j->key);
 }
 
 static void row_write(void *arg)
@@ -553,7 +591,7 @@ void ctl_s3_close(void)
 {
 	while (up.jobs)
 		job_free(up.jobs);
-	for (size_t i = 0; i < up.n_done; i++)
+	for (size_t i = 0; i < up.cap_done; i++)
 		mem_free(up.done[i]);
 	mem_free(up.done);
 	mem_free(up.endpoint);

@@ -544,7 +544,8 @@ int wa_lead_qualified(const struct wa_lead_job *job)
 	                                (json_int_t)job->not_before_s, "discovery",
 	                                disc ? disc : json_object()));
 	if (nrc && nrc != -ENOTCONN)
-		log_warn(MOD, "lead.qualified for lead %s not sent: %s", job->lead_id, strerror(-nrc));
+		log_warn(MOD, "lead.qualified for lead %s not sent: %s", job->lead_id,
+		         strerror(-nrc));
 	/* The dialer takes queued call_jobs rows of running campaigns on its next sweep. */
 	json_decref(rows);
 	return 0;

@@ -815,8 +815,7 @@ int main(void)
 	    T(test_conf_missing_file),    T(test_conf_multiple_errors),
 	    T(test_conf_by_source),       T(test_conf_ref_unref),
 	    T(test_conf_fault_injection), T(test_conf_ai_outbound_webhook),
-	    T(test_conf_store),
-	    T(test_conf_notify_s3),
+	    T(test_conf_store),           T(test_conf_notify_s3),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

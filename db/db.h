@@ -80,6 +80,13 @@ int db_put(enum db_rec kind, struct json_t *rec, db_done_cb done, void *arg);
  * to queries until replayed. */
 int db_query(const char *sql, const char *const *params, int n, db_rows_cb cb, void *arg);
 
+/* db_query for a worker thread that may block (the dialer's, WhatsApp's; never the db,
+ * sip, media or http thread): waits up to timeout_ms (0 = 10000) for the answer. 0 with
+ * *rows the array (owned by the caller; rows may be NULL: then dropped), or the errors of
+ * db_query and db_rows_cb, or -ETIMEDOUT (the query may still run; its rows are freed). */
+int db_query_wait(const char *sql, const char *const *params, int n, struct json_t **rows,
+                  unsigned timeout_ms);
+
 /* 1 while connected to a read-write PostgreSQL with the schema migrated, else 0. Any
  * thread (an atomic load). */
 int db_pg_up(void);

@@ -1332,3 +1332,79 @@ fail:
 	msg_free(&m);
 	return rc;
 }
+
+/* ---- db_query_wait: a worker thread waits for the db thread's answer ---- */
+
+/* Shared by the waiter and the callback: whoever lets go last frees it (a waiter that
+ * timed out leaves before the callback runs). */
+struct qwait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done, rc, refs;
+	json_t *rows;
+};
+
+static void qwait_unref(struct qwait *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		json_decref(w->rows);
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		mem_free(w);
+	}
+}
+
+static void qwait_done(void *arg, int rc, json_t *rows)
+{
+	struct qwait *w = arg;
+	pthread_mutex_lock(&w->mu);
+	w->rc = rc;
+	w->rows = rows;
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	qwait_unref(w);
+}
+
+int db_query_wait(const char *sql, const char *const *params, int n, json_t **rows,
+                  unsigned timeout_ms)
+{
+	if (rows)
+		*rows = NULL;
+	struct qwait *w = mem_zalloc(sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->refs = 2;
+	int rc = db_query(sql, params, n, qwait_done, w);
+	if (rc) {
+		w->refs = 1;
+		qwait_unref(w);
+		return rc;
+	}
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	uint64_t ns =
+	    (uint64_t)dl.tv_nsec + (uint64_t)(timeout_ms ? timeout_ms : 10000u) * 1000000u;
+	dl.tv_sec += (time_t)(ns / 1000000000u);
+	dl.tv_nsec = (long)(ns % 1000000000u);
+	pthread_mutex_lock(&w->mu);
+	while (!w->done && rc == 0)
+		rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+	if (w->done) {
+		rc = w->rc;
+		if (rows && rc == 0) {
+			*rows = w->rows;
+			w->rows = NULL;
+		}
+	} else {
+		rc = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&w->mu);
+	qwait_unref(w);
+	return rc;
+}

@@ -110,74 +110,12 @@ static uint64_t now_ms(void)
 	return d.c.now_ms ? d.c.now_ms() : clock_wall_ms();
 }
 
-/* ---- PostgreSQL: a blocking wait for db_query's callback (the dialer thread only) ---- */
-
-struct qwait {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int done, rc, refs;
-	json_t *rows;
-};
-
-static void qwait_unref(struct qwait *w)
-{
-	pthread_mutex_lock(&w->mu);
-	int last = --w->refs == 0;
-	pthread_mutex_unlock(&w->mu);
-	if (last) {
-		json_decref(w->rows);
-		pthread_mutex_destroy(&w->mu);
-		pthread_cond_destroy(&w->cv);
-		mem_free(w);
-	}
-}
-
-static void q_done(void *arg, int rc, json_t *rows)
-{
-	struct qwait *w = arg;
-	pthread_mutex_lock(&w->mu);
-	w->rc = rc;
-	w->rows = rows;
-	w->done = 1;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	qwait_unref(w);
-}
+/* ---- PostgreSQL, waited for (the dialer thread only) ---- */
 
 /* Runs sql; *rows (may be NULL: then dropped) gets the array. 0 or -errno. */
 static int q(const char *sql, const char *const *p, int n, json_t **rows)
 {
-	if (rows)
-		*rows = NULL;
-	struct qwait *w = mem_zalloc(sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
-	w->refs = 2;
-	int rc = db_query(sql, p, n, q_done, w);
-	if (rc) {
-		w->refs = 1;
-		qwait_unref(w);
-		return rc;
-	}
-	struct timespec dl;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += 10;
-	pthread_mutex_lock(&w->mu);
-	while (!w->done && rc == 0)
-		rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
-	if (w->done) {
-		rc = w->rc;
-		if (rows && rc == 0) {
-			*rows = w->rows;
-			w->rows = NULL;
-		}
-	} else {
-		rc = -ETIMEDOUT;
-	}
-	pthread_mutex_unlock(&w->mu);
-	qwait_unref(w);
+	int rc = db_query_wait(sql, p, n, rows, 10000);
 	if (rc && rc != -ENOTCONN && log_ratelimit_ok(&d.rl))
 		log_warn("dialer", "query failed: %s", strerror(-rc));
 	return rc;

@@ -47,39 +47,9 @@ struct wa_g wa_g;
 
 /* ---------------------------------------------------------------- db, synchronously */
 
-struct waiter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int done, rc;
-	json_t *rows;
-};
-
-static void on_rows(void *arg, int rc, json_t *rows)
-{
-	struct waiter *w = arg;
-	pthread_mutex_lock(&w->mu);
-	w->rc = rc;
-	w->rows = rows;
-	w->done = 1;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-}
-
 int wa_sql(const char *sql, const char *const *params, int n, json_t **rows)
 {
-	struct waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-	int rc = db_query(sql, params, n, on_rows, &w);
-	if (rc < 0)
-		return rc;
-	pthread_mutex_lock(&w.mu);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	if (rows)
-		*rows = w.rows;
-	else
-		json_decref(w.rows);
-	return w.rc;
+	return db_query_wait(sql, params, n, rows, 30000);
 }
 
 /* ---------------------------------------------------------------- the webhook */

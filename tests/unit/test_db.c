@@ -817,6 +817,30 @@ static void test_db_down_query_and_put(void **state)
 	assert_int_equal(n_done, 1);
 }
 
+/* db_query_wait: the rows come back to the waiting thread; errors are db_query's; a
+ * query slower than the wait gives -ETIMEDOUT and its late answer is freed. */
+static void test_db_query_wait(void **state)
+{
+	(void)state;
+	init_up();
+	const char *params[1] = {"41"};
+	json_t *rows = NULL;
+	assert_int_equal(db_query_wait("SELECT $1::int + 1 AS n", params, 1, &rows, 5000), 0);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 0), "n")), 42);
+	json_decref(rows);
+	assert_int_equal(db_query_wait("SELECT 1", NULL, 0, NULL, 0), 0);
+	assert_int_equal(db_query_wait("SELEC nonsense", NULL, 0, &rows, 5000), -EINVAL);
+	assert_null(rows);
+	assert_int_equal(db_query_wait("SELECT pg_sleep(0.5)", NULL, 0, &rows, 50), -ETIMEDOUT);
+	assert_null(rows);
+	/* The slow one still answers (and is freed) before this one runs. */
+	assert_int_equal(db_query_wait("SELECT 2 AS n", NULL, 0, &rows, 5000), 0);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 0), "n")), 2);
+	json_decref(rows);
+	db_close();
+	assert_int_equal(db_query_wait("SELECT 1", NULL, 0, &rows, 100), -ENOTCONN);
+}
+
 static void test_db_bad_conninfo(void **state)
 {
 	(void)state;
@@ -986,6 +1010,7 @@ int main(void)
 	    T(test_db_outage_spool_replay), T(test_db_replay_resumes), T(test_db_query_types),
 	    T(test_db_down_query_and_put),  T(test_db_bad_conninfo),   T(test_db_broken_migration),
 	    T(test_db_rejects_bad_records), T(test_db_queue_full),     T(test_db_close_drains),
+	    T(test_db_query_wait),
 	};
 	return cmocka_run_group_tests_name("db", tests, group_setup, group_teardown);
 }

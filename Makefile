@@ -7,7 +7,7 @@ SAN     ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
 PKGS      := sofia-sip-ua libsrtp2 libconfig libwebsockets jansson libcrypto \
-             opus speexdsp spandsp libbcg729 libcurl libpq hiredis
+             opus speexdsp spandsp libbcg729 libcurl libpq hiredis libsodium
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -47,6 +47,14 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
 all: $(BUILD)/vacsd $(BUILD)/vacsctl $(TOOL_BIN)
 
+# --- dashboard: web/dist from web/ with npm (skipped when node or npm is missing) ---
+WEB_SRC := $(wildcard web/src/* web/public/* web/index.html web/package-lock.json web/vite.config.ts)
+ifneq ($(shell command -v npm 2>/dev/null),)
+all: web/dist/index.html
+endif
+web/dist/index.html: $(WEB_SRC)
+	cd web && { [ -x node_modules/.bin/vite ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build >/dev/null
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@

@@ -165,7 +165,7 @@ async function viewAnalytics() {
   const p = new URLSearchParams(location.search);
   const days = Number(p.get('days') ?? 7);
   const since = new Date(Date.now() - days * 86400000).toISOString();
-  const j = await api('GET', `/v1/calls?limit=500&since=${encodeURIComponent(since)}`);
+  const j = await api('GET', `/v1/calls?limit=200&since=${encodeURIComponent(since)}`);
   const calls: J[] = j.calls;
   const answered = calls.filter((c) => c.answer);
   const xfer = calls.filter((c) => c.human_ms > 0);
@@ -194,20 +194,22 @@ async function viewUsers() {
 async function route() {
   const parts = location.pathname.split('/').filter(Boolean);
   document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('on', a.getAttribute('href') === `/${parts[0] ?? 'live'}`));
+  view.dataset.view = '';
   try {
     switch (parts[0] ?? 'live') {
-      case 'live': return await viewLive();
-      case 'calls': return parts[1] ? await viewCall(decodeURIComponent(parts[1])) : await viewCalls();
-      case 'leads': return await viewLeads(parts[1]);
-      case 'campaigns': return await viewCampaigns();
-      case 'analytics': return await viewAnalytics();
-      case 'users': return await viewUsers();
+      case 'live': await viewLive(); break;
+      case 'calls': await (parts[1] ? viewCall(decodeURIComponent(parts[1])) : viewCalls()); break;
+      case 'leads': await viewLeads(parts[1]); break;
+      case 'campaigns': await viewCampaigns(); break;
+      case 'analytics': await viewAnalytics(); break;
+      case 'users': await viewUsers(); break;
       default: view.replaceChildren(h('h1', {}, 'Not found'));
     }
   } catch (e) {
-    if (e instanceof ApiError) view.replaceChildren(h('p', { class: 'form-error' }, `${e.status}: ${e.message}`));
+    if (e instanceof ApiError) view.replaceChildren(h('h1', {}, 'Error'), h('p', { class: 'form-error' }, `${e.status}: ${e.message}`));
     else throw e;
   }
+  view.dataset.view = parts[0] ?? 'live';
 }
 document.addEventListener('click', (ev) => {
   const a = (ev.target as Element).closest('a');

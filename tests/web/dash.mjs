@@ -1,0 +1,89 @@
+// Drives Debian's chromium (playwright-core) through the dashboard: one JSON line per check.
+import { chromium } from 'playwright-core';
+const [base, out, adminEmail, adminPw, viewerEmail, viewerPw, callId] = process.argv.slice(2);
+const res = {};
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+async function session(email, pw) {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await ctx.newPage();
+  const errors = [];
+  // script errors only: a 404 of a route not on this server yet (leads, campaigns, stats) or
+  // the viewer's refused POST or the bad form input (400, checked apart) are the network
+  // panel's, not the page's
+  page.on('console', (m) => { if (m.type() === 'error' && !/^Failed to load resource: .* (400|403|404)/.test(m.text())) errors.push(m.text()); });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(base + '/live');
+  res.signin_page = (await page.locator('form#signin').count()) === 1;
+  await page.fill('#email', email);
+  await page.fill('#password', pw);
+  await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
+  await page.waitForSelector('#who:not(:empty)');
+  return { ctx, page, errors };
+}
+try {
+  // a wrong password shows the error on the sign-in page
+  {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    await p.goto(base + '/');
+    await p.fill('#email', adminEmail);
+    await p.fill('#password', 'wrong-password-123');
+    await p.click('button[type=submit]');
+    await p.waitForSelector('#error:not(:empty)');
+    res.bad_login_message = await p.textContent('#error');
+    await ctx.close();
+  }
+  const a = await session(adminEmail, adminPw);
+  res.signed_in_as = await a.page.textContent('#who');
+  for (const v of ['live', 'calls', 'leads', 'campaigns', 'analytics', 'users']) {
+    await a.page.click(`#nav a[href="/${v}"]`);
+    await a.page.waitForSelector(`#view[data-view="${v}"] h1`);
+    res[`view_${v}`] = await a.page.textContent('#view h1');
+    if (res[`view_${v}`] === 'Error') res[`error_${v}`] = await a.page.textContent('#view');
+    await a.page.screenshot({ path: `${out}/${v}.png`, fullPage: true });
+  }
+  res.calls_rows = await a.page.evaluate(async () => (await (await fetch('/v1/calls')).json()).calls.length);
+  await a.page.goto(base + `/calls/${encodeURIComponent(callId)}`);
+  await a.page.waitForSelector('#view[data-view="calls"] h1');
+  res.view_call = await a.page.textContent('#view h1');
+  res.call_timeline_rows = await a.page.locator('#view table tbody tr').count();
+  await a.page.screenshot({ path: `${out}/call-detail.png`, fullPage: true });
+  // bad input: the server's error next to the field
+  await a.page.goto(base + '/users');
+  await a.page.waitForSelector('#user-form');
+  await a.page.fill('#user-form-email', 'not-an-email');
+  await a.page.fill('#user-form-password', 'long-enough-password');
+  await a.page.click('#user-form button[type=submit]');
+  await a.page.waitForSelector('#user-form .field-error[data-field=email]:not(:empty)');
+  res.field_error = await a.page.textContent('#user-form .field-error[data-field=email]');
+  await a.page.screenshot({ path: `${out}/users-bad-input.png`, fullPage: true });
+  // live: the page is on /live while the test places a call
+  await a.page.goto(base + '/live');
+  await a.page.waitForSelector('#live-calls');
+  res.admin_console_errors = a.errors;
+  if (process.env.LIVE_FIFO) {
+    const fs = await import('node:fs');
+    console.log(JSON.stringify({ ready: true }));
+    fs.readFileSync(process.env.LIVE_FIFO); // the call is up
+    await a.page.waitForSelector('#live-calls tbody tr', { timeout: 15000 });
+    res.live_row = await a.page.textContent('#live-calls tbody tr');
+    await a.page.screenshot({ path: `${out}/live-call.png`, fullPage: true });
+    await a.page.waitForSelector('#live-calls .empty', { timeout: 20000 });
+    res.live_gone = true;
+  }
+  await a.ctx.close();
+  // a viewer: read only
+  const v = await session(viewerEmail, viewerPw);
+  res.viewer_hangup_buttons = await v.page.locator('button.hangup').count();
+  res.viewer_post = await v.page.evaluate(async () => {
+    const me = await (await fetch('/auth/me')).json();
+    const r = await fetch('/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf }, body: '{"email":"x@y.z","role":"admin","password":"0123456789ab"}' });
+    return r.status;
+  });
+  res.viewer_console_errors = v.errors;
+  await v.ctx.close();
+} catch (e) {
+  res.exception = String(e);
+}
+await browser.close();
+console.log(JSON.stringify(res));

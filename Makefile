@@ -27,7 +27,7 @@ LDLIBS  := $(PKG_LIBS) -lev -lpthread -lm
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 CFLAGS  += -DVACS_VERSION='"$(VERSION)"'
 
-MODULES := core conf media vapi db wa b2bua control
+MODULES := core conf media vapi db wa b2bua control dialer
 LIB_SRC := $(foreach m,$(MODULES),$(filter-out $(m)/main.c,$(wildcard $(m)/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 DEPS    := $(LIB_OBJ:.o=.d)

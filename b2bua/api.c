@@ -26,7 +26,7 @@
  * the sip thread never sees (mailbox full) is answered 503 at once.
  */
 
-enum api_kind { API_ORIGINATE = 1, API_HOOK, API_ACTION, API_TRUNKS, API_DRAIN };
+enum api_kind { API_ORIGINATE = 1, API_HOOK, API_ACTION, API_TRUNKS, API_DRAIN, API_DIAL };
 
 struct api_msg {
 	enum api_kind kind;
@@ -47,7 +47,9 @@ struct action_req {
 struct orig_req {
 	struct b2b_orig o;
 	char to[33], from[33], assistant[96], lead[64], ref[96];
-	char *vars; /* variables as JSON text (mem_) */
+	char *vars;            /* variables as JSON text (mem_) */
+	b2b_orig_done_cb done; /* API_DIAL: b2b_originate_post's caller, else NULL */
+	void *done_arg;
 };
 
 static struct {
@@ -69,7 +71,7 @@ static void msg_free(enum api_kind kind, void *ptr)
 {
 	if (kind == API_HOOK)
 		vapi_hook_msg_free(ptr);
-	else if (kind == API_ORIGINATE)
+	else if (kind == API_ORIGINATE || kind == API_DIAL)
 		mem_free(((struct orig_req *)ptr)->vars);
 	mem_free(ptr);
 }
@@ -215,6 +217,63 @@ static void do_originate(uint64_t token, struct orig_req *r)
 			ctl_reply_error(token, 500, "internal", "out of memory", NULL);
 	}
 	msg_free(API_ORIGINATE, r);
+}
+
+/* ---- b2b_originate_post: the same operation for another thread ---- */
+
+static int copy_str(char *out, size_t len, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n >= len)
+		return -EINVAL;
+	memcpy(out, s ? s : "", n + 1);
+	return 0;
+}
+
+int b2b_originate_post(const struct b2b_orig_req *q, b2b_orig_done_cb done, void *arg)
+{
+	if (!q || !q->to || !q->to[0] || !done)
+		return -EINVAL;
+	if (!api.mb)
+		return -ENOTCONN;
+	if (q->variables_json && strlen(q->variables_json) > ORIG_MAX_VARS)
+		return -EINVAL;
+	struct orig_req *r = mem_zalloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	if (copy_str(r->to, sizeof(r->to), q->to) || copy_str(r->from, sizeof(r->from), q->from) ||
+	    copy_str(r->assistant, sizeof(r->assistant), q->assistant_id) ||
+	    copy_str(r->lead, sizeof(r->lead), q->lead_id) ||
+	    copy_str(r->ref, sizeof(r->ref), q->ref)) {
+		mem_free(r);
+		return -EINVAL;
+	}
+	if (q->variables_json && !(r->vars = mem_strdup(q->variables_json))) {
+		mem_free(r);
+		return -ENOMEM;
+	}
+	r->o = (struct b2b_orig){.to = r->to,
+	                         .from = r->from,
+	                         .assistant_id = r->assistant,
+	                         .variables_json = r->vars,
+	                         .lead_id = r->lead,
+	                         .ref = r->ref};
+	r->done = done;
+	r->done_arg = arg;
+	struct api_msg m = {.kind = API_DIAL, .ptr = r};
+	if (mbox_post(api.mb, &m) == 0)
+		return 0;
+	msg_free(API_DIAL, r);
+	return -EAGAIN;
+}
+
+static void do_dial(struct orig_req *r)
+{
+	char id[96];
+	const char *why = NULL, *field = NULL;
+	int code = b2b_originate(&r->o, id, sizeof(id), &why, &field);
+	r->done(r->done_arg, code, code ? "" : id, code ? (why ? why : "refused") : "");
+	msg_free(API_DIAL, r);
 }
 
 /* ---- POST /v1/calls/{id}/transfer, POST /v1/calls/{id}/hangup ---- */
@@ -529,6 +588,8 @@ void b2b_api_poll(void)
 			do_trunks(m.token);
 		else if (m.kind == API_DRAIN)
 			do_drain(m.token);
+		else if (m.kind == API_DIAL)
+			do_dial(m.ptr);
 		else
 			do_hook(m.token, m.ptr);
 	}

@@ -46,6 +46,27 @@ typedef void (*b2b_life_fn)(void *arg, const struct b2b_life_ev *ev);
 /* Adds an observer. Main thread, before b2b_init. 0, or -ENOSPC (8 at most). */
 int b2b_life_watch(b2b_life_fn fn, void *arg);
 
+/* ---- Originate from another thread (the dialer) ----
+ * The same operation as POST /v1/calls: an outbound AI call to `to` through
+ * outbound.trunk. Strings are copied; NULL or "" = the configured default. */
+struct b2b_orig_req {
+	const char *to;             /* the number to call (E.164, or national on the trunk) */
+	const char *from;           /* caller ID */
+	const char *assistant_id;   /* VAPI assistant */
+	const char *variables_json; /* variableValues object text, at most 16 KiB */
+	const char *lead_id;        /* echoed in the call record and life events */
+	const char *ref;            /* the originator's reference (a job id), likewise */
+};
+/* Runs once on the sip thread when the call was placed (status 0, call_id set) or
+ * refused (status 400 bad input, 429 trunk at max_calls, 503 unavailable; why says
+ * why). Strings are valid during the call only: copy and post to your own thread. */
+typedef void (*b2b_orig_done_cb)(void *arg, int status, const char *call_id, const char *why);
+/* Queues an originate for the sip thread. Any thread, after b2b_api_init. 0 (done will
+ * run exactly once, unless vacsd stops first), or with done NOT run: -EAGAIN (the sip
+ * thread's mailbox is full), -EINVAL (no to or done, a string too long), -ENOTCONN
+ * (b2b_api_init not run), -ENOMEM. */
+int b2b_originate_post(const struct b2b_orig_req *r, b2b_orig_done_cb done, void *arg);
+
 /* The HTTP routes that act on calls (POST /v1/calls, POST /webhooks/vapi): registers
  * them with the control plane. Main thread, before ctl_init; the configuration's
  * http and vapi.webhook settings are copied (a reload does not change them). 0 or -errno. */

@@ -1,12 +1,15 @@
 /* vacsd: parses the command line, loads the configuration, starts the modules in order. */
 #include "b2bua/live.h"
 #include "b2bua/b2bua.h"
+#include "b2bua/number.h"
 #include "conf/conf.h"
 #include "control/api_calls.h"
+#include "control/api_campaigns.h"
 #include "control/control.h"
 #include "core/log.h"
 #include "core/metric.h"
 #include "db/db.h"
+#include "dialer/dialer.h"
 #include "media/media.h"
 #include "vapi/vapi.h"
 #include "wa/wa.h"
@@ -185,7 +188,8 @@ int main(int argc, char **argv)
 	} else {
 		log_info("main", "vapi.key_env not set: routes to \"ai\" answer 503");
 	}
-	if ((rc = b2b_api_init(cfg)) || (rc = api_calls_init()) || (rc = b2b_live_init())) {
+	if ((rc = b2b_api_init(cfg)) || (rc = api_calls_init()) ||
+	    (rc = api_campaigns_init(b2b_number_normalise)) || (rc = b2b_live_init())) {
 		log_err("main", "http routes: %s", strerror(-rc));
 		goto out_api;
 	}
@@ -225,6 +229,8 @@ int main(int argc, char **argv)
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
 		goto out_api;
 	}
+	if ((rc = dialer_init_conf(cfg))) /* the campaign dialer: needs both stores */
+		goto out_ctl;
 	if ((rc = b2b_init(cfg, vapi_up))) {
 		log_err("main", "sip: %s", strerror(-rc));
 		b2b_close();
@@ -235,6 +241,7 @@ int main(int argc, char **argv)
 	log_info("main", "vacsd stopped");
 	b2b_close();
 out_ctl:
+	dialer_close();
 	ctl_close();
 out_api:
 	wa_close();

@@ -206,6 +206,20 @@ struct conf {
 		unsigned backoff_max_ms; /* the wait doubles up to this */
 	} store;
 
+	/* The campaign dialer (dialer/, docs/dialer.md): on when enabled and both stores are
+	 * configured. Read at start-up. */
+	struct {
+		int enabled;
+		char *node_id;      /* "" = host name and pid */
+		char *redis_prefix; /* key prefix shared by the nodes of one deployment */
+		unsigned max_calls; /* calls at once over all nodes: the VAPI account's limit */
+		unsigned tick_ms;   /* scheduling period */
+		unsigned lease_s;   /* slot lease of a call, renewed every second */
+		unsigned reclaim_s; /* a job claimed by a node that died goes to another after */
+		unsigned sweep_s;   /* queued jobs missing from Redis are put back after */
+		unsigned unanswered_hold_s; /* VAPI slot kept after a call never answered */
+	} dialer;
+
 	struct {
 		char *api_url; /* "https://api.vapi.ai" */
 		char

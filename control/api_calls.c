@@ -2,6 +2,7 @@
  * pagination) and GET /v1/calls/{id} (one call: its record, events, recordings). They
  * read PostgreSQL through db_query; the db thread's callback formats and answers. */
 #include "control/api_calls.h"
+#include "control/api_util.h"
 #include "control/control.h"
 
 #include "core/log.h"
@@ -26,73 +27,13 @@ struct list_req {
 	int limit;
 };
 
-static void reply_json(uint64_t token, unsigned code, json_t *o)
-{
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	char *body = s ? mem_strdup(s) : NULL;
-	free(s);
-	if (!body) {
-		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	ctl_reply(token, code, NULL, body, strlen(body));
-}
-
-/* A db_query that could not start: the store is off or down, or busy. */
-static void reply_store_error(uint64_t token, int rc)
-{
-	if (rc == -ENOTCONN)
-		ctl_reply_error(token, 503, "store_unavailable",
-		                "the call records are in PostgreSQL, which is not reachable now",
-		                NULL);
-	else if (rc == -EAGAIN)
-		ctl_reply_error(token, 503, "busy", "the store is overloaded: try again", NULL);
-	else
-		ctl_reply_error(token, 500, "internal", "the query could not be run", NULL);
-}
-
-/* ISO 8601 date or date-time as PostgreSQL's timestamptz input takes it: checked here so
- * the error names the parameter. 1 when s looks like one. */
-static int iso_ok(const char *s)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	const char *p = strptime(s, "%Y-%m-%d", &tm);
-	if (!p || tm.tm_year < 70 || tm.tm_year > 1100)
-		return 0;
-	if (!*p)
-		return 1;
-	if (*p != 'T' && *p != ' ')
-		return 0;
-	p = strptime(p + 1, "%H:%M:%S", &tm);
-	if (!p)
-		return 0;
-	if (*p == '.') {
-		p++;
-		int digits = 0;
-		while (*p >= '0' && *p <= '9' && digits < 9)
-			p++, digits++;
-		if (!digits)
-			return 0;
-	}
-	if (*p == 'Z')
-		return p[1] == '\0';
-	if (*p == '+' || *p == '-') {
-		int hh, mm, n = 0;
-		return sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) == 2 && p[1 + n] == '\0' &&
-		       hh < 24 && mm < 60;
-	}
-	return *p == '\0';
-}
-
 /* ---- GET /v1/calls ---- */
 
 static void on_list_rows(void *arg, int rc, json_t *rows)
 {
 	struct list_req *lr = arg;
 	if (rc) {
-		reply_store_error(lr->token, rc);
+		api_reply_store(lr->token, rc);
 		mem_free(lr);
 		return;
 	}
@@ -115,7 +56,7 @@ static void on_list_rows(void *arg, int rc, json_t *rows)
 		json_object_del(row, "cursor_us");
 		json_object_del(row, "cursor_id");
 	}
-	reply_json(lr->token, 200, json_pack("{s:o, s:o}", "calls", rows, "next", next));
+	api_reply_json(lr->token, 200, json_pack("{s:o, s:o}", "calls", rows, "next", next));
 	mem_free(lr);
 }
 
@@ -123,7 +64,8 @@ static void on_list_rows(void *arg, int rc, json_t *rows)
 	"SELECT call_id, direction, caller_e164 AS caller, called_e164 AS called,"                 \
 	" nullif(lead_id, '') AS lead_id, from_trunk, to_trunk, route,"                            \
 	" record->'start' AS start, record->'answer' AS answer, record->'end' AS \"end\","         \
-	" ring_ms, duration_ms, sip_code, end_reason, hangup_side, codecs, ai_ms, human_ms,"       \
+	" ring_ms, duration_ms, sip_code, end_reason, hangup_side, to_json(codecs) AS codecs,"     \
+	" ai_ms, human_ms,"                                                                        \
 	" vapi_call_id, nullif(recording, '') AS recording,"                                       \
 	" (extract(epoch FROM start_at) * 1000000)::bigint AS cursor_us, id AS cursor_id"          \
 	" FROM calls WHERE ($1::text IS NULL OR direction = $1)"                                   \
@@ -140,42 +82,32 @@ static void on_list(struct ctl_request *rq, void *arg)
 	static const char *const known[] = {"limit", "after", "direction", "lead_id",
 	                                    "since", "until", NULL};
 	uint64_t token = ctl_req_token(rq);
-	char bad[64], v[6][128];
-	const char *name = ctl_req_query_unknown(rq, known, bad, sizeof(bad));
-	if (name) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "unknown query parameter %.60s", name);
-		ctl_reply_error(token, 400, "unknown_field", msg, name);
+	char v[5][128];
+	const char *after, *dir, *lead, *since, *until;
+	long long limit;
+	struct api_err e;
+	if (api_query_known(rq, known, &e) ||
+	    api_query_int(rq, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit, &e) ||
+	    api_query(rq, "after", v[0], sizeof(v[0]), &after, &e) ||
+	    api_query(rq, "direction", v[1], sizeof(v[1]), &dir, &e) ||
+	    api_query(rq, "lead_id", v[2], sizeof(v[2]), &lead, &e) ||
+	    api_query(rq, "since", v[3], sizeof(v[3]), &since, &e) ||
+	    api_query(rq, "until", v[4], sizeof(v[4]), &until, &e)) {
+		api_reply_err(token, &e);
 		return;
-	}
-	const char *limit_s = ctl_req_query(rq, "limit", v[0], sizeof(v[0]));
-	const char *after = ctl_req_query(rq, "after", v[1], sizeof(v[1]));
-	const char *dir = ctl_req_query(rq, "direction", v[2], sizeof(v[2]));
-	const char *lead = ctl_req_query(rq, "lead_id", v[3], sizeof(v[3]));
-	const char *since = ctl_req_query(rq, "since", v[4], sizeof(v[4]));
-	const char *until = ctl_req_query(rq, "until", v[5], sizeof(v[5]));
-	long limit = LIST_DEFAULT;
-	if (limit_s) {
-		char *end;
-		limit = strtol(limit_s, &end, 10);
-		if (*end || end == limit_s || limit < 1 || limit > LIST_MAX) {
-			ctl_reply_error(token, 400, "invalid_field",
-			                "limit must be an integer from 1 to 200", "limit");
-			return;
-		}
 	}
 	if (dir && strcmp(dir, "inbound") != 0 && strcmp(dir, "outbound") != 0) {
 		ctl_reply_error(token, 400, "invalid_field",
 		                "direction must be \"inbound\" or \"outbound\"", "direction");
 		return;
 	}
-	if (since && !iso_ok(since)) {
+	if (since && !api_iso_time_ok(since)) {
 		ctl_reply_error(
 		    token, 400, "invalid_field",
 		    "since must be an ISO 8601 date or date-time (2026-11-28T09:00:00Z)", "since");
 		return;
 	}
-	if (until && !iso_ok(until)) {
+	if (until && !api_iso_time_ok(until)) {
 		ctl_reply_error(
 		    token, 400, "invalid_field",
 		    "until must be an ISO 8601 date or date-time (2026-11-28T09:00:00Z)", "until");
@@ -194,8 +126,8 @@ static void on_list(struct ctl_request *rq, void *arg)
 		snprintf(cur_us, sizeof(cur_us), "%llu", us);
 		snprintf(cur_id, sizeof(cur_id), "%llu", id);
 	}
-	char lim[16];
-	snprintf(lim, sizeof(lim), "%ld", limit + 1);
+	char lim[24];
+	snprintf(lim, sizeof(lim), "%lld", limit + 1);
 	const char *params[7] = {
 	    dir, lead, since, until, after ? cur_us : NULL, after ? cur_id : NULL, lim};
 	struct list_req *lr = mem_alloc(sizeof(*lr));
@@ -208,7 +140,7 @@ static void on_list(struct ctl_request *rq, void *arg)
 	int rc = db_query(LIST_SQL, params, 7, on_list_rows, lr);
 	if (rc) {
 		mem_free(lr);
-		reply_store_error(token, rc);
+		api_reply_store(token, rc);
 	}
 }
 
@@ -234,7 +166,7 @@ static void on_one_rows(void *arg, int rc, json_t *rows)
 {
 	struct one_req *r = arg;
 	if (rc) {
-		reply_store_error(r->token, rc);
+		api_reply_store(r->token, rc);
 		mem_free(r);
 		return;
 	}
@@ -254,7 +186,7 @@ static void on_one_rows(void *arg, int rc, json_t *rows)
 		                    json_string(json_is_object(rec) ? "ended" : "active"));
 		json_object_set(o, "events", json_is_array(events) ? events : json_array());
 		json_object_set(o, "recordings", json_is_array(recs) ? recs : json_array());
-		reply_json(r->token, 200, o);
+		api_reply_json(r->token, 200, o);
 	}
 	json_decref(rows);
 	mem_free(r);
@@ -282,7 +214,7 @@ static void on_one(struct ctl_request *rq, void *arg)
 	int rc = db_query(ONE_SQL, params, 1, on_one_rows, r);
 	if (rc) {
 		mem_free(r);
-		reply_store_error(token, rc);
+		api_reply_store(token, rc);
 	}
 }
 

@@ -101,8 +101,9 @@ const char *ctl_req_body(const struct ctl_request *rq, size_t *len);
 /* A request header by lowercase name without ':' ("authorization", "x-vapi-secret").
  * Copies it to buf; returns buf, or NULL when absent or longer than len - 1. */
 const char *ctl_req_header(const struct ctl_request *rq, const char *name, char *buf, size_t len);
-/* A query parameter (`?name=value&...`, URL-decoded) copied to buf; returns buf, or NULL
- * when absent, empty-named or longer than len - 2. The first of repeated names wins. */
+/* A query parameter (`?name=value&...`, URL-decoded): its value copied to buf; returns
+ * buf, or NULL when absent or when the value does not fit in len - 1 bytes (or the whole
+ * parameter in 4095). The first of repeated names wins; other parameters never hide it. */
 #define CTL_QUERY_MAX 32 /* parameters looked at; more make ctl_req_query_unknown fail */
 const char *ctl_req_query(const struct ctl_request *rq, const char *name, char *buf, size_t len);
 /* The first query parameter whose name is not in `known` (NULL-terminated), copied to

@@ -1621,51 +1621,68 @@ const char *ctl_req_header(const struct ctl_request *rq, const char *name, char 
 	return lws_hdr_custom_copy(rq->wsi, buf, blen, key, (int)(n + 1)) >= 0 ? buf : NULL;
 }
 
-/* lws keeps the query's name=value pairs as decoded fragments of URI_ARGS. */
-static int query_fragment(const struct ctl_request *rq, int idx, char *buf, int len)
+/* lws keeps the query's name=value pairs as decoded fragments of URI_ARGS. Each is read
+ * whole into frag (QUERY_FRAG_MAX): a long parameter never hides the ones after it. The
+ * length copied, -1 past the last one, -2 for one longer than frag. */
+#define QUERY_FRAG_MAX 4096
+static int query_fragment(const struct ctl_request *rq, int idx, char *frag)
 {
-	if (lws_hdr_fragment_length(rq->wsi, WSI_TOKEN_HTTP_URI_ARGS, idx) <= 0)
+	int n = lws_hdr_fragment_length(rq->wsi, WSI_TOKEN_HTTP_URI_ARGS, idx);
+	if (n <= 0)
 		return -1;
-	return lws_hdr_copy_fragment(rq->wsi, buf, len, WSI_TOKEN_HTTP_URI_ARGS, idx);
+	if (n >= QUERY_FRAG_MAX)
+		return -2;
+	return lws_hdr_copy_fragment(rq->wsi, frag, QUERY_FRAG_MAX, WSI_TOKEN_HTTP_URI_ARGS, idx);
 }
 
 const char *ctl_req_query(const struct ctl_request *rq, const char *name, char *buf, size_t len)
 {
 	size_t n = name ? strlen(name) : 0;
-	if (!rq || !rq->wsi || !buf || len < n + 2 || !n || len > INT_MAX)
+	if (!rq || !rq->wsi || !buf || !len || !n)
 		return NULL;
-	for (int i = 0; i < CTL_QUERY_MAX; i++) {
-		int got = query_fragment(rq, i, buf, (int)len);
-		if (got < 0)
-			break;
-		if ((size_t)got > n && strncmp(buf, name, n) == 0 && buf[n] == '=') {
-			memmove(buf, buf + n + 1, (size_t)got - n);
-			return buf;
-		}
-	}
 	buf[0] = '\0';
+	char frag[QUERY_FRAG_MAX];
+	for (int i = 0; i < CTL_QUERY_MAX; i++) {
+		int got = query_fragment(rq, i, frag);
+		if (got == -1)
+			break;
+		if (got < 0 || (size_t)got <= n || strncmp(frag, name, n) != 0 || frag[n] != '=')
+			continue;
+		size_t vlen = (size_t)got - n - 1;
+		if (vlen >= len)
+			return NULL;
+		memcpy(buf, frag + n + 1, vlen + 1);
+		return buf;
+	}
 	return NULL;
 }
 
 const char *ctl_req_query_unknown(const struct ctl_request *rq, const char *const *known, char *buf,
                                   size_t len)
 {
-	if (!rq || !rq->wsi || !buf || !len || len > INT_MAX)
+	if (!rq || !rq->wsi || !buf || !len)
 		return NULL;
+	char frag[QUERY_FRAG_MAX];
 	for (int i = 0; i < CTL_QUERY_MAX; i++) {
-		int got = query_fragment(rq, i, buf, (int)len);
-		if (got < 0)
+		int got = query_fragment(rq, i, frag);
+		if (got == -1)
 			return NULL;
-		char *eq = strchr(buf, '=');
+		if (got == -2) {
+			snprintf(buf, len, "(a parameter over %d bytes)", QUERY_FRAG_MAX - 1);
+			return buf;
+		}
+		char *eq = strchr(frag, '=');
 		if (eq)
 			*eq = '\0';
 		size_t k = 0;
-		while (known && known[k] && strcmp(known[k], buf) != 0)
+		while (known && known[k] && strcmp(known[k], frag) != 0)
 			k++;
-		if (!known || !known[k])
+		if (!known || !known[k]) {
+			snprintf(buf, len, "%s", frag);
 			return buf;
+		}
 	}
-	snprintf(buf, len, "(too many parameters)");
+	snprintf(buf, len, "(more than %d parameters)", CTL_QUERY_MAX);
 	return buf;
 }
 

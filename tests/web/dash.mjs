@@ -61,15 +61,41 @@ try {
   await a.page.goto(base + '/live');
   await a.page.waitForSelector('#live-calls');
   res.admin_console_errors = a.errors;
-  if (process.env.LIVE_FIFO) {
+  // campaigns: bad input shows the server's error next to the field; then create and start
+  await a.page.goto(base + '/campaigns');
+  await a.page.waitForSelector('#view[data-view="campaigns"] #campaign-form');
+  await a.page.fill('#campaign-form-name', 'Spring push');
+  await a.page.fill('#campaign-form-caller_id', 'not-a-number');
+  await a.page.click('#campaign-form button[type=submit]');
+  await a.page.waitForSelector('#campaign-form .field-error[data-field=caller_id]:not(:empty)');
+  res.campaign_field_error = await a.page.textContent('#campaign-form .field-error[data-field=caller_id]');
+  await a.page.screenshot({ path: `${out}/campaign-bad-input.png`, fullPage: true });
+  await a.page.fill('#campaign-form-caller_id', '+525512340000');
+  await a.page.fill('#campaign-form-hours', 'mon-sun 00:00-24:00');
+  await a.page.click('#campaign-form button[type=submit]');
+  await a.page.waitForSelector('#view button.start');
+  res.campaign_status_before = await a.page.textContent('#view span.status');
+  await a.page.click('#view button.start');
+  await a.page.waitForSelector('#view button.pause');
+  res.campaign_status_after = await a.page.textContent('#view span.status');
+  res.campaign_id = await a.page.getAttribute('#view span.status', 'data-id');
+  await a.page.screenshot({ path: `${out}/campaign-started.png`, fullPage: true });
+  // live: the test places a call once the page is on /live
+  await a.page.goto(base + '/live');
+  await a.page.waitForSelector('#view[data-view="live"] #live-calls');
+  res.admin_console_errors = a.errors;
+  if (process.env.LIVE_READY) {
     const fs = await import('node:fs');
-    console.log(JSON.stringify({ ready: true }));
-    fs.readFileSync(process.env.LIVE_FIFO); // the call is up
-    await a.page.waitForSelector('#live-calls tbody tr', { timeout: 15000 });
-    res.live_row = await a.page.textContent('#live-calls tbody tr');
-    await a.page.screenshot({ path: `${out}/live-call.png`, fullPage: true });
-    await a.page.waitForSelector('#live-calls .empty', { timeout: 20000 });
-    res.live_gone = true;
+    fs.writeFileSync(process.env.LIVE_READY, 'ready\n');
+    try {
+      await a.page.waitForSelector('#live-calls tbody tr', { timeout: 20000 });
+      res.live_row = await a.page.textContent('#live-calls tbody tr');
+      await a.page.screenshot({ path: `${out}/live-call.png`, fullPage: true });
+      await a.page.waitForSelector('#live-calls .empty', { timeout: 30000 });
+      res.live_gone = true;
+    } catch (e) {
+      res.live_error = String(e);
+    }
   }
   await a.ctx.close();
   // a viewer: read only
@@ -80,6 +106,11 @@ try {
     const r = await fetch('/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf }, body: '{"email":"x@y.z","role":"admin","password":"0123456789ab"}' });
     return r.status;
   });
+  res.viewer_start_buttons = await v.page.evaluate(async () => { history.pushState(null, '', '/campaigns'); dispatchEvent(new PopStateEvent('popstate')); await new Promise((r) => setTimeout(r, 800)); return document.querySelectorAll('button.start, button.pause').length; });
+  res.viewer_start = await v.page.evaluate(async (id) => {
+    const me = await (await fetch('/auth/me')).json();
+    return (await fetch(`/v1/campaigns/${encodeURIComponent(id)}/pause`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf }, body: '{}' })).status;
+  }, res.campaign_id);
   res.viewer_console_errors = v.errors;
   await v.ctx.close();
 } catch (e) {

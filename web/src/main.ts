@@ -35,6 +35,8 @@ async function api(method: string, path: string, body?: J): Promise<J> {
 async function optional(path: string): Promise<J> {
   try { return await api('GET', path); } catch (e) { if (e instanceof ApiError && e.status === 404) return null; throw e; }
 }
+// "?a=b" or "" (an empty "?" is refused by some routes)
+const qs = (q: URLSearchParams) => (q.toString() ? `?${q}` : '');
 function table(cols: [string, (r: J) => Node | string][], rows: J[]) {
   return h('table', {}, h('thead', {}, h('tr', {}, ...cols.map(([t]) => h('th', {}, t)))),
     h('tbody', {}, ...rows.map((r) => h('tr', {}, ...cols.map(([, f]) => h('td', {}, f(r)))))));
@@ -69,12 +71,13 @@ function form(id: string, fields: [string, string, string][], submit: string, se
 
 // ---- views ----------------------------------------------------------------------------
 async function viewLive() {
-  const [snap, trunks, stats] = await Promise.all([api('GET', '/v1/live'), optional('/v1/trunks'), optional('/v1/stats/dialer')]);
+  const [snap, trunks, running] = await Promise.all([api('GET', '/v1/live'), optional('/v1/trunks'), api('GET', '/v1/campaigns?status=running')]);
+  const dialer: J[] = await Promise.all((running.campaigns ?? []).slice(0, 20).map((c: J) => api('GET', `/v1/campaigns/${encodeURIComponent(c.id)}`)));
   live.clear();
   for (const c of snap.calls) live.set(c.call_id, c);
   const box = h('div', { id: 'live-calls' });
   view.replaceChildren(h('h1', {}, 'Live'), box, h('h2', {}, 'Trunks'), trunksTable(trunks),
-    h('h2', {}, 'Dialer'), stats ? h('pre', {}, JSON.stringify(stats, null, 1)) : missing('Dialer status'));
+    h('h2', {}, 'Dialer'), dialer.length ? table([['Campaign', (c) => link(`/campaigns/${encodeURIComponent(c.id)}`, c.name)], ['Pacing', (c) => `${c.calls_per_second}/s, ${c.max_concurrent} at once`], ['Progress', (c) => JSON.stringify(c.progress ?? {})]], dialer) : h('p', { class: 'empty' }, 'No campaign is running.'));
   drawLive();
 }
 function trunksTable(t: J) {
@@ -91,7 +94,7 @@ function drawLive() {
     ['Call', (r) => link(`/calls/${encodeURIComponent(r.call_id)}`, r.call_id)],
     ['Dir', (r) => r.direction], ['From', (r) => r.caller], ['To', (r) => r.called],
     ['State', (r) => h('span', { class: `state ${r.state}` }, r.state)],
-    ['Legs', (r) => ['lead', r.state !== 'ringing' ? 'AI' : null, r.agent ? `agent ${r.agent}` : null].filter(Boolean).join(' + ')],
+    ['Legs', (r) => [r.direction === 'outbound' ? 'lead' : 'caller', r.state !== 'ringing' ? (r.direction === 'outbound' ? 'AI' : 'callee') : null, r.agent ? `agent ${r.agent}` : null].filter(Boolean).join(' + ')],
     ['Duration', (r) => secs(now - (r.answered_ms ?? r.started_ms))],
     ['Transcript', (r) => h('div', { class: 'tx' }, ...(r.transcript ?? []).slice(-3).map((l: J) => h('div', {}, `${l.role}: ${l.text}`)))],
     ['', (r) => supervisor(r.call_id)],
@@ -133,54 +136,107 @@ async function viewCall(id: string) {
 
 async function viewLeads(id?: string) {
   if (id) {
-    const [lead, msgs, calls] = await Promise.all([optional(`/v1/leads/${id}`), optional(`/v1/leads/${id}/messages`), api('GET', `/v1/calls?lead_id=${encodeURIComponent(id)}`)]);
-    view.replaceChildren(h('h1', {}, `Lead ${id}`), lead ? h('pre', {}, JSON.stringify(lead, null, 1)) : missing('The lead record'),
+    const [lead, calls] = await Promise.all([api('GET', `/v1/leads/${encodeURIComponent(id)}`), api('GET', `/v1/calls?lead_id=${encodeURIComponent(id)}`)]);
+    const msgs = await optional(`/v1/leads/${encodeURIComponent(id)}/messages`);
+    view.replaceChildren(h('h1', {}, `Lead ${lead.name ?? id}`),
+      h('dl', {}, ...['phone', 'status', 'source', 'campaign_id', 'language', 'created_at'].flatMap((k) => [h('dt', {}, k), h('dd', {}, String(lead[k] ?? '-'))])),
+      h('h2', {}, 'Discovery'), h('pre', {}, JSON.stringify(lead.attributes ?? {}, null, 1)),
       h('h2', {}, 'WhatsApp'), msgs ? h('div', { class: 'tx' }, ...(msgs.messages ?? []).map((m: J) => h('div', {}, `${m.direction}: ${m.text ?? m.type}`))) : missing('The WhatsApp thread'),
       h('h2', {}, 'Calls'), table([['Call', (r) => link(`/calls/${encodeURIComponent(r.call_id)}`, r.call_id)], ['Start', (r) => fmtTs(r.start)], ['End', (r) => r.end_reason ?? '-']], calls.calls));
     return;
   }
   const p = new URLSearchParams(location.search);
-  const [leads, funnel] = await Promise.all([optional(`/v1/leads?${p}`), optional(`/v1/stats/funnel?${p}`)]);
-  const filters = h('form', { class: 'filters', method: 'get' }, h('input', { name: 'campaign_id', placeholder: 'campaign' }), h('input', { name: 'ad_source', placeholder: 'ad source' }), h('input', { name: 'since', type: 'date' }), h('button', {}, 'Filter'));
-  view.replaceChildren(h('h1', {}, 'Leads'), filters, funnel ? h('pre', {}, JSON.stringify(funnel, null, 1)) : missing('The funnel'),
-    leads ? table([['Lead', (r) => link(`/leads/${r.id}`, String(r.id))], ['Name', (r) => r.name ?? '-'], ['Phone', (r) => r.phone_e164 ?? '-'], ['Status', (r) => r.status ?? '-'], ['Source', (r) => r.ad_source ?? r.source ?? '-']], leads.leads ?? leads) : missing('The lead list'));
+  const q = new URLSearchParams();
+  for (const k of ['campaign_id', 'status']) if (p.get(k)) q.set(k, p.get(k)!);
+  const sq = new URLSearchParams();
+  if (p.get('campaign_id')) sq.set('campaign_id', p.get('campaign_id')!);
+  if (p.get('from')) sq.set('from', new Date(p.get('from')!).toISOString());
+  const [leads, stats] = await Promise.all([api('GET', `/v1/leads${qs(q)}`), api('GET', `/v1/stats${qs(sq)}`)]);
+  const src = p.get('source') ?? '';
+  const rows: J[] = (leads.leads ?? []).filter((l: J) => !src || l.source === src);
+  const f = stats.funnel ?? {};
+  const steps = ['leads', 'engaged', 'qualified', 'called', 'connected', 'transferred', 'converted'];
+  const top = Math.max(1, f.leads ?? 0);
+  const filters = h('form', { class: 'filters', method: 'get' },
+    h('input', { name: 'campaign_id', placeholder: 'campaign id', value: p.get('campaign_id') ?? '' }),
+    h('input', { name: 'source', placeholder: 'ad source (csv, api, whatsapp)', value: src }),
+    h('input', { name: 'status', placeholder: 'status', value: p.get('status') ?? '' }),
+    h('input', { name: 'from', type: 'date', value: p.get('from') ?? '' }), h('button', {}, 'Filter'));
+  view.replaceChildren(h('h1', {}, 'Leads'), filters,
+    h('div', { class: 'funnel' }, ...steps.map((k) => h('div', { class: 'step' }, h('span', {}, k), h('div', { class: 'bar', style: `width:${(100 * (f[k] ?? 0)) / top}%` }), h('b', {}, String(f[k] ?? 0))))),
+    table([['Lead', (r) => link(`/leads/${encodeURIComponent(r.id)}`, r.name ?? r.id)], ['Phone', (r) => r.phone ?? '-'], ['Status', (r) => r.status ?? '-'], ['Source', (r) => r.source ?? '-'], ['Campaign', (r) => r.campaign_id ?? '-'], ['Created', (r) => fmtTs(r.created_at)]], rows));
 }
 
-async function viewCampaigns() {
-  const list = await optional('/v1/campaigns');
+function campaignButton(c: J) {
+  const running = c.status === 'running';
+  const b = h('button', { class: running ? 'pause' : 'start', 'data-id': c.id }, running ? 'Pause' : 'Start');
+  if (c.status === 'done' || me?.role !== 'admin') return h('span');
+  b.onclick = () => api('POST', `/v1/campaigns/${encodeURIComponent(c.id)}/${running ? 'pause' : 'start'}`, {}).then(route, (e) => alert(e.message));
+  return b;
+}
+
+async function viewCampaigns(id?: string) {
   const admin = me?.role === 'admin';
-  const make = form('campaign-form', [['name', 'Name', 'text'], ['caller_id', 'Caller ID', 'text'], ['pacing', 'Calls per minute', 'number'], ['max_attempts', 'Retries', 'number']], 'Create campaign', async (v) => {
-    await api('POST', '/v1/campaigns', { name: v.name, caller_id: v.caller_id, pacing: Number(v.pacing), max_attempts: Number(v.max_attempts) });
+  if (id) {
+    const c = await api('GET', `/v1/campaigns/${encodeURIComponent(id)}`);
+    const up = h('form', { id: 'csv-form', class: 'form' }, h('label', { for: 'csv-file' }, 'Leads (CSV)'), h('input', { id: 'csv-file', name: 'file', type: 'file', accept: '.csv,text/csv' }), h('button', { type: 'submit' }, 'Upload'));
+    const res = h('pre', { id: 'csv-result' });
+    up.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const file = (up.querySelector('#csv-file') as HTMLInputElement).files?.[0];
+      if (!file) return;
+      const r = await fetch(`/v1/campaigns/${encodeURIComponent(id)}/leads`, { method: 'POST', headers: { 'Content-Type': 'text/csv', 'X-CSRF-Token': me!.csrf }, body: await file.text() });
+      res.textContent = JSON.stringify(await r.json(), null, 1);
+    });
+    view.replaceChildren(h('h1', {}, `Campaign ${c.name}`), h('p', {}, 'Status: ', h('span', { class: 'status' }, c.status), ' ', campaignButton(c)),
+      h('dl', {}, ...['caller_id', 'max_concurrent', 'calls_per_second', 'max_attempts', 'timezone', 'trunk', 'assistant'].flatMap((k) => [h('dt', {}, k), h('dd', {}, String(c[k] ?? '-'))])),
+      h('h2', {}, 'Calling hours'), h('pre', {}, JSON.stringify(c.calling_hours ?? [], null, 1)),
+      h('h2', {}, 'Progress'), h('pre', {}, JSON.stringify(c.progress ?? {}, null, 1)),
+      admin ? up : h('span'), res);
+    return;
+  }
+  const list = await api('GET', '/v1/campaigns');
+  const make = form('campaign-form', [['name', 'Name', 'text'], ['caller_id', 'Caller ID', 'text'], ['calls_per_second', 'Calls per second', 'text'], ['max_concurrent', 'Max concurrent', 'text'], ['max_attempts', 'Attempts per lead', 'text'], ['timezone', 'Time zone', 'text'], ['hours', 'Hours (mon-fri 09:00-19:00)', 'text']], 'Create campaign', async (v) => {
+    const body: J = { name: v.name };
+    if (v.caller_id) body.caller_id = v.caller_id;
+    for (const k of ['calls_per_second', 'max_concurrent', 'max_attempts']) if (v[k]) body[k] = Number.isNaN(Number(v[k])) ? v[k] : Number(v[k]);
+    if (v.timezone) body.timezone = v.timezone;
+    const m = /^(\w{3})-(\w{3})\s+(\d\d:\d\d)-(\d\d:\d\d)$/.exec(v.hours.trim());
+    if (m) {
+      const all = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+      body.calling_hours = [{ days: all.slice(all.indexOf(m[1]), all.indexOf(m[2]) + 1), start: m[3], end: m[4] }];
+    } else if (v.hours.trim()) throw new ApiError(400, 'invalid_field', 'write hours as mon-fri 09:00-19:00', 'hours');
+    await api('POST', '/v1/campaigns', body);
     route();
   });
-  const rows: J[] = list ? list.campaigns ?? list : [];
-  view.replaceChildren(h('h1', {}, 'Campaigns'), list ? table([
-    ['Campaign', (r) => String(r.name ?? r.id)], ['Status', (r) => h('span', { class: 'status' }, r.status ?? '-')],
-    ['Progress', (r) => JSON.stringify(r.progress ?? r.counts ?? '-')],
-    ['', (r) => { const b = h('button', { class: 'start' }, r.status === 'running' ? 'Pause' : 'Start'); b.onclick = () => api('POST', `/v1/campaigns/${r.id}/${r.status === 'running' ? 'pause' : 'start'}`, {}).then(route, (e) => alert(e.message)); return b; }],
-  ], rows) : missing('Campaigns'), admin && list ? make : h('span'));
+  view.replaceChildren(h('h1', {}, 'Campaigns'), table([
+    ['Campaign', (r) => link(`/campaigns/${encodeURIComponent(r.id)}`, r.name)], ['Status', (r) => h('span', { class: 'status', 'data-id': r.id }, r.status)],
+    ['Pacing', (r) => `${r.calls_per_second}/s, ${r.max_concurrent} at once`], ['Hours', (r) => (r.calling_hours ?? []).map((w: J) => `${w.days.join(',')} ${w.start}-${w.end}`).join('; ') || 'any'],
+    ['Caller ID', (r) => r.caller_id ?? '-'], ['', (r) => campaignButton(r)],
+  ], list.campaigns ?? []), admin ? h('h2', {}, 'New campaign') : h('span'), admin ? make : h('span'));
 }
 
 async function viewAnalytics() {
   const p = new URLSearchParams(location.search);
   const days = Number(p.get('days') ?? 7);
-  const since = new Date(Date.now() - days * 86400000).toISOString();
-  const j = await api('GET', `/v1/calls?limit=200&since=${encodeURIComponent(since)}`);
+  const from = new Date(Date.now() - days * 86400000).toISOString();
+  const cq = p.get('campaign_id') ? `&campaign_id=${encodeURIComponent(p.get('campaign_id')!)}` : '';
+  const [j, st, camps] = await Promise.all([api('GET', `/v1/calls?limit=200&since=${encodeURIComponent(from)}`), api('GET', `/v1/stats?from=${encodeURIComponent(from)}${cq}`), api('GET', '/v1/campaigns?limit=20')]);
   const calls: J[] = j.calls;
-  const answered = calls.filter((c) => c.answer);
-  const xfer = calls.filter((c) => c.human_ms > 0);
-  const aht = answered.length ? answered.reduce((s, c) => s + (c.duration_ms ?? 0), 0) / answered.length : 0;
+  const c = st.calls ?? {};
+  const f = st.funnel ?? {};
   const hours = new Map<number, number>();
-  for (const c of calls) { const t = Math.floor(new Date(c.start).getTime() / 3600000) * 3600; hours.set(t, (hours.get(t) ?? 0) + 1); }
+  for (const x of calls) { const t = Math.floor(new Date(x.start).getTime() / 3600000) * 3600; hours.set(t, (hours.get(t) ?? 0) + 1); }
   const xs = [...hours.keys()].sort((a, b) => a - b);
   const pct = (a: number, b: number) => (b ? `${Math.round((100 * a) / b)}%` : '-');
   const chart = h('div', { id: 'chart' });
-  const stats = await optional(`/v1/stats?since=${encodeURIComponent(since)}`);
+  const per = await Promise.all((camps.campaigns ?? []).map(async (k: J) => ({ k, s: await api('GET', `/v1/stats?from=${encodeURIComponent(from)}&campaign_id=${encodeURIComponent(k.id)}`) })));
   view.replaceChildren(h('h1', {}, 'Analytics'),
-    h('form', { class: 'filters', method: 'get' }, h('label', {}, 'Days '), h('input', { name: 'days', type: 'number', value: String(days) }), h('button', {}, 'Show')),
-    h('div', { class: 'kpis' }, ...[['Calls', String(calls.length)], ['Answer rate', pct(answered.length, calls.length)], ['AI only', String(answered.length - xfer.length)], ['Transferred', String(xfer.length)], ['Avg handle time', secs(aht)]].map(([k, v]) => h('div', { class: 'kpi' }, h('b', {}, v), h('span', {}, k)))),
+    h('form', { class: 'filters', method: 'get' }, h('label', {}, 'Days '), h('input', { name: 'days', type: 'number', value: String(days) }), h('input', { name: 'campaign_id', placeholder: 'campaign id', value: p.get('campaign_id') ?? '' }), h('button', {}, 'Show')),
+    h('div', { class: 'kpis' }, ...[['Calls', String(c.total ?? 0)], ['Answer rate', pct(c.answered ?? 0, c.total ?? 0)], ['AI only', String(c.ai_only ?? 0)], ['Transferred', String(c.transferred ?? 0)], ['Transfer success', pct(f.transferred ?? 0, f.connected ?? 0)], ['Avg handle time', c.avg_handle_ms != null ? secs(c.avg_handle_ms) : '-'], ['WhatsApp to call', pct(f.called ?? 0, f.engaged ?? 0)]].map(([k, v]) => h('div', { class: 'kpi' }, h('b', {}, v), h('span', {}, k)))),
     h('h2', {}, 'Calls per hour'), chart,
-    h('h2', {}, 'By campaign and ad source'), stats ? h('pre', {}, JSON.stringify(stats, null, 1)) : missing('Statistics by campaign, ad source and WhatsApp-to-call conversion'));
+    h('h2', {}, 'By campaign'), table([['Campaign', (r) => r.k.name], ['Calls', (r) => String(r.s.calls?.total ?? 0)], ['Answered', (r) => pct(r.s.calls?.answered ?? 0, r.s.calls?.total ?? 0)], ['Transferred', (r) => String(r.s.calls?.transferred ?? 0)], ['Converted', (r) => String(r.s.funnel?.converted ?? 0)]], per),
+    h('p', { class: 'missing' }, 'By ad source: the stats route has no ad-source breakdown yet.'));
   if (xs.length) new uPlot({ width: Math.min(900, view.clientWidth || 900), height: 240, series: [{}, { label: 'calls', stroke: '#38bdf8', fill: 'rgba(56,189,248,.2)' }] }, [xs, xs.map((x) => hours.get(x)!)], chart);
 }
 
@@ -199,8 +255,8 @@ async function route() {
     switch (parts[0] ?? 'live') {
       case 'live': await viewLive(); break;
       case 'calls': await (parts[1] ? viewCall(decodeURIComponent(parts[1])) : viewCalls()); break;
-      case 'leads': await viewLeads(parts[1]); break;
-      case 'campaigns': await viewCampaigns(); break;
+      case 'leads': await viewLeads(parts[1] && decodeURIComponent(parts[1])); break;
+      case 'campaigns': await viewCampaigns(parts[1] && decodeURIComponent(parts[1])); break;
       case 'analytics': await viewAnalytics(); break;
       case 'users': await viewUsers(); break;
       default: view.replaceChildren(h('h1', {}, 'Not found'));

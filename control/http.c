@@ -2,6 +2,7 @@
  * routes other modules register with ctl_route_add (webhooks, the REST API). */
 #include "control/control.h"
 
+#include "control/api_wa_thread.h"
 #include "control/auth.h"
 #include "control/idem.h"
 #include "control/keys.h"
@@ -1923,6 +1924,8 @@ int ctl_init(const struct ctl_config *cfg)
 	rc = ctl_keys_start(cfg->api_keys);
 	if (!rc)
 		rc = ctl_auth_start(cfg->cookie_secure);
+	if (!rc)
+		rc = api_wa_thread_init();
 	if (!rc)
 		rc = ctl_route_add("GET", "/v1/events/stream", CTL_SCOPE_READ, 0, 0,
 		                   on_stream_route, NULL);

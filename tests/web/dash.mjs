@@ -48,6 +48,12 @@ try {
   res.view_call = await a.page.textContent('#view h1');
   res.call_timeline_rows = await a.page.locator('#view table tbody tr').count();
   await a.page.screenshot({ path: `${out}/call-detail.png`, fullPage: true });
+  await a.page.goto(base + '/leads/lead-wa-1');
+  await a.page.waitForSelector('#view[data-view="leads"] #wa-thread');
+  res.lead_thread = await a.page.textContent('#wa-thread');
+  res.lead_discovery = await a.page.textContent('#discovery');
+  res.lead_calls = await a.page.locator('#view table tbody tr').count();
+  await a.page.screenshot({ path: `${out}/lead.png`, fullPage: true });
   // bad input: the server's error next to the field
   await a.page.goto(base + '/users');
   await a.page.waitForSelector('#user-form');

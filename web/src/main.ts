@@ -137,11 +137,12 @@ async function viewCall(id: string) {
 async function viewLeads(id?: string) {
   if (id) {
     const [lead, calls] = await Promise.all([api('GET', `/v1/leads/${encodeURIComponent(id)}`), api('GET', `/v1/calls?lead_id=${encodeURIComponent(id)}`)]);
-    const msgs = await optional(`/v1/leads/${encodeURIComponent(id)}/messages`);
+    const wa = await api('GET', `/v1/whatsapp/thread?lead_id=${encodeURIComponent(id)}`);
     view.replaceChildren(h('h1', {}, `Lead ${lead.name ?? id}`),
       h('dl', {}, ...['phone', 'status', 'source', 'campaign_id', 'language', 'created_at'].flatMap((k) => [h('dt', {}, k), h('dd', {}, String(lead[k] ?? '-'))])),
-      h('h2', {}, 'Discovery'), h('pre', {}, JSON.stringify(lead.attributes ?? {}, null, 1)),
-      h('h2', {}, 'WhatsApp'), msgs ? h('div', { class: 'tx' }, ...(msgs.messages ?? []).map((m: J) => h('div', {}, `${m.direction}: ${m.text ?? m.type}`))) : missing('The WhatsApp thread'),
+      h('h2', {}, 'Discovery'), wa.conversation ? h('pre', { id: 'discovery' }, JSON.stringify({ state: wa.conversation.state, lang: wa.conversation.lang, ...wa.conversation.fields }, null, 1)) : h('p', { class: 'empty' }, 'No WhatsApp conversation.'),
+      h('pre', {}, JSON.stringify(lead.attributes ?? {}, null, 1)),
+      h('h2', {}, 'WhatsApp'), h('div', { class: 'thread', id: 'wa-thread' }, ...(wa.messages ?? []).map((m: J) => h('div', { class: `msg ${m.direction}` }, h('small', {}, `${fmtTs(m.ts)} ${m.status ?? ''}`), h('div', {}, m.body ?? `[${m.type}]`)))),
       h('h2', {}, 'Calls'), table([['Call', (r) => link(`/calls/${encodeURIComponent(r.call_id)}`, r.call_id)], ['Start', (r) => fmtTs(r.start)], ['End', (r) => r.end_reason ?? '-']], calls.calls));
     return;
   }

@@ -1,11 +1,14 @@
 /* The dashboard's live feed: call life and transcript lines posted to the control plane's
  * event stream (GET /v1/events/stream), and GET /v1/live, the calls in progress now. */
 #include "b2bua/b2bua.h"
+#include "b2bua/b2bua_int.h"
 #include "b2bua/live.h"
 
 #include "control/control.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "media/media.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -16,18 +19,19 @@
 
 /* The table is written on the sip thread (observers) and read on the http thread (GET
  * /v1/live), under one mutex; entries are small fixed strings, no pointers. */
-#define LIVE_MAX   512
-#define LINES_KEPT 6
-#define LINE_MAX   240
+#define LIVE_MAX    512
+#define LINES_KEPT  6
+#define TX_LINE_MAX 240
 
 struct live_call {
 	int used;
 	char id[80], direction[10], lead_id[64], ref[64], caller[64], called[64], agent[96];
 	const char *state; /* static: "ringing", "answered", "transferred" */
 	uint64_t started_ms, answered_ms;
-	unsigned n_lines; /* lines seen; the last LINES_KEPT are kept */
+	unsigned n_lines;  /* lines seen; the last LINES_KEPT are kept */
+	char quality[400]; /* the last call.quality legs object (JSON), "" = none yet */
 	char role[LINES_KEPT][16];
-	char line[LINES_KEPT][LINE_MAX];
+	char line[LINES_KEPT][TX_LINE_MAX];
 };
 
 static struct {
@@ -61,6 +65,8 @@ static json_t *call_json(const struct live_call *c, int with_lines)
 	json_object_set_new(o, "answered_ms",
 	                    c->answered_ms ? json_integer((json_int_t)c->answered_ms)
 	                                   : json_null());
+	json_t *q = c->quality[0] ? json_loads(c->quality, 0, NULL) : NULL;
+	json_object_set_new(o, "quality", q ? q : json_null());
 	if (with_lines) {
 		json_t *a = json_array();
 		unsigned n = c->n_lines < LINES_KEPT ? c->n_lines : LINES_KEPT;
@@ -153,6 +159,61 @@ void b2b_live_transcript(const char *call_id, const char *role, const char *text
 	post("call.transcript",
 	     json_pack("{s:s, s:s, s:s, s:I}", "call_id", call_id, "role", role ? role : "", "text",
 	               cut, "ts_ms", (json_int_t)ts_ms));
+}
+
+void b2b_live_trunk(const char *trunk, const char *node, const char *state)
+{
+	json_t *o = json_pack("{s:s, s:s, s:I}", "trunk", trunk ? trunk : "", "state", state,
+	                      "ts_ms", (json_int_t)clock_wall_ms());
+	if (o)
+		json_object_set_new(o, "node", node ? json_string(node) : json_null());
+	post("trunk.status", o);
+}
+
+#define QUALITY_EVERY_MS 5000
+
+static json_t *leg_quality(const struct b2b_leg *leg)
+{
+	struct media_stats st;
+	if (!leg->ms)
+		return NULL;
+	memset(&st, 0, sizeof(st));
+	media_session_stats(leg->ms, &st);
+	return json_pack("{s:I, s:i, s:i, s:i, s:i}", "pkts_in", (json_int_t)st.pkts_in, "lost",
+	                 (int)st.lost, "jitter_ms", (int)st.jitter_ms, "remote_lost",
+	                 (int)st.remote_lost, "remote_jitter_ms", (int)st.remote_jitter_ms);
+}
+
+void b2b_live_quality(uint64_t now_ms)
+{
+	static uint64_t next_ms;
+	if (now_ms < next_ms)
+		return;
+	next_ms = now_ms + QUALITY_EVERY_MS;
+	for (struct b2b_call *c = b2b_g.calls; c; c = c->next) {
+		json_t *legs = json_object();
+		const struct b2b_leg *l[3] = {&c->a, &c->b, &c->x};
+		static const char *const names[3] = {"a", "b", "x"};
+		for (int i = 0; legs && i < 3; i++) {
+			json_t *q = leg_quality(l[i]);
+			if (q)
+				json_object_set_new(legs, names[i], q);
+		}
+		if (!legs || !json_object_size(legs)) {
+			json_decref(legs);
+			continue;
+		}
+		char *s = json_dumps(legs, JSON_COMPACT);
+		pthread_mutex_lock(&lv.lock);
+		struct live_call *lc = find(c->id);
+		if (lc && s)
+			snprintf(lc->quality, sizeof(lc->quality), "%s",
+			         strlen(s) < sizeof(lc->quality) ? s : "");
+		pthread_mutex_unlock(&lv.lock);
+		free(s);
+		post("call.quality", json_pack("{s:s, s:o, s:I}", "call_id", c->id, "legs", legs,
+		                               "ts_ms", (json_int_t)clock_wall_ms()));
+	}
 }
 
 static void on_live(struct ctl_request *rq, void *arg)

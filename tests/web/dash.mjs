@@ -96,6 +96,12 @@ try {
     try {
       await a.page.waitForSelector('#live-calls tbody tr', { timeout: 20000 });
       res.live_row = await a.page.textContent('#live-calls tbody tr');
+      try {
+        await a.page.waitForSelector('#live-calls .quality', { timeout: 8000 });
+        res.live_quality = await a.page.textContent('#live-calls .quality');
+      } catch (e) {
+        res.live_quality = null;
+      }
       await a.page.screenshot({ path: `${out}/live-call.png`, fullPage: true });
       await a.page.waitForSelector('#live-calls .empty', { timeout: 30000 });
       res.live_gone = true;

@@ -76,14 +76,18 @@ async function viewLive() {
   live.clear();
   for (const c of snap.calls) live.set(c.call_id, c);
   const box = h('div', { id: 'live-calls' });
-  view.replaceChildren(h('h1', {}, 'Live'), box, h('h2', {}, 'Trunks'), trunksTable(trunks),
+  view.replaceChildren(h('h1', {}, 'Live'), box, h('h2', {}, 'Trunks'), h('div', { id: 'trunks' }, trunksTable(trunks)),
     h('h2', {}, 'Dialer'), dialer.length ? table([['Campaign', (c) => link(`/campaigns/${encodeURIComponent(c.id)}`, c.name)], ['Pacing', (c) => `${c.calls_per_second}/s, ${c.max_concurrent} at once`], ['Progress', (c) => JSON.stringify(c.progress ?? {})]], dialer) : h('p', { class: 'empty' }, 'No campaign is running.'));
   drawLive();
 }
 function trunksTable(t: J) {
   if (!t) return missing('Trunk status');
-  const rows = Array.isArray(t) ? t : t.trunks ?? [];
-  return table([['Trunk', (r) => r.name ?? '-'], ['State', (r) => r.registration ?? r.state ?? JSON.stringify(r.nodes ?? '')], ['Active', (r) => String(r.active_calls ?? '-')]], rows);
+  return table([
+    ['Trunk', (r) => `${r.name} (${r.type})`], ['Status', (r) => h('span', { class: `trunk ${r.status}` }, r.status)],
+    ['Registration', (r) => (r.registration ? (r.registration.registered ? 'registered' : `not registered (${r.registration.failures} failures)`) : '-')],
+    ['Nodes', (r) => h('span', {}, ...(r.nodes ?? []).map((n: J) => h('span', { class: `node ${n.up ? 'up' : 'down'}` }, `${n.host}:${n.port} ${n.up ? 'up' : 'down'} `)))],
+    ['Calls', (r) => `${r.active_calls}${r.max_calls ? ` / ${r.max_calls}` : ''}`],
+  ], t.trunks ?? []);
 }
 function drawLive() {
   const box = document.getElementById('live-calls');
@@ -96,9 +100,14 @@ function drawLive() {
     ['State', (r) => h('span', { class: `state ${r.state}` }, r.state)],
     ['Legs', (r) => [r.direction === 'outbound' ? 'lead' : 'caller', r.state !== 'ringing' ? (r.direction === 'outbound' ? 'AI' : 'callee') : null, r.agent ? `agent ${r.agent}` : null].filter(Boolean).join(' + ')],
     ['Duration', (r) => secs(now - (r.answered_ms ?? r.started_ms))],
+    ['Quality', (r) => quality(r.quality)],
     ['Transcript', (r) => h('div', { class: 'tx' }, ...(r.transcript ?? []).slice(-3).map((l: J) => h('div', {}, `${l.role}: ${l.text}`)))],
     ['', (r) => supervisor(r.call_id)],
   ], rows) : h('p', { class: 'empty' }, 'No calls in progress.'));
+}
+function quality(q: J) {
+  if (!q) return '-';
+  return h('span', { class: 'quality' }, ...Object.entries(q).map(([leg, v]: [string, J]) => h('div', {}, `${leg}: loss ${v.lost}/${v.remote_lost}, jitter ${v.jitter_ms}/${v.remote_jitter_ms} ms`)));
 }
 function supervisor(id: string) {
   const d = h('span', { class: 'actions' });
@@ -282,11 +291,16 @@ function stream() {
   const up = (ev: MessageEvent) => {
     const d = JSON.parse(ev.data);
     if (ev.type === 'call.ended') live.delete(d.call_id);
+    else if (ev.type === 'call.quality') { const c = live.get(d.call_id); if (c) c.quality = d.legs; }
     else if (ev.type === 'call.transcript') { const c = live.get(d.call_id); if (c) (c.transcript ??= []).push(d); }
     else live.set(d.call_id, { ...live.get(d.call_id), ...d, transcript: live.get(d.call_id)?.transcript ?? [] });
     drawLive();
   };
-  for (const t of ['call.started', 'call.answered', 'call.transferred', 'call.ended', 'call.transcript']) es.addEventListener(t, up as EventListener);
+  for (const t of ['call.started', 'call.answered', 'call.transferred', 'call.ended', 'call.transcript', 'call.quality']) es.addEventListener(t, up as EventListener);
+  es.addEventListener('trunk.status', async () => {
+    const box = document.getElementById('trunks');
+    if (box) box.replaceChildren(trunksTable(await optional('/v1/trunks')));
+  });
 }
 
 async function start() {

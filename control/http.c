@@ -2,6 +2,7 @@
  * routes other modules register with ctl_route_add (webhooks, the REST API). */
 #include "control/control.h"
 
+#include "control/api_recordings.h"
 #include "control/api_wa_thread.h"
 #include "control/auth.h"
 #include "control/idem.h"
@@ -1926,6 +1927,8 @@ int ctl_init(const struct ctl_config *cfg)
 		rc = ctl_auth_start(cfg->cookie_secure);
 	if (!rc)
 		rc = api_wa_thread_init();
+	if (!rc)
+		rc = api_recordings_init();
 	if (!rc)
 		rc = ctl_route_add("GET", "/v1/events/stream", CTL_SCOPE_READ, 0, 0,
 		                   on_stream_route, NULL);

@@ -47,6 +47,10 @@ try {
   await a.page.waitForSelector('#view[data-view="calls"] h1');
   res.view_call = await a.page.textContent('#view h1');
   res.call_timeline_rows = await a.page.locator('#view table tbody tr').count();
+  await a.page.waitForSelector('#recording audio, #recording .empty');
+  await a.page.waitForTimeout(300);
+  res.recording_player = await a.page.locator('#recording audio').count();
+  res.recording_wave = await a.page.locator('#recording canvas.wave').count();
   await a.page.screenshot({ path: `${out}/call-detail.png`, fullPage: true });
   await a.page.goto(base + '/leads/lead-wa-1');
   await a.page.waitForSelector('#view[data-view="leads"] #wa-thread');

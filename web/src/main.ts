@@ -133,14 +133,40 @@ async function viewCall(id: string) {
   const j = await api('GET', `/v1/calls/${encodeURIComponent(id)}`);
   const rec = j.record ?? j;
   const ai = rec.ai ?? {};
-  const recs: J[] = j.recordings ?? [];
+  const xf = rec.transfer;
+  const dl = (o: J, keys: string[]) => h('dl', {}, ...keys.flatMap((k) => [h('dt', {}, k), h('dd', {}, String(o?.[k] ?? '-'))]));
+  const player = h('div', { id: 'recording' }, h('p', { class: 'empty' }, 'Loading the recording...'));
   view.replaceChildren(h('h1', {}, `Call ${id}`),
-    h('dl', {}, ...['direction', 'caller', 'called', 'sip_code', 'end_reason', 'duration_ms', 'hangup_side'].flatMap((k) => [h('dt', {}, k), h('dd', {}, String(rec[k] ?? '-'))])),
+    dl(rec, ['direction', 'caller', 'called', 'route', 'from_trunk', 'to_trunk', 'start', 'answer', 'end', 'sip_code', 'end_reason', 'hangup_side', 'ring_ms']),
     h('h2', {}, 'Timeline'), table([['#', (e) => String(e.seq)], ['Time', (e) => fmtTs(e.ts)], ['Event', (e) => e.event], ['Detail', (e) => JSON.stringify(e.detail ?? '')]], j.events ?? []),
-    h('h2', {}, 'Transcript'), h('div', { class: 'tx' }, ...(ai.transcript ?? []).map((l: J) => h('div', {}, `${l.role}: ${l.text}`))),
-    h('h2', {}, 'Transfer'), h('pre', {}, JSON.stringify(rec.transfer ?? rec.transfers ?? 'none', null, 1)),
-    h('h2', {}, 'Quality'), h('pre', {}, JSON.stringify(rec.quality ?? rec.legs ?? '-', null, 1)),
-    h('h2', {}, 'Recording'), recs.length ? h('div', {}, ...recs.map((r) => h('div', {}, `${r.path} (${r.bytes} bytes, ${r.result})`))) : h('p', {}, 'No recording.'));
+    h('h2', {}, 'Transcript'), h('div', { class: 'tx', id: 'transcript' }, ...(ai.transcript ?? []).map((l: J) => h('div', {}, `${l.role}: ${l.text}`))),
+    ai.summary ? h('p', {}, `Summary: ${ai.summary}`) : h('span'),
+    h('h2', {}, 'Transfer'), xf ? dl(xf, ['queue', 'agent', 'result', 'why', 'summary', 'agent_sip_code', 'bridge_ms', 'ai_part_ms', 'human_part_ms']) : h('p', { class: 'empty' }, 'No transfer.'),
+    h('h2', {}, 'Legs and quality'), table([['Side', (l) => l.side ?? '-'], ['Trunk', (l) => l.trunk ?? '-'], ['Codec', (l) => l.codec ?? '-'], ['SIP', (l) => String(l.final_status ?? '-')], ['Lost (in/out)', (l) => `${l.lost ?? 0} / ${l.remote_lost ?? 0}`], ['Jitter ms (in/out)', (l) => `${l.jitter_ms ?? 0} / ${l.remote_jitter_ms ?? 0}`], ['Packets in/out', (l) => `${l.pkts_in ?? 0} / ${l.pkts_out ?? 0}`]], Array.isArray(rec.legs) ? rec.legs : Object.values(rec.legs ?? {})),
+    h('h2', {}, 'Recording'), player);
+  loadRecording(id, player);
+}
+
+// The recording with a player and its waveform (peaks per pixel column).
+async function loadRecording(id: string, box: HTMLElement) {
+  const r = await fetch(`/v1/recordings/${encodeURIComponent(id)}`, { credentials: 'same-origin' });
+  if (!r.ok) { box.replaceChildren(h('p', { class: 'empty' }, 'No recording on this node.')); return; }
+  const buf = await r.arrayBuffer();
+  const audio = h('audio', { controls: '', src: URL.createObjectURL(new Blob([buf], { type: 'audio/wav' })) });
+  const canvas = h('canvas', { width: '900', height: '80', class: 'wave' }) as HTMLCanvasElement;
+  box.replaceChildren(audio, canvas);
+  try {
+    const pcm = (await new AudioContext().decodeAudioData(buf.slice(0))).getChannelData(0);
+    const g = canvas.getContext('2d')!;
+    const step = Math.max(1, Math.floor(pcm.length / canvas.width));
+    g.fillStyle = '#38bdf8';
+    for (let x = 0; x < canvas.width; x++) {
+      let peak = 0;
+      for (let i = x * step; i < Math.min(pcm.length, (x + 1) * step); i++) peak = Math.max(peak, Math.abs(pcm[i]));
+      const hgt = Math.max(1, peak * canvas.height);
+      g.fillRect(x, (canvas.height - hgt) / 2, 1, hgt);
+    }
+  } catch { /* the player still works without the waveform */ }
 }
 
 async function viewLeads(id?: string) {

@@ -42,6 +42,11 @@ try {
     if (res[`view_${v}`] === 'Error') res[`error_${v}`] = await a.page.textContent('#view');
     await a.page.screenshot({ path: `${out}/${v}.png`, fullPage: true });
   }
+  await a.page.goto(base + '/analytics');
+  await a.page.waitForSelector('#view[data-view="analytics"] .kpi');
+  res.kpi_answer = await a.page.textContent('.kpi:nth-child(2) b');
+  res.kpi_transferred = await a.page.textContent('.kpi:nth-child(4) b');
+  await a.page.screenshot({ path: `${out}/analytics.png`, fullPage: true });
   res.calls_rows = await a.page.evaluate(async () => (await (await fetch('/v1/calls')).json()).calls.length);
   await a.page.goto(base + `/calls/${encodeURIComponent(callId)}`);
   await a.page.waitForSelector('#view[data-view="calls"] h1');

@@ -77,7 +77,7 @@ async function viewLive() {
   for (const c of snap.calls) live.set(c.call_id, c);
   const box = h('div', { id: 'live-calls' });
   view.replaceChildren(h('h1', {}, 'Live'), box, h('h2', {}, 'Trunks'), h('div', { id: 'trunks' }, trunksTable(trunks)),
-    h('h2', {}, 'Dialer'), dialer.length ? table([['Campaign', (c) => link(`/campaigns/${encodeURIComponent(c.id)}`, c.name)], ['Pacing', (c) => `${c.calls_per_second}/s, ${c.max_concurrent} at once`], ['Progress', (c) => JSON.stringify(c.progress ?? {})]], dialer) : h('p', { class: 'empty' }, 'No campaign is running.'));
+    h('h2', {}, 'Dialer'), dialer.length ? table([['Campaign', (c) => link(`/campaigns/${encodeURIComponent(c.id)}`, c.name)], ['Pacing', (c) => `${c.calls_per_second}/s, ${c.max_concurrent} at once`], ['Progress', (c) => progress(c.progress)]], dialer) : h('p', { class: 'empty' }, 'No campaign is running.'));
   drawLive();
 }
 function trunksTable(t: J) {
@@ -203,6 +203,11 @@ async function viewLeads(id?: string) {
     table([['Lead', (r) => link(`/leads/${encodeURIComponent(r.id)}`, r.name ?? r.id)], ['Phone', (r) => r.phone ?? '-'], ['Status', (r) => r.status ?? '-'], ['Source', (r) => r.source ?? '-'], ['Campaign', (r) => r.campaign_id ?? '-'], ['Created', (r) => fmtTs(r.created_at)]], rows));
 }
 
+function progress(p: J) {
+  if (!p) return '-';
+  const parts = (o: J) => Object.entries(o ?? {}).map(([k, v]) => `${k} ${v}`).join(', ');
+  return `${p.leads_total ?? 0} leads (${parts(p.leads) || 'none'}); jobs: ${parts(p.jobs) || 'none'}`;
+}
 function campaignButton(c: J) {
   const running = c.status === 'running';
   const b = h('button', { class: running ? 'pause' : 'start', 'data-id': c.id }, running ? 'Pause' : 'Start');
@@ -227,7 +232,7 @@ async function viewCampaigns(id?: string) {
     view.replaceChildren(h('h1', {}, `Campaign ${c.name}`), h('p', {}, 'Status: ', h('span', { class: 'status' }, c.status), ' ', campaignButton(c)),
       h('dl', {}, ...['caller_id', 'max_concurrent', 'calls_per_second', 'max_attempts', 'timezone', 'trunk', 'assistant'].flatMap((k) => [h('dt', {}, k), h('dd', {}, String(c[k] ?? '-'))])),
       h('h2', {}, 'Calling hours'), h('pre', {}, JSON.stringify(c.calling_hours ?? [], null, 1)),
-      h('h2', {}, 'Progress'), h('pre', {}, JSON.stringify(c.progress ?? {}, null, 1)),
+      h('h2', {}, 'Progress'), h('p', { id: 'progress' }, progress(c.progress)),
       admin ? up : h('span'), res);
     return;
   }

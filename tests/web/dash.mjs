@@ -76,25 +76,6 @@ try {
   await a.page.goto(base + '/live');
   await a.page.waitForSelector('#live-calls');
   res.admin_console_errors = a.errors;
-  // campaigns: bad input shows the server's error next to the field; then create and start
-  await a.page.goto(base + '/campaigns');
-  await a.page.waitForSelector('#view[data-view="campaigns"] #campaign-form');
-  await a.page.fill('#campaign-form-name', 'Spring push');
-  await a.page.fill('#campaign-form-caller_id', 'not-a-number');
-  await a.page.click('#campaign-form button[type=submit]');
-  await a.page.waitForSelector('#campaign-form .field-error[data-field=caller_id]:not(:empty)');
-  res.campaign_field_error = await a.page.textContent('#campaign-form .field-error[data-field=caller_id]');
-  await a.page.screenshot({ path: `${out}/campaign-bad-input.png`, fullPage: true });
-  await a.page.fill('#campaign-form-caller_id', '+525512340000');
-  await a.page.fill('#campaign-form-hours', 'mon-sun 00:00-24:00');
-  await a.page.click('#campaign-form button[type=submit]');
-  await a.page.waitForSelector('#view button.start');
-  res.campaign_status_before = await a.page.textContent('#view span.status');
-  await a.page.click('#view button.start');
-  await a.page.waitForSelector('#view button.pause');
-  res.campaign_status_after = await a.page.textContent('#view span.status');
-  res.campaign_id = await a.page.getAttribute('#view span.status', 'data-id');
-  await a.page.screenshot({ path: `${out}/campaign-started.png`, fullPage: true });
   // live: the test places a call once the page is on /live
   await a.page.goto(base + '/live');
   await a.page.waitForSelector('#view[data-view="live"] #live-calls');
@@ -117,6 +98,51 @@ try {
     } catch (e) {
       res.live_error = String(e);
     }
+  }
+  res.admin_console_errors = a.errors;
+  // campaigns: bad input shows the server's error next to the field; then create and start
+  await a.page.goto(base + '/campaigns');
+  await a.page.waitForSelector('#view[data-view="campaigns"] #campaign-form');
+  await a.page.fill('#campaign-form-name', 'Spring push');
+  await a.page.fill('#campaign-form-caller_id', 'not-a-number');
+  await a.page.click('#campaign-form button[type=submit]');
+  await a.page.waitForSelector('#campaign-form .field-error[data-field=caller_id]:not(:empty)');
+  res.campaign_field_error = await a.page.textContent('#campaign-form .field-error[data-field=caller_id]');
+  await a.page.screenshot({ path: `${out}/campaign-bad-input.png`, fullPage: true });
+  await a.page.fill('#campaign-form-caller_id', '+525512340000');
+  await a.page.fill('#campaign-form-hours', 'mon-sun 00:00-24:00');
+  await a.page.click('#campaign-form button[type=submit]');
+  await a.page.waitForSelector('#view button.start');
+  res.campaign_status_before = await a.page.textContent('#view span.status');
+  res.campaign_id = await a.page.getAttribute('#view span.status', 'data-id');
+  // its page: upload the leads (CSV), then start it there
+  await a.page.click('#view td a[href^="/campaigns/"]');
+  await a.page.waitForSelector('#view[data-view="campaigns"] #csv-form');
+  await a.page.setInputFiles('#csv-file', { name: 'leads.csv', mimeType: 'text/csv', buffer: Buffer.from('phone,name\n+525511110003,Ana\n+52551111000x,Bad\n') });
+  await a.page.click('#csv-form button[type=submit]');
+  await a.page.waitForSelector('#csv-result:not(:empty)');
+  res.csv_result = JSON.parse(await a.page.textContent('#csv-result'));
+  await a.page.screenshot({ path: `${out}/campaign-upload.png`, fullPage: true });
+  if (process.env.UAS_READY) {
+    const fs = await import('node:fs');
+    for (let i = 0; i < 300 && !fs.existsSync(process.env.UAS_READY); i++) await a.page.waitForTimeout(100);
+  }
+  await a.page.click('#view button.start');
+  await a.page.waitForSelector('#view button.pause');
+  res.campaign_status_after = await a.page.textContent('#view span.status');
+  await a.page.screenshot({ path: `${out}/campaign-started.png`, fullPage: true });
+  // the dialer's call shows on Live with the assistant's words, then goes
+  await a.page.goto(base + '/live');
+  await a.page.waitForSelector('#view[data-view="live"] #live-calls');
+  try {
+    await a.page.waitForSelector('#live-calls tbody tr:has-text("+525511110003")', { timeout: 25000 });
+    await a.page.waitForSelector('#live-calls tbody tr:has-text("Hola Ana")', { timeout: 10000 });
+    res.dialer_row = await a.page.textContent('#live-calls tbody tr');
+    await a.page.screenshot({ path: `${out}/live-dialer-call.png`, fullPage: true });
+    await a.page.waitForSelector('#live-calls .empty', { timeout: 30000 });
+    res.dialer_gone = true;
+  } catch (e) {
+    res.dialer_error = String(e);
   }
   await a.ctx.close();
   // a viewer: read only

@@ -139,11 +139,18 @@ try {
     await a.page.waitForSelector('#live-calls tbody tr:has-text("Hola Ana")', { timeout: 10000 });
     res.dialer_row = await a.page.textContent('#live-calls tbody tr');
     await a.page.screenshot({ path: `${out}/live-dialer-call.png`, fullPage: true });
+    // the supervisor hangs it up (the assistant would end it 6 s after it connected)
+    const t0 = Date.now();
+    await a.page.click('#live-calls button.hangup');
     await a.page.waitForSelector('#live-calls .empty', { timeout: 30000 });
     res.dialer_gone = true;
+    res.hangup_ms = Date.now() - t0;
   } catch (e) {
     res.dialer_error = String(e);
   }
+  // a wall screen: the same Live view at 2560x1440
+  await a.page.setViewportSize({ width: 2560, height: 1440 });
+  await a.page.screenshot({ path: `${out}/live-wall.png`, fullPage: true });
   await a.ctx.close();
   // a viewer: read only
   const v = await session(viewerEmail, viewerPw);

@@ -71,14 +71,20 @@ function form(id: string, fields: [string, string, string][], submit: string, se
 
 // ---- views ----------------------------------------------------------------------------
 async function viewLive() {
-  const [snap, trunks, running] = await Promise.all([api('GET', '/v1/live'), optional('/v1/trunks'), api('GET', '/v1/campaigns?status=running')]);
-  const dialer: J[] = await Promise.all((running.campaigns ?? []).slice(0, 20).map((c: J) => api('GET', `/v1/campaigns/${encodeURIComponent(c.id)}`)));
+  const [snap, trunks] = await Promise.all([api('GET', '/v1/live'), optional('/v1/trunks')]);
   live.clear();
   for (const c of snap.calls) live.set(c.call_id, c);
   const box = h('div', { id: 'live-calls' });
   view.replaceChildren(h('h1', {}, 'Live'), box, h('h2', {}, 'Trunks'), h('div', { id: 'trunks' }, trunksTable(trunks)),
-    h('h2', {}, 'Dialer'), dialer.length ? table([['Campaign', (c) => link(`/campaigns/${encodeURIComponent(c.id)}`, c.name)], ['Pacing', (c) => `${c.calls_per_second}/s, ${c.max_concurrent} at once`], ['Progress', (c) => progress(c.progress)]], dialer) : h('p', { class: 'empty' }, 'No campaign is running.'));
+    h('h2', {}, 'Dialer'), h('div', { id: 'dialer' }));
   drawLive();
+  await drawDialer();
+}
+// The running campaigns and their progress; redrawn when a call starts or ends (no polling).
+async function drawDialer() {
+  const running = await api('GET', '/v1/campaigns?status=running');
+  const dialer: J[] = await Promise.all((running.campaigns ?? []).slice(0, 20).map((c: J) => api('GET', `/v1/campaigns/${encodeURIComponent(c.id)}`)));
+  document.getElementById('dialer')?.replaceChildren(dialer.length ? table([['Campaign', (c) => link(`/campaigns/${encodeURIComponent(c.id)}`, c.name)], ['Pacing', (c) => `${c.calls_per_second}/s, ${c.max_concurrent} at once`], ['Progress', (c) => progress(c.progress)]], dialer) : h('p', { class: 'empty' }, 'No campaign is running.'));
 }
 function trunksTable(t: J) {
   if (!t) return missing('Trunk status');
@@ -326,6 +332,10 @@ function stream() {
     else if (ev.type === 'call.transcript') { const c = live.get(d.call_id); if (c) (c.transcript ??= []).push(d); }
     else live.set(d.call_id, { ...live.get(d.call_id), ...d, transcript: live.get(d.call_id)?.transcript ?? [] });
     drawLive();
+    if ((ev.type === 'call.started' || ev.type === 'call.ended') && document.getElementById('dialer')) {
+      drawDialer().catch(() => {});
+      optional('/v1/trunks').then((t) => document.getElementById('trunks')?.replaceChildren(trunksTable(t)), () => {});
+    }
   };
   for (const t of ['call.started', 'call.answered', 'call.transferred', 'call.ended', 'call.transcript', 'call.quality']) es.addEventListener(t, up as EventListener);
   es.addEventListener('trunk.status', async () => {

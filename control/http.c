@@ -211,6 +211,7 @@ static struct {
 	int started;                          /* ctl_init succeeded; no more routes */
 	struct metric *requests[N_CODES + 1]; /* the last one is code="other" */
 	struct metric *abandoned;
+	struct metric *streams_dropped; /* event-stream clients dropped for not reading */
 	/* written before the thread starts, read-only afterwards */
 	struct route routes[MAX_ROUTES];
 	unsigned n_routes;
@@ -1090,8 +1091,18 @@ static void streams_wake(int beat)
 	pthread_mutex_unlock(&evq.lock);
 	for (struct ctl_request *rq = streams; rq; rq = rq->snext) {
 		rq->beat |= beat;
-		if (rq->ev_seq != head || rq->beat)
+		if (head - rq->ev_seq > CTL_EVENTS_KEPT) {
+			/* it does not read (its socket is full, so no WRITEABLE comes): close it
+			 * from here; it reconnects and reloads GET /v1/live */
+			if (log_ratelimit_ok(&srv.rl))
+				log_warn("ctl",
+				         "http: event stream of %s dropped: it does not read",
+				         rq->peer);
+			metric_inc(srv.streams_dropped);
+			lws_set_timeout(rq->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		} else if (rq->ev_seq != head || rq->beat) {
 			lws_callback_on_writable(rq->wsi);
+		}
 	}
 }
 
@@ -1920,6 +1931,11 @@ int ctl_init(const struct ctl_config *cfg)
 	srv.abandoned = metric_get(METRIC_COUNTER, "vacs_http_abandoned_total",
 	                           "HTTP requests whose client left before the answer");
 	if (!srv.abandoned)
+		return -ENOMEM;
+	srv.streams_dropped =
+	    metric_get(METRIC_COUNTER, "vacs_http_event_streams_dropped_total",
+	               "GET /v1/events/stream clients dropped for falling behind");
+	if (!srv.streams_dropped)
 		return -ENOMEM;
 	unsigned n_routes = srv.n_routes; /* the /v1/keys routes are added here */
 	rc = ctl_keys_start(cfg->api_keys);

@@ -60,6 +60,15 @@
  * has not started (LRS_DOING_TRANSACTION), so a hang-up there would go unnoticed (and poll
  * would spin on the pending EOF) until we look with recv(MSG_PEEK).
  *
+ * The dashboard (docs/dashboard.md): every request's session cookie is looked up first
+ * (control/auth.c); on CTL_AUTH_API routes a session stands in for a key when no
+ * Authorization header is sent (viewer "read", admin every scope; X-CSRF-Token checked on
+ * anything but GET/HEAD/OPTIONS). A GET/HEAD no route takes, outside /v1/, /auth/ and
+ * /webhooks/, is a file of ctl_config.web_dir (static_serve), or the sign-in page when
+ * signed out. GET /v1/events/stream turns its request into RQ_STREAM: on the `streams`
+ * list, fed from the `evq` ring that ctl_event_post fills from any thread (the wake-up is
+ * lws_cancel_service, as for replies); each client keeps its own position in the ring.
+ *
  * Rejections that leave a request body unread close the connection. When lws is still
  * reading that body, the close lingers (our side shut for writing, the rest of the body
  * drained and dropped, bounded in bytes and time) so the client reads the answer instead

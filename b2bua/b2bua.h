@@ -45,6 +45,9 @@ struct b2b_life_ev {
 typedef void (*b2b_life_fn)(void *arg, const struct b2b_life_ev *ev);
 /* Adds an observer. Main thread, before b2b_init. 0, or -ENOSPC (8 at most). */
 int b2b_life_watch(b2b_life_fn fn, void *arg);
+/* Sends call.started, call.answered, transfer.completed and call.ended event
+ * notifications (control/notify.h) for every call. Main thread, before b2b_init. */
+int b2b_events_init(void);
 
 /* ---- Originate from another thread (the dialer) ----
  * The same operation as POST /v1/calls: an outbound AI call to `to` through

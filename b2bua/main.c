@@ -6,6 +6,9 @@
 #include "control/api_calls.h"
 #include "control/api_campaigns.h"
 #include "control/control.h"
+#include "control/notify.h"
+#include "control/outbound.h"
+#include "control/uploader.h"
 #include "core/log.h"
 #include "core/metric.h"
 #include "db/db.h"
@@ -64,6 +67,46 @@ static int log_setup(const struct conf *c)
 	if (c->log.format && strcmp(c->log.format, "json") == 0)
 		lc.format = LOG_FMT_JSON;
 	return log_init(&lc);
+}
+
+/* Event notifications and S3 uploads share the out thread (control/outbound.h): their
+ * routes and ticks are registered, then the thread starts. Before ctl_init. */
+static int outbound_start(const struct conf *cfg)
+{
+	struct notify_config nc = {
+	    .attempts = cfg->notify.attempts,
+	    .backoff_ms = cfg->notify.backoff_ms,
+	    .backoff_max_ms = cfg->notify.backoff_max_ms,
+	    .timeout_ms = cfg->notify.timeout_ms,
+	    .queue_len = cfg->notify.queue,
+	    .refresh_ms = cfg->notify.refresh_ms,
+	    .allow_private = cfg->notify.allow_private,
+	};
+	struct ctl_s3_config sc = {
+	    .endpoint = cfg->s3.endpoint,
+	    .region = cfg->s3.region,
+	    .bucket = cfg->s3.bucket,
+	    .access_key = cfg->s3.access_key,
+	    .secret_key = cfg->s3.secret_key,
+	    .path_style = cfg->s3.path_style,
+	    .delete_after_upload = cfg->s3.delete_after_upload,
+	    .use_db = cfg->store.postgres && cfg->store.postgres[0],
+	    .spool_dir = cfg->spool.dir,
+	    .attempts = cfg->s3.attempts,
+	    .backoff_ms = cfg->s3.backoff_ms,
+	    .backoff_max_ms = cfg->s3.backoff_max_ms,
+	    .timeout_ms = cfg->s3.timeout_s * 1000u,
+	};
+	int rc = notify_init(&nc);
+	if (!rc)
+		rc = b2b_events_init();
+	if (!rc)
+		rc = ctl_s3_init(&sc);
+	if (!rc)
+		rc = ctl_out_init(0);
+	if (rc)
+		log_err("main", "notifications and uploads: %s", strerror(-rc));
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -225,9 +268,11 @@ int main(int argc, char **argv)
 		goto out_api;
 	}
 	ctl_ready_check("postgres", ready_postgres, cfg);
+	if ((rc = outbound_start(cfg)))
+		goto out_out;
 	if ((rc = ctl_init(&cc))) {
 		log_err("main", "http %s:%u: %s", cc.address, cc.port, strerror(-rc));
-		goto out_api;
+		goto out_out;
 	}
 	if ((rc = dialer_init_conf(cfg))) /* the campaign dialer: needs both stores */
 		goto out_ctl;
@@ -243,6 +288,8 @@ int main(int argc, char **argv)
 out_ctl:
 	dialer_close();
 	ctl_close();
+out_out:
+	ctl_out_close();
 out_api:
 	wa_close();
 	b2b_api_close();
@@ -252,6 +299,8 @@ out_media:
 	media_close();
 out_db:
 	db_close();
+	ctl_s3_close(); /* after db_close: its callbacks may still hold uploads */
+	notify_close();
 out_conf:
 	conf_unref(cfg);
 	metric_registry_close();

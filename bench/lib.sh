@@ -269,3 +269,74 @@ start_vacsd() {
 		return 1
 	fi
 }
+
+# ---- stores and peers of the control-plane benches (bench-api, bench-dialer) ----
+
+# pg_start: a private PostgreSQL under $RUN/pg (tests/db/pg-ctl); sets BENCH_PG (its dir)
+# and BENCH_PG_CONN (conninfo). stop_stores removes it.
+BENCH_PG="" BENCH_REDIS=""
+pg_start() {
+	BENCH_PG=$("$BENCH_ROOT/tests/db/pg-ctl" init "$RUN/pg" 2>"$RUN/pg-init.log") ||
+		{ log "pg-ctl init failed"; return 1; }
+	"$BENCH_ROOT/tests/db/pg-ctl" start "$BENCH_PG" >/dev/null ||
+		{ log "PostgreSQL did not start"; return 1; }
+	BENCH_PG_CONN=$("$BENCH_ROOT/tests/db/pg-ctl" conninfo "$BENCH_PG")
+}
+
+# redis_start: a private redis-server under $RUN/redis; sets BENCH_REDIS_URL.
+redis_start() {
+	BENCH_REDIS=$("$BENCH_ROOT/tests/db/redis-ctl" start "$RUN/redis" 2>"$RUN/redis.log") ||
+		{ log "Redis did not start"; return 1; }
+	BENCH_REDIS_URL=$("$BENCH_ROOT/tests/db/redis-ctl" url "$BENCH_REDIS")
+}
+
+stop_stores() {
+	[ -n "$BENCH_PG" ] && "$BENCH_ROOT/tests/db/pg-ctl" destroy "$BENCH_PG" >/dev/null 2>&1
+	[ -n "$BENCH_REDIS" ] && "$BENCH_ROOT/tests/db/redis-ctl" destroy "$BENCH_REDIS" >/dev/null 2>&1
+	BENCH_PG="" BENCH_REDIS=""
+}
+
+# emu_start: the VAPI emulator (tests/peers/vapi-emu) with an empty scenario, key
+# $VACS_BENCH_VAPI_KEY; sets EMU_PORT.
+emu_start() {
+	BUILD="$BENCH_ROOT/build" "$BENCH_ROOT/tests/peers/build-vapi-emu" >"$RUN/emu-build.log" 2>&1 ||
+		{ log "cannot build the VAPI emulator"; return 1; }
+	echo '{"actions": []}' >"$RUN/scenario.json"
+	start_bg emu "$BENCH_ROOT/build/peers/vapi-emu" --port 0 --scenario "$RUN/scenario.json" \
+		--report "$RUN/emu.json" --key "$VACS_BENCH_VAPI_KEY" "$@"
+	EMU_PORT=""
+	local i
+	for ((i = 0; i < 50; i++)); do
+		EMU_PORT=$(sed -n 's/^vapi-emu listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$RUN/emu.log")
+		[ -n "$EMU_PORT" ] && return 0
+		sleep 0.1
+	done
+	log "the emulator did not start"
+	return 1
+}
+
+# busy_uas_start: a SIPp UAS on the carrier's address answering every INVITE 486 at once
+# (an outbound call that costs no VAPI call).
+busy_uas_start() {
+	cat >"$RUN/busy-uas.xml" <<'XML'
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+      SIP/2.0 486 Busy Here
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+XML
+	start_bg busy-uas sipp -sf "$RUN/busy-uas.xml" -i "$ADDR_CARRIER" -p "$PORT_UAC" -nd \
+		-cp "$PORT_CP_UAS"
+	wait_udp "$ADDR_CARRIER" "$PORT_UAC" 5 || { log "the busy UAS did not start"; return 1; }
+}

@@ -1819,6 +1819,169 @@ static const struct key dialer_keys[] = {
     {.type = KT_END},
 };
 
+/* ---- notify and s3 (control/notify.c, control/uploader.c) ---- */
+
+static const struct key notify_keys[] = {
+    {.name = "attempts",
+     .type = KT_UINT,
+     .off = CF(notify.attempts),
+     .min = 1,
+     .max = 20,
+     .def_int = 6},
+    {.name = "backoff_ms",
+     .type = KT_UINT,
+     .off = CF(notify.backoff_ms),
+     .min = 10,
+     .max = 600000,
+     .def_int = 1000},
+    {.name = "backoff_max_ms",
+     .type = KT_UINT,
+     .off = CF(notify.backoff_max_ms),
+     .min = 10,
+     .max = 3600000,
+     .def_int = 300000},
+    {.name = "timeout_ms",
+     .type = KT_UINT,
+     .off = CF(notify.timeout_ms),
+     .min = 100,
+     .max = 120000,
+     .def_int = 10000},
+    {.name = "queue",
+     .type = KT_UINT,
+     .off = CF(notify.queue),
+     .min = 1,
+     .max = 1000000,
+     .def_int = 10000},
+    {.name = "refresh_ms",
+     .type = KT_UINT,
+     .off = CF(notify.refresh_ms),
+     .min = 100,
+     .max = 600000,
+     .def_int = 5000},
+    {.name = "allow_private", .type = KT_BOOL, .off = CF(notify.allow_private)},
+    {.type = KT_END},
+};
+
+static const char *chk_s3_endpoint(const char *v)
+{
+	return v[0] && v[strlen(v) - 1] == '/' ? "must not end with a slash" : chk_public_url(v);
+}
+
+/* S3 bucket names: 3-63 of lowercase letters, digits, '.', '-' (AWS's rules, simplified). */
+static const char *chk_bucket(const char *v)
+{
+	size_t n = strlen(v);
+	if (!n)
+		return NULL;
+	if (n < 3 || n > 63)
+		return "must be 3 to 63 characters";
+	for (const char *p = v; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+		      *p == '-'))
+			return "may hold lowercase letters, digits, '.' and '-' only";
+	return NULL;
+}
+
+static const char *chk_region(const char *v)
+{
+	if (!v[0] || strlen(v) > 32)
+		return "must be 1 to 32 characters";
+	for (const char *p = v; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+			return "may hold lowercase letters, digits and '-' only";
+	return NULL;
+}
+
+static void parse_s3_access(struct ld *ld, const config_setting_t *s, void *base)
+{
+	read_env_secret(ld, s, &((struct conf *)base)->s3.access_key);
+}
+
+static void parse_s3_secret(struct ld *ld, const config_setting_t *s, void *base)
+{
+	read_env_secret(ld, s, &((struct conf *)base)->s3.secret_key);
+}
+
+static void free_s3_keys(void *base)
+{
+	struct conf *c = base;
+	mem_free(c->s3.access_key);
+	mem_free(c->s3.secret_key);
+	c->s3.access_key = c->s3.secret_key = NULL;
+}
+
+static const struct key s3_keys[] = {
+    {.name = "endpoint", .type = KT_STR, .off = CF(s3.endpoint), .check = chk_s3_endpoint},
+    {.name = "region",
+     .type = KT_STR,
+     .off = CF(s3.region),
+     .check = chk_region,
+     .def_str = "us-east-1"},
+    {.name = "bucket", .type = KT_STR, .off = CF(s3.bucket), .check = chk_bucket},
+    {.name = "access_key_env", .type = KT_FN, .fn = parse_s3_access, .free = free_s3_keys},
+    {.name = "secret_key_env", .type = KT_FN, .fn = parse_s3_secret},
+    {.name = "access_key", .type = KT_FN, .fn = reject_in_file},
+    {.name = "secret_key", .type = KT_FN, .fn = reject_in_file},
+    {.name = "path_style", .type = KT_BOOL, .off = CF(s3.path_style)},
+    {.name = "delete_after_upload", .type = KT_BOOL, .off = CF(s3.delete_after_upload)},
+    {.name = "attempts",
+     .type = KT_UINT,
+     .off = CF(s3.attempts),
+     .min = 1,
+     .max = 100,
+     .def_int = 8},
+    {.name = "backoff_ms",
+     .type = KT_UINT,
+     .off = CF(s3.backoff_ms),
+     .min = 10,
+     .max = 600000,
+     .def_int = 1000},
+    {.name = "backoff_max_ms",
+     .type = KT_UINT,
+     .off = CF(s3.backoff_max_ms),
+     .min = 10,
+     .max = 3600000,
+     .def_int = 300000},
+    {.name = "timeout",
+     .type = KT_UINT,
+     .off = CF(s3.timeout_s),
+     .min = 1,
+     .max = 3600,
+     .def_int = 300},
+    {.type = KT_END},
+};
+
+static const config_setting_t *where(struct ld *ld, const char *group, const char *key, char *mbuf,
+                                     size_t mlen, const char **member);
+
+/* Cross-key rules of the notify and s3 groups. */
+static void notify_s3_finish(struct ld *ld, struct conf *c)
+{
+	const char *m;
+	char mb[64];
+	const config_setting_t *s;
+	if (c->notify.backoff_ms > c->notify.backoff_max_ms) {
+		s = where(ld, "notify", "backoff_ms", mb, sizeof(mb), &m);
+		ld_report(ld, s, m, "must not be above notify.backoff_max_ms (%u)",
+		          c->notify.backoff_max_ms);
+	}
+	if (c->s3.backoff_ms > c->s3.backoff_max_ms) {
+		s = where(ld, "s3", "backoff_ms", mb, sizeof(mb), &m);
+		ld_report(ld, s, m, "must not be above s3.backoff_max_ms (%u)",
+		          c->s3.backoff_max_ms);
+	}
+	if (c->s3.bucket && c->s3.bucket[0]) {
+		if (!c->s3.access_key || !c->s3.access_key[0]) {
+			s = where(ld, "s3", "access_key_env", mb, sizeof(mb), &m);
+			ld_report(ld, s, m, "is required when s3.bucket is set");
+		}
+		if (!c->s3.secret_key || !c->s3.secret_key[0]) {
+			s = where(ld, "s3", "secret_key_env", mb, sizeof(mb), &m);
+			ld_report(ld, s, m, "is required when s3.bucket is set");
+		}
+	}
+}
+
 static void parse_vapi_key_env(struct ld *ld, const config_setting_t *s, void *base)
 {
 	struct conf *c = base;
@@ -2128,6 +2291,8 @@ static const struct key top_keys[] = {
     {.name = "dialer", .type = KT_GROUP, .sub = dialer_keys},
     {.name = "vapi", .type = KT_GROUP, .sub = vapi_keys},
     {.name = "whatsapp", .type = KT_GROUP, .sub = whatsapp_keys},
+    {.name = "notify", .type = KT_GROUP, .sub = notify_keys},
+    {.name = "s3", .type = KT_GROUP, .sub = s3_keys},
     {.name = "outbound", .type = KT_GROUP, .sub = outbound_keys},
     {.name = "trunks", .type = KT_FN, .fn = parse_trunks, .free = free_trunks},
     {.name = "routes", .type = KT_FN, .fn = parse_routes, .free = free_routes},
@@ -2164,6 +2329,7 @@ static void conf_finish(struct ld *ld, struct conf *c)
 	routes_resolve(ld, c);
 	queues_resolve(ld, c);
 	wa_derive(c);
+	notify_s3_finish(ld, c);
 	if (c->vapi.webhook.auth == 0) {
 		s = where(ld, "vapi.webhook", "auth", mb, sizeof(mb), &m);
 		ld_report(ld, s, m, "webhooks must be authenticated: bearer or hmac");

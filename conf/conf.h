@@ -219,6 +219,29 @@ struct conf {
 		unsigned sweep_s;   /* queued jobs missing from Redis are put back after */
 		unsigned unanswered_hold_s; /* VAPI slot kept after a call never answered */
 	} dialer;
+	/* Event notifications (control/notify.c) and S3 uploads of recordings
+	 * (control/uploader.c). Read at start-up; a change needs a restart. */
+	struct {
+		unsigned attempts;       /* deliveries per event and subscriber */
+		unsigned backoff_ms;     /* wait before the 2nd attempt, doubling */
+		unsigned backoff_max_ms; /* cap of the wait */
+		unsigned timeout_ms;     /* one attempt */
+		unsigned queue;          /* deliveries pending at most; more are dropped */
+		unsigned refresh_ms;     /* subscriptions re-read from PostgreSQL */
+		int allow_private;       /* subscriber URLs may be loopback/private */
+	} notify;
+	struct {
+		char *endpoint;   /* "" = https://s3.<region>.amazonaws.com */
+		char *region;     /* "us-east-1" */
+		char *bucket;     /* "" = uploads off */
+		char *access_key; /* from access_key_env */
+		char *secret_key; /* from secret_key_env */
+		int path_style;   /* <endpoint>/<bucket>/<key> (S3-compatible servers) */
+		int delete_after_upload;
+		unsigned attempts;
+		unsigned backoff_ms, backoff_max_ms;
+		unsigned timeout_s; /* one PUT */
+	} s3;
 
 	struct {
 		char *api_url; /* "https://api.vapi.ai" */

@@ -1073,6 +1073,7 @@ int dialer_init(const struct dialer_config *c)
 		goto fail;
 	if ((rc = -pthread_create(&d.th, NULL, dialer_main, NULL)))
 		goto fail;
+	pthread_setname_np(d.th, "dialer");
 	d.started = 1;
 	log_info("dialer", "dialer starting: node %s, at most %u calls at once", d.node,
 	         d.c.max_calls);

@@ -4,6 +4,7 @@
 #include "wa/wa_int.h"
 
 #include "control/control.h"
+#include "control/notify.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/metric.h"
@@ -536,10 +537,16 @@ int wa_lead_qualified(const struct wa_lead_job *job)
 	metric_inc(wa_g.m_jobs);
 	log_info(MOD, "lead %s qualified: call job %s for %s at %" PRId64, job->lead_id, id,
 	         job->number, job->not_before_s);
-	/* TODO(notify): notify_emit("lead.qualified", json_pack("{s:s, s:s, s:s, s:I, s:o}",
-	 * "lead_id", job->lead_id, "job_id", id, "number", job->number, "not_before",
-	 * job->not_before_s, "discovery", json_loads(job->variables, 0, NULL))) once
-	 * control/notify.h is on main. TODO(dialer): call the dialer's enqueue API here. */
+	json_t *disc = job->variables ? json_loads(job->variables, 0, NULL) : NULL;
+	int nrc = notify_emit("lead.qualified",
+	                      json_pack("{s:s, s:s, s:s, s:I, s:o}", "lead_id", job->lead_id,
+	                                "job_id", id, "number", job->number, "not_before",
+	                                (json_int_t)job->not_before_s, "discovery",
+	                                disc ? disc : json_object()));
+	if (nrc && nrc != -ENOTCONN)
+		log_warn(MOD, "lead.qualified for lead %s not sent: %s", job->lead_id,
+		         strerror(-nrc));
+	/* The dialer takes queued call_jobs rows of running campaigns on its next sweep. */
 	json_decref(rows);
 	return 0;
 }

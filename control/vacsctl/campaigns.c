@@ -1,12 +1,15 @@
 /* vacsctl campaigns|leads|dnc|stats: the campaign routes of the API (/v1/campaigns,
  * /v1/leads, /v1/dnc, /v1/stats). */
 #include "control/vacsctl/vacsctl.h"
+#include "core/mem.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* An option that becomes a member of the JSON body or a query parameter. */
 struct arg_map {
@@ -393,24 +396,71 @@ usage:
 	return usage("dnc add PHONE [--reason R]");
 }
 
-/* Imports a JSON file (an array of leads or {"leads": [...]}) into a campaign. CSV files
- * go to the same route with Content-Type text/csv (curl --data-binary @file.csv). */
+/* A whole file as a NUL-terminated string (mem_), or NULL after saying why. */
+static char *read_text(const char *file)
+{
+	FILE *f = fopen(file, "rb");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	if (!f) {
+		fprintf(stderr, "vacsctl: %s: %s\n", file, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			char *nb = cap <= (64u << 20) ? mem_realloc(buf, cap) : NULL;
+			if (!nb) {
+				fprintf(stderr, "vacsctl: %s: too large (64 MiB at most)\n", file);
+				mem_free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		size_t n = fread(buf + len, 1, 4096, f);
+		len += n;
+		if (n < 4096)
+			break;
+	}
+	int bad = ferror(f) || memchr(buf, '\0', len) != NULL;
+	fclose(f);
+	if (bad) {
+		fprintf(stderr, "vacsctl: %s: unreadable or not text\n", file);
+		mem_free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Imports a JSON file (an array of leads or {"leads": [...]}) or a CSV file (a header row
+ * naming the columns; by the .csv extension) into a campaign. */
 static int leads_import(const struct vacsctl *v, int argc, char **argv)
 {
 	static const char *const allowed[] = {"country", NULL};
-	static const char *const use = "leads import CAMPAIGN FILE.json [--country CC]";
+	static const char *const use = "leads import CAMPAIGN FILE.json|FILE.csv [--country CC]";
 	char q[200] = "", base[600], path[900];
 	if (parse_args(argc, argv, page_query, allowed, NULL, q, sizeof(q)) || optind != argc - 2 ||
 	    id_path(base, sizeof(base), "/v1/campaigns", argv[optind], "/leads"))
 		return usage(use);
+	const char *file = argv[optind + 1];
+	size_t fl = strlen(file);
+	if (fl > 4 && strcasecmp(file + fl - 4, ".csv") == 0) {
+		char *csv = read_text(file);
+		if (!csv)
+			return VACSCTL_USAGE;
+		struct vacsctl vc = *v;
+		vc.content_type = "text/csv";
+		snprintf(path, sizeof(path), "%s%s", base, q);
+		int rc = vacsctl_api_text(&vc, "POST", path, csv, show_object, NULL);
+		mem_free(csv);
+		return rc;
+	}
 	json_error_t err;
-	json_t *body = json_load_file(argv[optind + 1], 0, &err);
+	json_t *body = json_load_file(file, 0, &err);
 	if (!body) {
-		fprintf(stderr, "vacsctl: %s: %s (line %d)%s\n", argv[optind + 1], err.text,
-		        err.line,
-		        strstr(argv[optind + 1], ".csv")
-		            ? ": CSV goes to POST /v1/campaigns/ID/leads with Content-Type text/csv"
-		            : "");
+		fprintf(stderr, "vacsctl: %s: %s (line %d)\n", file, err.text, err.line);
 		return VACSCTL_USAGE;
 	}
 	snprintf(path, sizeof(path), "%s%s", base, q);
@@ -441,8 +491,10 @@ static const struct vacsctl_cmd campaign_cmds[] = {
     {"leads", "add", "--phone P [--campaign ID] [options]", "POST /v1/leads: one lead", leads_add},
     {"leads", "update", "ID [options]", "PATCH /v1/leads/ID", leads_update},
     {"leads", "delete", "ID", "DELETE /v1/leads/ID", leads_delete},
-    {"leads", "import", "CAMPAIGN FILE.json [--country CC]",
-     "POST /v1/campaigns/CAMPAIGN/leads: imports a JSON array of leads", leads_import},
+    {"leads", "import", "CAMPAIGN FILE.json|FILE.csv [--country CC]",
+     "POST /v1/campaigns/CAMPAIGN/leads: imports leads from a JSON array, or from CSV\n"
+     "with a header row (phone, name, language, timezone, email, external_id, others)",
+     leads_import},
     {"dnc", "add", "PHONE [--reason R]", "POST /v1/dnc: puts a number on the do-not-call list",
      dnc_add},
     {"dnc", "list", "[--phone P] [--limit N] [--after C]", "GET /v1/dnc", dnc_list},

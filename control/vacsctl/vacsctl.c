@@ -231,9 +231,10 @@ int vacsctl_http(const struct vacsctl *v, const char *method, const char *path, 
 	                 key ? "Authorization: Bearer " : "", key ? key : "", key ? "\r\n" : "",
 	                 ik ? "Idempotency-Key: " : "", ik ? ik : "", ik ? "\r\n" : "");
 	if (sends_length)
-		n += snprintf(req + n, cap - (size_t)n, "%sContent-Length: %zu\r\n\r\n%s",
-		              body ? "Content-Type: application/json\r\n" : "", blen,
-		              body ? body : "");
+		n += snprintf(req + n, cap - (size_t)n, "%s%s%sContent-Length: %zu\r\n\r\n%s",
+		              body ? "Content-Type: " : "",
+		              body ? (v->content_type ? v->content_type : "application/json") : "",
+		              body ? "\r\n" : "", blen, body ? body : "");
 	else
 		n += snprintf(req + n, cap - (size_t)n, "\r\n");
 	for (int off = 0; off < n;) {
@@ -349,12 +350,20 @@ static void print_error(const struct vacsctl_resp *r)
 int vacsctl_api(const struct vacsctl *v, const char *method, const char *path, const json_t *body,
                 void (*show)(const json_t *answer, const void *arg), const void *arg)
 {
-	struct vacsctl_resp r;
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	if (body && !text)
 		return VACSCTL_FAIL;
-	int rc = vacsctl_http(v, method, path, text, 1, &r);
+	int rc = vacsctl_api_text(v, method, path, text, show, arg);
 	free(text);
+	return rc;
+}
+
+int vacsctl_api_text(const struct vacsctl *v, const char *method, const char *path,
+                     const char *text, void (*show)(const json_t *answer, const void *arg),
+                     const void *arg)
+{
+	struct vacsctl_resp r;
+	int rc = vacsctl_http(v, method, path, text, 1, &r);
 	if (rc)
 		return rc;
 	rc = vacsctl_exit_for(r.status);

@@ -29,6 +29,7 @@ struct vacsctl {
 	int timeout_s;               /* --timeout */
 	int json;                    /* --json: print the answer's JSON as it came */
 	const char *idempotency_key; /* --idempotency-key: sent with POSTs */
+	const char *content_type;    /* of request bodies; NULL = application/json */
 };
 
 struct vacsctl_cmd {
@@ -79,6 +80,11 @@ int vacsctl_exit_for(int status);
 int vacsctl_api(const struct vacsctl *v, const char *method, const char *path,
                 const struct json_t *body,
                 void (*show)(const struct json_t *answer, const void *arg), const void *arg);
+
+/* vacsctl_api with a body that is already text (sent as it is, with v->content_type). */
+int vacsctl_api_text(const struct vacsctl *v, const char *method, const char *path,
+                     const char *text, void (*show)(const struct json_t *answer, const void *arg),
+                     const void *arg);
 
 /* Percent-encodes one path segment (an id) into out; -1 when it does not fit. */
 int vacsctl_escape(const char *seg, char *out, size_t len);

@@ -754,6 +754,52 @@ static void test_conf_store(void **state)
 	             3, "store.backoff_min_ms: must not be above store.backoff_max_ms (1000)");
 }
 
+static void test_conf_notify_s3(void **state)
+{
+	(void)state;
+	/* Defaults: notifications with 6 attempts from 1 s; uploads off. */
+	struct conf *c = load_ok(CARRIER);
+	assert_int_equal(c->notify.attempts, 6);
+	assert_int_equal(c->notify.backoff_ms, 1000);
+	assert_int_equal(c->notify.allow_private, 0);
+	assert_string_equal(c->s3.bucket, "");
+	assert_string_equal(c->s3.region, "us-east-1");
+	assert_int_equal(c->s3.timeout_s, 300);
+	conf_unref(c);
+
+	setenv("VACS_TEST_S3_A", "AKIDEXAMPLE", 1);
+	setenv("VACS_TEST_S3_S", "wJalrXUtnFEMI", 1);
+	c = load_ok(CARRIER "notify = { attempts = 3; backoff_ms = 200; allow_private = true; };\n"
+	                    "s3 = { endpoint = \"http://127.0.0.1:9000\"; bucket = \"vacs-rec\";\n"
+	                    "  access_key_env = \"VACS_TEST_S3_A\"; secret_key_env = "
+	                    "\"VACS_TEST_S3_S\"; path_style = true; };\n");
+	assert_int_equal(c->notify.attempts, 3);
+	assert_int_equal(c->notify.allow_private, 1);
+	assert_string_equal(c->s3.access_key, "AKIDEXAMPLE");
+	assert_string_equal(c->s3.secret_key, "wJalrXUtnFEMI");
+	assert_int_equal(c->s3.path_style, 1);
+	conf_unref(c);
+
+	expect_error(CARRIER "notify = {\n  attempts = 0; };\n", 3,
+	             "notify.attempts: must be an integer 1-20");
+	expect_error(CARRIER "notify = {\n  backoff_ms = 5000;\n  backoff_max_ms = 1000; };\n", 3,
+	             "notify.backoff_ms: must not be above notify.backoff_max_ms (1000)");
+	expect_error(CARRIER "s3 = {\n  bucket = \"Bad_Bucket\"; };\n", 3,
+	             "s3.bucket: may hold lowercase letters");
+	expect_error(CARRIER "s3 = {\n  endpoint = \"ftp://x\"; };\n", 3,
+	             "s3.endpoint: must start with http:// or https://");
+	expect_error(CARRIER "s3 = {\n  bucket = \"vacs-rec\"; };\n", 2,
+	             "s3.access_key_env: is required when s3.bucket is set");
+	expect_error(CARRIER "s3 = {\n  secret_key = \"hunter2\"; };\n", 3,
+	             "s3.secret_key: secrets (API keys) are not allowed in the file");
+	assert_null(strstr(err, "hunter2"));
+	unsetenv("VACS_TEST_S3_S");
+	expect_error(CARRIER "s3 = { bucket = \"vacs-rec\"; access_key_env = \"VACS_TEST_S3_A\";\n"
+	                     "  secret_key_env = \"VACS_TEST_S3_S\"; };\n",
+	             3, "s3.secret_key_env: environment variable VACS_TEST_S3_S is not set");
+	unsetenv("VACS_TEST_S3_A");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,7 +815,7 @@ int main(void)
 	    T(test_conf_missing_file),    T(test_conf_multiple_errors),
 	    T(test_conf_by_source),       T(test_conf_ref_unref),
 	    T(test_conf_fault_injection), T(test_conf_ai_outbound_webhook),
-	    T(test_conf_store),
+	    T(test_conf_store),           T(test_conf_notify_s3),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

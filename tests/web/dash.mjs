@@ -139,7 +139,15 @@ try {
     await a.page.waitForSelector('#live-calls tbody tr:has-text("Hola Ana")', { timeout: 10000 });
     res.dialer_row = await a.page.textContent('#live-calls tbody tr');
     await a.page.screenshot({ path: `${out}/live-dialer-call.png`, fullPage: true });
-    // the supervisor hangs it up (the assistant would end it 6 s after it connected)
+    // a forced transfer to a queue that does not exist: the server's error by the field
+    await a.page.click('#live-calls button.transfer');
+    await a.page.fill('#xfer-form-queue', 'no-such-queue');
+    await a.page.click('#xfer-form button[type=submit]');
+    await a.page.waitForSelector('#xfer-form .field-error[data-field=queue]:not(:empty)', { timeout: 5000 });
+    res.transfer_error = await a.page.textContent('#xfer-form .field-error[data-field=queue]');
+    await a.page.screenshot({ path: `${out}/live-transfer-error.png`, fullPage: true });
+    await a.page.click('#xfer-dialog button[type=button]');
+    // the supervisor hangs it up (the assistant would end it 10 s after it connected)
     const t0 = Date.now();
     await a.page.click('#live-calls button.hangup');
     await a.page.waitForSelector('#live-calls .empty', { timeout: 30000 });

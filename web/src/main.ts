@@ -115,13 +115,27 @@ function quality(q: J) {
   if (!q) return '-';
   return h('span', { class: 'quality' }, ...Object.entries(q).map(([leg, v]: [string, J]) => h('div', {}, `${leg}: loss ${v.lost}/${v.remote_lost}, jitter ${v.jitter_ms}/${v.remote_jitter_ms} ms`)));
 }
+// Force a transfer: a dialog outside the live table (which redraws every second).
+function transferDialog(id: string) {
+  document.getElementById('xfer-dialog')?.remove();
+  const f = form('xfer-form', [['queue', 'Queue', 'text'], ['summary', 'Whisper to the agent', 'text']], 'Transfer', async (v) => {
+    await api('POST', `/v1/calls/${encodeURIComponent(id)}/transfer`, { queue: v.queue, summary: v.summary || undefined, reason: 'supervisor' });
+    d.close();
+    d.remove();
+  });
+  const cancel = h('button', { type: 'button' }, 'Cancel');
+  const d = h('dialog', { id: 'xfer-dialog' }, h('h2', {}, `Transfer ${id}`), f, cancel) as HTMLDialogElement;
+  cancel.onclick = () => { d.close(); d.remove(); };
+  document.body.append(d);
+  d.showModal();
+}
 function supervisor(id: string) {
   const d = h('span', { class: 'actions' });
   if (me?.role !== 'admin') return d;
   const hang = h('button', { class: 'hangup' }, 'Hang up');
   hang.onclick = () => api('POST', `/v1/calls/${encodeURIComponent(id)}/hangup`, {}).catch((e) => alert(e.message));
   const xfer = h('button', { class: 'transfer' }, 'Transfer');
-  xfer.onclick = () => { const q = prompt('Queue'); if (q) api('POST', `/v1/calls/${encodeURIComponent(id)}/transfer`, { queue: q }).catch((e) => alert(e.message)); };
+  xfer.onclick = () => transferDialog(id);
   d.append(hang, xfer);
   return d;
 }

@@ -7,7 +7,7 @@ SAN     ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
 PKGS      := sofia-sip-ua libsrtp2 libconfig libwebsockets jansson libcrypto \
-             opus speexdsp spandsp libbcg729 libcurl libpq hiredis
+             opus speexdsp spandsp libbcg729 libcurl libpq hiredis libsodium
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null | sed 's/-I/-isystem /g')
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -46,6 +46,14 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 .PHONY: all clean test unit interop demo bench deps format format-check asan tsan fuzz FORCE
 
 all: $(BUILD)/vacsd $(BUILD)/vacsctl $(TOOL_BIN)
+
+# --- dashboard: web/dist from web/ with npm (skipped when node or npm is missing) ---
+WEB_SRC := $(wildcard web/src/* web/public/* web/index.html web/package-lock.json web/vite.config.ts)
+ifneq ($(shell command -v npm 2>/dev/null),)
+all: web/dist/index.html
+endif
+web/dist/index.html: $(WEB_SRC)
+	cd web && { [ -x node_modules/.bin/vite ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build >/dev/null
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

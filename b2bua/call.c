@@ -1,5 +1,6 @@
 /* The call model: two SIP legs bridged through anchored media, and every signalling flow between
  * them. */
+#include "b2bua/live.h"
 #include "b2bua/b2bua_int.h"
 
 #include "b2bua/number.h"
@@ -2222,6 +2223,8 @@ void b2b_call_vapi_events(void)
 				log_info("call", "transcript %s: %s", ev[i].text ? ev[i].text : "?",
 				         ev[i].text2 ? ev[i].text2 : "");
 				ai_keep_line(call, ev[i].text, ev[i].text2);
+				b2b_live_transcript(call->id, ev[i].text, ev[i].text2,
+				                    clock_wall_ms());
 				break;
 			case VAPI_EV_TOOL_CALL:
 				/* In-band tools cannot be answered on the socket: failures are

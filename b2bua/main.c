@@ -1,4 +1,5 @@
 /* vacsd: parses the command line, loads the configuration, starts the modules in order. */
+#include "b2bua/live.h"
 #include "b2bua/b2bua.h"
 #include "b2bua/number.h"
 #include "conf/conf.h"
@@ -188,8 +189,12 @@ int main(int argc, char **argv)
 	};
 	const char *api_keys[] = {
 	    cfg->http.api_key && cfg->http.api_key[0] ? cfg->http.api_key : NULL, NULL};
-	struct ctl_config cc = {
-	    .address = cfg->http.address, .port = cfg->http.port, .api_keys = api_keys};
+	struct ctl_config cc = {.address = cfg->http.address,
+	                        .port = cfg->http.port,
+	                        .api_keys = api_keys,
+	                        .web_dir = cfg->http.web_dir,
+	                        .cookie_secure = cfg->http.public_url &&
+	                                         !strncmp(cfg->http.public_url, "https:", 6)};
 	int exit_code = 1;
 	struct db_config dc = {
 	    .conninfo = cfg->store.postgres,
@@ -227,7 +232,7 @@ int main(int argc, char **argv)
 		log_info("main", "vapi.key_env not set: routes to \"ai\" answer 503");
 	}
 	if ((rc = b2b_api_init(cfg)) || (rc = api_calls_init()) ||
-	    (rc = api_campaigns_init(b2b_number_normalise))) {
+	    (rc = api_campaigns_init(b2b_number_normalise)) || (rc = b2b_live_init())) {
 		log_err("main", "http routes: %s", strerror(-rc));
 		goto out_api;
 	}

@@ -1,4 +1,5 @@
 /* The sip thread: sofia-sip nua stack setup, event dispatch, OPTIONS, signals, reload, drain. */
+#include "b2bua/live.h"
 #include "b2bua/b2bua_int.h"
 
 #include "b2bua/b2bua.h"
@@ -235,6 +236,7 @@ static void on_tick(su_root_magic_t *magic, su_timer_t *t, su_timer_arg_t *arg)
 	(void)arg;
 	uint64_t now = b2b_now_ms();
 	b2b_trunks_tick(now);
+	b2b_live_quality(now);
 	b2b_silence_expire(now, 0);
 	if (b2b_g.draining && !b2b_g.shutdown_sent) {
 		if (b2b_g.n_calls && now > b2b_g.drain_deadline_ms)

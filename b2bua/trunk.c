@@ -1,4 +1,5 @@
 /* Trunks at run time: registration, OPTIONS probing of nodes, node order for failover, digest. */
+#include "b2bua/live.h"
 #include "b2bua/b2bua_int.h"
 
 #include "conf/conf.h"
@@ -73,9 +74,11 @@ unsigned b2b_trunk_node_order(const struct conf_trunk *t, unsigned *order, unsig
 static void set_node_up(struct b2b_trunk_rt *rt, unsigned i, int up, const char *why)
 {
 	struct b2b_node_rt *n = &rt->nodes[i];
-	if (n->up != up)
+	if (n->up != up) {
 		log_info("trunk", "%s node %s:%u is %s (%s)", rt->t->name, rt->t->nodes[i].host,
 		         rt->t->nodes[i].port, up ? "up" : "down", why);
+		b2b_live_trunk(rt->t->name, rt->t->nodes[i].host, up ? "up" : "down");
+	}
 	n->up = up;
 	metric_set(n->m_up, up);
 }
@@ -215,6 +218,7 @@ void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_
 		if (status >= 200) {
 			rt->registered = 0;
 			log_info("trunk", "%s: unregistered (%d %s)", rt->t->name, status, phrase);
+			b2b_live_trunk(rt->t->name, NULL, "unregistered");
 		}
 		return;
 	}
@@ -231,8 +235,10 @@ void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_
 	struct metric *m =
 	    metric_get(METRIC_GAUGE, name, "1 when the trunk's registration is active");
 	if (status >= 200 && status < 300) {
-		if (!rt->registered)
+		if (!rt->registered) {
 			log_info("trunk", "%s: registered (%d %s)", rt->t->name, status, phrase);
+			b2b_live_trunk(rt->t->name, NULL, "registered");
+		}
 		rt->registered = 1;
 		rt->reg_failures = 0;
 		rt->reg.auth_tries = 0;
@@ -248,6 +254,7 @@ void b2b_trunk_event(nua_event_t ev, int status, const char *phrase, struct b2b_
 	rt->reg_retry_ms = b2b_now_ms() + backoff * 1000u;
 	log_warn("trunk", "%s: registration failed: %d %s; retry in %u s", rt->t->name, status,
 	         phrase, backoff);
+	b2b_live_trunk(rt->t->name, NULL, "registration_failed");
 	nua_handle_destroy(rt->reg.nh);
 	rt->reg.nh = NULL;
 }

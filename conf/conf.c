@@ -1678,6 +1678,7 @@ static const struct key http_keys[] = {
     {.name = "api_key_env", .type = KT_FN, .fn = parse_api_key_env, .free = free_api_key},
     {.name = "api_key", .type = KT_FN, .fn = reject_in_file},
     {.name = "public_url", .type = KT_STR, .off = CF(http.public_url), .check = chk_public_url},
+    {.name = "web_dir", .type = KT_STR, .off = CF(http.web_dir), .def_str = "web/dist"},
     {.type = KT_END},
 };
 

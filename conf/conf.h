@@ -175,6 +175,7 @@ struct conf {
 		uint16_t port;    /* 0 = off */
 		char *api_key;    /* bearer key of the /v1 API, from api_key_env ("" = none) */
 		char *public_url; /* how agents reach the dashboard ("" = no Call-Info) */
+		char *web_dir;    /* the built dashboard served at "/" ("" = none) */
 	} http;
 
 	/* Outbound AI calls (the originate operation: REST API, dialer). */

@@ -13,7 +13,18 @@ struct ctl_config {
 	 * accepted as admin keys besides the keys of PostgreSQL's api_keys (docs/api/auth.md).
 	 * NULL or empty and no PostgreSQL = every CTL_AUTH_API route answers 401. */
 	const char *const *api_keys;
+	/* The dashboard (docs/dashboard.md): the directory of its built files served at "/"
+	 * (NULL = none), and whether the session cookie is marked Secure (served over TLS). */
+	const char *web_dir;
+	int cookie_secure;
 };
+
+/* Posts one event to every client of GET /v1/events/stream (Server-Sent Events): `type` is
+ * the SSE event name ("call.started"), json a one-line JSON object (copied). Any thread;
+ * never blocks on a client: the last CTL_EVENTS_KEPT events are kept and a client that
+ * falls further behind is dropped. */
+#define CTL_EVENTS_KEPT 1024
+void ctl_event_post(const char *type, const char *json);
 
 /* Starts the http thread. 0 or -errno (e.g. -EADDRINUSE). Called once by main, after
  * every ctl_route_add. */
@@ -122,6 +133,10 @@ void ctl_req_secret_answer(struct ctl_request *rq);
  * NULL with len 0). When the request is gone (client left, timed out, server closed) the
  * body is freed and -ENOENT returned. ctype NULL = "application/json". */
 int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size_t len);
+/* The same with more headers: hdrs is "Name: value\r\n" lines (copied; NULL = none), e.g.
+ * Set-Cookie or Location. Any thread. */
+int ctl_reply_hdrs(uint64_t token, unsigned code, const char *ctype, const char *hdrs, char *body,
+                   size_t len);
 /* Answers with the JSON error body above (field may be NULL). Any thread. */
 int ctl_reply_error(uint64_t token, unsigned code, const char *ecode, const char *message,
                     const char *field);

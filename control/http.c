@@ -2,6 +2,9 @@
  * routes other modules register with ctl_route_add (webhooks, the REST API). */
 #include "control/control.h"
 
+#include "control/api_recordings.h"
+#include "control/api_wa_thread.h"
+#include "control/auth.h"
 #include "control/idem.h"
 #include "control/keys.h"
 #include "core/clock.h"
@@ -12,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <limits.h>
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -54,6 +59,15 @@
  * timeout and notices clients that left: lws 4.1.6 does not read a socket whose response
  * has not started (LRS_DOING_TRANSACTION), so a hang-up there would go unnoticed (and poll
  * would spin on the pending EOF) until we look with recv(MSG_PEEK).
+ *
+ * The dashboard (docs/dashboard.md): every request's session cookie is looked up first
+ * (control/auth.c); on CTL_AUTH_API routes a session stands in for a key when no
+ * Authorization header is sent (viewer "read", admin every scope; X-CSRF-Token checked on
+ * anything but GET/HEAD/OPTIONS). A GET/HEAD no route takes, outside /v1/, /auth/ and
+ * /webhooks/, is a file of ctl_config.web_dir (static_serve), or the sign-in page when
+ * signed out. GET /v1/events/stream turns its request into RQ_STREAM: on the `streams`
+ * list, fed from the `evq` ring that ctl_event_post fills from any thread (the wake-up is
+ * lws_cancel_service, as for replies); each client keeps its own position in the ring.
  *
  * Rejections that leave a request body unread close the connection. When lws is still
  * reading that body, the close lingers (our side shut for writing, the rest of the body
@@ -110,6 +124,7 @@ enum rq_state {
 	RQ_ANSWER,  /* the answer is being written */
 	RQ_LINGER,  /* answered, closing: draining the unread body */
 	RQ_DEAD,    /* the client left: close at the next WRITEABLE */
+	RQ_STREAM,  /* an event stream (GET /v1/events/stream): open until the client leaves */
 };
 
 enum { LIST_NONE = 0, LIST_PENDING, LIST_READY };
@@ -155,6 +170,16 @@ struct ctl_request {
 	int idem_owner;
 	int replayed;      /* the answer is a stored one: Idempotent-Replayed: true */
 	int secret_answer; /* ctl_req_secret_answer: not written to PostgreSQL */
+	/* the dashboard session the cookie names (has_sess), checked at the request's start */
+	int has_sess;
+	struct ctl_session_who sess;
+	char sess_token[CTL_TOKEN_HEX + 1];
+	char *hdrs;        /* more answer headers, "Name: value\r\n"...; mem_alloc'd or NULL */
+	const char *cache; /* Cache-Control of the answer (static text), NULL = no-store */
+	/* RQ_STREAM: the next event to send, the heartbeat due, the stream list */
+	uint64_t ev_seq;
+	int beat;
+	struct ctl_request *sprev, *snext;
 };
 
 /* A PostgreSQL idempotency lookup handed back to the http thread. */
@@ -171,6 +196,15 @@ static const unsigned code_num[] = {200, 201, 202, 204, 400, 401, 403, 404, 405,
 static void builtin_healthz(struct ctl_request *rq);
 static void builtin_readyz(struct ctl_request *rq);
 static void builtin_metrics(struct ctl_request *rq);
+static void on_stream_route(struct ctl_request *rq, void *arg);
+static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+                      unsigned char *end);
+static uint64_t next_beat_us; /* http thread only: the next event-stream heartbeat */
+#define BEAT_US 15000000ull
+static void stream_start(struct ctl_request *rq);
+static void stream_del(struct ctl_request *rq);
+static void streams_wake(int beat);
+static int stream_write(struct lws *wsi, struct ctl_request *rq);
 
 static const struct route builtins[] = {
     {.method = &methods[0], .path = "/healthz", .path_len = 8, .builtin = builtin_healthz},
@@ -186,6 +220,7 @@ static struct {
 	int started;                          /* ctl_init succeeded; no more routes */
 	struct metric *requests[N_CODES + 1]; /* the last one is code="other" */
 	struct metric *abandoned;
+	struct metric *streams_dropped; /* event-stream clients dropped for not reading */
 	/* written before the thread starts, read-only afterwards */
 	struct route routes[MAX_ROUTES];
 	unsigned n_routes;
@@ -380,13 +415,21 @@ static struct ctl_request *find_pending(uint64_t token)
 
 /* ---- answers (http thread) ----------------------------------------------------------- */
 
-static void resp_free(struct ctl_request *rq)
+static void body_free(struct ctl_request *rq)
 {
 	if (rq->resp_owned)
 		mem_free(rq->resp);
 	rq->resp = NULL;
 	rq->resp_len = rq->resp_off = 0;
 	rq->resp_owned = 0;
+}
+
+static void resp_free(struct ctl_request *rq)
+{
+	body_free(rq);
+	mem_free(rq->hdrs);
+	rq->hdrs = NULL;
+	rq->cache = NULL;
 }
 
 static void set_ctype(struct ctl_request *rq, const char *ctype)
@@ -401,7 +444,7 @@ static void start_answer(struct ctl_request *rq)
 	rq->hdr_sent = 0;
 	rq->resp_off = 0;
 	if (rq->code == 204 || rq->code == 304)
-		resp_free(rq); /* these carry no body */
+		body_free(rq); /* these carry no body */
 	if (rq->idem_owner) {
 		rq->idem_owner = 0;
 		ctl_idem_finish(rq->who.prefix, rq->idem_key, rq->token, rq->code, rq->ctype,
@@ -603,6 +646,7 @@ static void drain_ready(void)
 /* Frees what rq holds and takes it off the hand-off lists; idempotent. */
 static void req_reset(struct ctl_request *rq)
 {
+	stream_del(rq);
 	if (rq->handed) {
 		pthread_mutex_lock(&hand.lock);
 		list_del(rq); /* a reply stored by another thread is freed with resp below */
@@ -709,6 +753,10 @@ static void dispatch(struct ctl_request *rq)
 		r->builtin(rq);
 		return;
 	}
+	if (r->fn == on_stream_route) {
+		stream_start(rq);
+		return;
+	}
 	if ((r->flags & CTL_IDEMPOTENT) && idem_start(rq))
 		return;
 	run_handler(rq);
@@ -769,6 +817,10 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
 	uint64_t now = clock_now_us();
 	ctl_keys_tick(now);
 	ctl_idem_tick(now);
+	if (now >= next_beat_us) {
+		next_beat_us = now + BEAT_US;
+		streams_wake(1);
+	}
 	lws_sul_schedule(srv.ctx, 0, &srv.tick, tick_cb, TICK_US);
 }
 
@@ -835,6 +887,295 @@ static enum ctl_key_verdict authenticate(struct ctl_request *rq)
 	return v;
 }
 
+/* ---- the dashboard: session cookie, static files, event stream ------------------------- */
+
+static struct {
+	char dir[PATH_MAX]; /* realpath of ctl_config.web_dir, "" = no dashboard */
+} web;
+
+/* The event ring ctl_event_post fills; every stream client reads it at its own pace. */
+static struct {
+	pthread_mutex_t lock;
+	char *ev[CTL_EVENTS_KEPT]; /* "event: x\ndata: {...}\n\n", mem_alloc'd */
+	size_t len[CTL_EVENTS_KEPT];
+	uint64_t head; /* sequence number of the next event */
+} evq = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct ctl_request *streams; /* http thread only */
+#define STATIC_MAX   (16u * 1024 * 1024)
+#define STREAM_HELLO "retry: 3000\n: connected\n\n"
+
+/* Looks the session cookie up (any route: /auth/me needs it too). */
+static void session_of(struct ctl_request *rq)
+{
+	char cbuf[HEADER_DATA_MAX];
+	rq->has_sess = 0;
+	rq->sess_token[0] = '\0';
+	if (ctl_req_header(rq, "cookie", cbuf, sizeof(cbuf)) &&
+	    ctl_cookie_get(cbuf, CTL_SESSION_COOKIE, rq->sess_token, sizeof(rq->sess_token)) &&
+	    ctl_session_find(rq->sess_token, clock_now_us(), &rq->sess) == 0)
+		rq->has_sess = 1;
+}
+
+/* Paths that are the API's, never the dashboard's: a JSON 404 there. */
+static int api_path(const char *path)
+{
+	return strncmp(path, "/v1/", 4) == 0 || strncmp(path, "/auth/", 6) == 0 ||
+	       strncmp(path, "/webhooks/", 10) == 0 || strcmp(path, "/v1") == 0;
+}
+
+static const char *ctype_of(const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+	    {".html", "text/html; charset=utf-8"},
+	    {".js", "text/javascript; charset=utf-8"},
+	    {".css", "text/css; charset=utf-8"},
+	    {".svg", "image/svg+xml"},
+	    {".png", "image/png"},
+	    {".ico", "image/x-icon"},
+	    {".json", "application/json"},
+	    {".woff2", "font/woff2"},
+	    {".map", "application/json"},
+	    {".txt", "text/plain; charset=utf-8"},
+	};
+	const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+	for (size_t i = 0; dot && dot > slash && i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcasecmp(dot, types[i].ext) == 0)
+			return types[i].type;
+	return "application/octet-stream";
+}
+
+/* Reads web.dir/rel into a mem_alloc'd buffer, refusing anything outside web.dir (.., links)
+ * and anything not a regular file. 0, -ENOENT, -EFBIG, -ENOMEM, -EIO. */
+static int static_read(const char *rel, char **out, size_t *len)
+{
+	char want[PATH_MAX], real[PATH_MAX];
+	size_t dl = strlen(web.dir);
+	if (snprintf(want, sizeof(want), "%s/%s", web.dir, rel) >= (int)sizeof(want) ||
+	    !realpath(want, real) || strncmp(real, web.dir, dl) != 0 || real[dl] != '/')
+		return -ENOENT;
+	int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
+	struct stat st;
+	if (fd < 0)
+		return -ENOENT;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -ENOENT;
+	}
+	if ((size_t)st.st_size > STATIC_MAX) {
+		close(fd);
+		return -EFBIG;
+	}
+	char *b = mem_alloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (b && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
+		if (n <= 0) {
+			rc = -EIO;
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	if (!b)
+		return -ENOMEM;
+	if (rc) {
+		mem_free(b);
+		return rc;
+	}
+	*out = b;
+	*len = got;
+	return 0;
+}
+
+/* GET/HEAD of a path no route has: the dashboard's files. Signed out, every page is the
+ * sign-in page; signed in, a path without a file extension is a route of the SPA
+ * (index.html). Hashed assets are cached for a year, pages revalidated. */
+static void static_serve(struct ctl_request *rq, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	int has_ext = base && strchr(base, '.') != NULL;
+	int page = !has_ext || strcmp(ctype_of(path), "text/html; charset=utf-8") == 0;
+	const char *rel = path + 1;
+	char *body = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (strstr(path, "/.") || strchr(path, '\\') || path[0] != '/') {
+		reject(rq, 404, "not_found", "no such resource: ", path, NULL);
+		return;
+	}
+	if (page && !rq->has_sess)
+		rel = "login.html";
+	else if (!has_ext)
+		rel = "index.html";
+	rc = static_read(rel, &body, &len);
+	if (rc == -ENOENT && strcmp(rel, "index.html") && strcmp(rel, "login.html")) {
+		reject(rq, 404, "not_found", "no such resource: ", path, NULL);
+		return;
+	}
+	if (rc) {
+		if (log_ratelimit_ok(&srv.rl))
+			log_warn("ctl", "http: dashboard file %s: %s", rel, strerror(-rc));
+		reject(rq, rc == -ENOENT ? 404 : 500, "not_found",
+		       "the dashboard is not built (make builds web/dist)", NULL, NULL);
+		return;
+	}
+	respond(rq, 200, ctype_of(rel), body, len, 1);
+	rq->cache =
+	    strncmp(rel, "assets/", 7) == 0 ? "public, max-age=31536000, immutable" : "no-cache";
+	if (page) { /* the dashboard is never framed (clickjacking) nor leaks its paths */
+		static const char sec[] = "X-Frame-Options: DENY\r\n"
+		                          "Content-Security-Policy: frame-ancestors 'none'\r\n"
+		                          "Referrer-Policy: same-origin\r\n";
+		rq->hdrs = mem_alloc(sizeof(sec));
+		if (rq->hdrs)
+			memcpy(rq->hdrs, sec, sizeof(sec));
+	}
+}
+
+void ctl_event_post(const char *type, const char *json)
+{
+	struct strbuf sb;
+	str_init(&sb);
+	str_printf(&sb, "event: %s\ndata: %s\n\n", type, json);
+	size_t len = sb.len;
+	char *ev = sb.oom ? NULL : str_steal(&sb);
+	str_deinit(&sb);
+	if (!ev)
+		return;
+	pthread_mutex_lock(&evq.lock);
+	size_t at = evq.head % CTL_EVENTS_KEPT;
+	mem_free(evq.ev[at]);
+	evq.ev[at] = ev;
+	evq.len[at] = len;
+	evq.head++;
+	pthread_mutex_unlock(&evq.lock);
+	pthread_mutex_lock(&hand.lock);
+	if (hand.live)
+		lws_cancel_service(srv.ctx);
+	pthread_mutex_unlock(&hand.lock);
+}
+
+static void on_stream_route(struct ctl_request *rq, void *arg)
+{
+	(void)rq;
+	(void)arg; /* never called: dispatch starts the stream itself */
+}
+
+static void stream_start(struct ctl_request *rq)
+{
+	pthread_mutex_lock(&evq.lock);
+	rq->ev_seq = evq.head;
+	pthread_mutex_unlock(&evq.lock);
+	rq->state = RQ_STREAM;
+	rq->code = 200;
+	rq->hdr_sent = 0;
+	rq->beat = 0;
+	rq->sprev = NULL;
+	rq->snext = streams;
+	if (streams)
+		streams->sprev = rq;
+	streams = rq;
+	lws_set_timeout(rq->wsi, NO_PENDING_TIMEOUT, 0);
+	count(200);
+	lws_callback_on_writable(rq->wsi);
+}
+
+static void stream_del(struct ctl_request *rq)
+{
+	if (rq->state != RQ_STREAM)
+		return;
+	if (rq->sprev)
+		rq->sprev->snext = rq->snext;
+	else
+		streams = rq->snext;
+	if (rq->snext)
+		rq->snext->sprev = rq->sprev;
+	rq->sprev = rq->snext = NULL;
+}
+
+/* New events or a heartbeat due: have every stream written. */
+static void streams_wake(int beat)
+{
+	uint64_t head;
+	pthread_mutex_lock(&evq.lock);
+	head = evq.head;
+	pthread_mutex_unlock(&evq.lock);
+	for (struct ctl_request *rq = streams; rq; rq = rq->snext) {
+		rq->beat |= beat;
+		if (head - rq->ev_seq > CTL_EVENTS_KEPT) {
+			/* it does not read (its socket is full, so no WRITEABLE comes): close it
+			 * from here; it reconnects and reloads GET /v1/live */
+			if (log_ratelimit_ok(&srv.rl))
+				log_warn("ctl",
+				         "http: event stream of %s dropped: it does not read",
+				         rq->peer);
+			metric_inc(srv.streams_dropped);
+			lws_set_timeout(rq->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		} else if (rq->ev_seq != head || rq->beat) {
+			lws_callback_on_writable(rq->wsi);
+		}
+	}
+}
+
+static int stream_write(struct lws *wsi, struct ctl_request *rq)
+{
+	static unsigned char buf[LWS_PRE + WRITE_CHUNK]; /* http thread only */
+	size_t n = 0;
+	if (!rq->hdr_sent) {
+		unsigned char hdr[LWS_PRE + 512];
+		unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+		if (lws_add_http_common_headers(wsi, 200, "text/event-stream",
+		                                LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+		    add_header(wsi, "Cache-Control:", "no-store", &p, end) ||
+		    add_header(wsi, "X-Accel-Buffering:", "no", &p, end) ||
+		    lws_finalize_write_http_header(wsi, start, &p, end))
+			return -1;
+		rq->hdr_sent = 1;
+		memcpy(buf + LWS_PRE, STREAM_HELLO, sizeof(STREAM_HELLO) - 1);
+		n = sizeof(STREAM_HELLO) - 1;
+	}
+	if (lws_send_pipe_choked(wsi)) {
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	int more = 0;
+	pthread_mutex_lock(&evq.lock);
+	if (evq.head - rq->ev_seq > CTL_EVENTS_KEPT) {
+		pthread_mutex_unlock(&evq.lock);
+		if (log_ratelimit_ok(&srv.rl))
+			log_warn("ctl", "http: event stream of %s dropped: it does not read",
+			         rq->peer);
+		return -1; /* it does not keep up: drop it, it reconnects and reloads */
+	}
+	while (rq->ev_seq < evq.head) {
+		size_t at = rq->ev_seq % CTL_EVENTS_KEPT, l = evq.len[at];
+		if (n + l > WRITE_CHUNK) {
+			more = n > 0;
+			if (!more) /* a single event over the chunk: skipped */
+				rq->ev_seq++;
+			break;
+		}
+		memcpy(buf + LWS_PRE + n, evq.ev[at], l);
+		n += l;
+		rq->ev_seq++;
+	}
+	pthread_mutex_unlock(&evq.lock);
+	if (rq->beat && n + 9 <= WRITE_CHUNK) {
+		memcpy(buf + LWS_PRE + n, ": beat\n\n", 8);
+		n += 8;
+		rq->beat = 0;
+	}
+	if (n && lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
+		return -1;
+	if (more)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
 /* Sends the interim answer lws 4.1.6 never sends, so clients do not wait (curl: 1 s). */
 static int send_continue(struct lws *wsi)
 {
@@ -876,6 +1217,7 @@ static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
 	rq->head_only = m && m->tok == WSI_TOKEN_HEAD_URI;
 	if (!lws_get_peer_simple(wsi, rq->peer, sizeof(rq->peer)))
 		rq->peer[0] = '\0';
+	session_of(rq);
 
 	/* What lws will do about a body (server.c lws_http_action): read Content-Length
 	 * bytes, or 100 MB for POST/PUT/PATCH without one. */
@@ -904,6 +1246,11 @@ static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
 	rq->has_unread = rq->lws_reads_body || chunked || bad_cl;
 
 	rq->route = route_find(m, path, &known, rq->allow, sizeof(rq->allow));
+	if (!rq->route && !known && m && (m->tok == WSI_TOKEN_GET_URI || rq->head_only) &&
+	    web.dir[0] && !api_path(path)) {
+		static_serve(rq, path);
+		return 0;
+	}
 	if (!rq->route) {
 		if (!known) {
 			rq->allow[0] = '\0';
@@ -913,7 +1260,32 @@ static int on_request(struct lws *wsi, struct ctl_request *rq, const char *path)
 		}
 		return 0;
 	}
-	if (rq->route->flags & CTL_AUTH_API) {
+	if ((rq->route->flags & CTL_AUTH_API) && rq->has_sess &&
+	    lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) <= 0) {
+		/* a browser session instead of a key: viewer "read", admin every scope */
+		char csrf[CTL_TOKEN_HEX + 8];
+		rq->who.id = 0;
+		snprintf(rq->who.prefix, sizeof(rq->who.prefix), "u:%lld",
+		         (long long)rq->sess.user_id);
+		rq->who.scopes = rq->sess.admin
+		                     ? CTL_SCOPE_BITS
+		                     : ((unsigned)CTL_SCOPE_READ & ~(unsigned)CTL_AUTH_API);
+		if (m->tok != WSI_TOKEN_GET_URI && !rq->head_only &&
+		    m->tok != WSI_TOKEN_OPTIONS_URI &&
+		    !ctl_csrf_ok(&rq->sess,
+		                 ctl_req_header(rq, "x-csrf-token", csrf, sizeof(csrf)))) {
+			log_reject(rq, 403, "CSRF token missing or wrong");
+			reject(rq, 403, "csrf_failed",
+			       "the X-CSRF-Token header is missing or wrong", NULL, "X-CSRF-Token");
+			return 0;
+		}
+		if (!ctl_scope_allows(rq->who.scopes, rq->route->flags)) {
+			log_reject(rq, 403, "role lacks the scope");
+			reject(rq, 403, "forbidden",
+			       "your role (viewer) may only read: ask an admin", NULL, NULL);
+			return 0;
+		}
+	} else if (rq->route->flags & CTL_AUTH_API) {
 		enum ctl_key_verdict v = authenticate(rq);
 		if (v != CTL_KEY_OK) {
 			log_reject(rq, 401,
@@ -1038,7 +1410,7 @@ static int add_header(struct lws *wsi, const char *name, const char *value, unsi
 
 static int write_headers(struct lws *wsi, struct ctl_request *rq)
 {
-	unsigned char hdr[LWS_PRE + 1024 + CTYPE_MAX];
+	unsigned char hdr[LWS_PRE + 2048 + CTYPE_MAX];
 	unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
 
 	if (rq->code == 204 || rq->code == 304) {
@@ -1047,8 +1419,23 @@ static int write_headers(struct lws *wsi, struct ctl_request *rq)
 	} else if (lws_add_http_common_headers(wsi, rq->code, rq->ctype, rq->resp_len, &p, end)) {
 		return -1;
 	}
-	if (add_header(wsi, "Cache-Control:", "no-store", &p, end))
+	if (add_header(wsi, "Cache-Control:", rq->cache ? rq->cache : "no-store", &p, end) ||
+	    add_header(wsi, "X-Content-Type-Options:", "nosniff", &p, end))
 		return -1;
+	for (const char *h = rq->hdrs; h && *h;) { /* "Name: value\r\n" lines */
+		const char *colon = strchr(h, ':'), *eol = strstr(h, "\r\n");
+		char name[64], value[512];
+		if (!colon || !eol || colon > eol || (size_t)(colon - h) + 2 > sizeof(name))
+			break;
+		const char *v = colon + 1;
+		while (*v == ' ')
+			v++;
+		snprintf(name, sizeof(name), "%.*s:", (int)(colon - h), h);
+		snprintf(value, sizeof(value), "%.*s", (int)(eol - v), v);
+		if (add_header(wsi, name, value, &p, end))
+			return -1;
+		h = eol + 2;
+	}
 	if (rq->allow[0] && add_header(wsi, "Allow:", rq->allow, &p, end))
 		return -1;
 	if (rq->code == 401 && add_header(wsi, "WWW-Authenticate:", "Bearer", &p, end))
@@ -1091,6 +1478,8 @@ static int on_writeable(struct lws *wsi, struct ctl_request *rq)
 		return 0; /* still waiting for its answer */
 	if (rq->state == RQ_DEAD)
 		return -1;
+	if (rq->state == RQ_STREAM)
+		return stream_write(wsi, rq);
 	if (rq->state != RQ_ANSWER)
 		return 0;
 	if (!rq->hdr_sent) {
@@ -1143,6 +1532,7 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		if (on_http_thread) {
 			drain_ready();
 			drain_resumed();
+			streams_wake(0);
 		}
 		return 0;
 	default:
@@ -1334,6 +1724,16 @@ uint64_t ctl_req_token(const struct ctl_request *rq)
 	return rq ? rq->token : 0;
 }
 
+const struct ctl_session_who *ctl_req_session(const struct ctl_request *rq)
+{
+	return rq && rq->has_sess ? &rq->sess : NULL;
+}
+
+const char *ctl_req_session_token(const struct ctl_request *rq)
+{
+	return rq && rq->has_sess ? rq->sess_token : "";
+}
+
 const char *ctl_req_key_prefix(const struct ctl_request *rq)
 {
 	return rq ? rq->who.prefix : "";
@@ -1357,9 +1757,28 @@ int ctl_req_has_scope(const struct ctl_request *rq, unsigned scope)
 
 int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size_t len)
 {
+	return ctl_reply_hdrs(token, code, ctype, NULL, body, len);
+}
+
+int ctl_reply_hdrs(uint64_t token, unsigned code, const char *ctype, const char *hdrs, char *body,
+                   size_t len)
+{
 	int rc = 0;
+	char *hcopy = NULL;
 	if (!body)
 		len = 0;
+	if (hdrs && *hdrs) {
+		size_t hn = strlen(hdrs);
+		hcopy = mem_alloc(hn + 1);
+		if (!hcopy) {
+			mem_free(body);
+			body = NULL;
+			len = 0;
+			code = 500;
+		} else {
+			memcpy(hcopy, hdrs, hn + 1);
+		}
+	}
 	if (!ctype)
 		ctype = "application/json";
 	if (code < 200 || code > 599 || strlen(ctype) >= CTYPE_MAX || strpbrk(ctype, "\r\n")) {
@@ -1376,6 +1795,7 @@ int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size
 	if (!rq) {
 		pthread_mutex_unlock(&hand.lock);
 		mem_free(body);
+		mem_free(hcopy);
 		return -ENOENT;
 	}
 	list_del(rq);
@@ -1383,8 +1803,10 @@ int ctl_reply(uint64_t token, unsigned code, const char *ctype, char *body, size
 		pthread_mutex_unlock(&hand.lock);
 		rq->handed = 0;
 		respond(rq, code, ctype, body, len, 1);
+		rq->hdrs = hcopy; /* written with the headers, at the next WRITEABLE */
 		return rc;
 	}
+	rq->hdrs = hcopy;
 	rq->code = code;
 	set_ctype(rq, ctype);
 	rq->resp = body;
@@ -1525,10 +1947,36 @@ int ctl_init(const struct ctl_config *cfg)
 	                           "HTTP requests whose client left before the answer");
 	if (!srv.abandoned)
 		return -ENOMEM;
+	srv.streams_dropped =
+	    metric_get(METRIC_COUNTER, "vacs_http_event_streams_dropped_total",
+	               "GET /v1/events/stream clients dropped for falling behind");
+	if (!srv.streams_dropped)
+		return -ENOMEM;
 	unsigned n_routes = srv.n_routes; /* the /v1/keys routes are added here */
 	rc = ctl_keys_start(cfg->api_keys);
-	if (rc)
+	if (!rc)
+		rc = ctl_auth_start(cfg->cookie_secure);
+	if (!rc)
+		rc = api_wa_thread_init();
+	if (!rc)
+		rc = api_recordings_init();
+	if (!rc)
+		rc = ctl_route_add("GET", "/v1/events/stream", CTL_SCOPE_READ, 0, 0,
+		                   on_stream_route, NULL);
+	if (rc) {
+		ctl_keys_stop();
+		srv.n_routes = n_routes;
 		return rc;
+	}
+	web.dir[0] = '\0';
+	if (cfg->web_dir && cfg->web_dir[0] && !realpath(cfg->web_dir, web.dir)) {
+		log_info("ctl",
+		         "http: the dashboard directory %s is missing (%s): / answers 404 "
+		         "until it is built",
+		         cfg->web_dir, strerror(errno));
+		snprintf(web.dir, sizeof(web.dir), "%s", cfg->web_dir);
+	}
+	next_beat_us = 0;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 
 	struct lws_context_creation_info info;
@@ -1621,6 +2069,14 @@ void ctl_close(void)
 	srv.n_routes = 0;
 	ctl_keys_stop();
 	ctl_idem_stop();
+	ctl_auth_reset();
+	pthread_mutex_lock(&evq.lock);
+	for (size_t i = 0; i < CTL_EVENTS_KEPT; i++) {
+		mem_free(evq.ev[i]);
+		evq.ev[i] = NULL;
+	}
+	evq.head = 0;
+	pthread_mutex_unlock(&evq.lock);
 }
 
 int ctl_ready_check(const char *name, ctl_check_fn fn, void *arg)

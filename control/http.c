@@ -1699,9 +1699,16 @@ const char *ctl_req_query_unknown(const struct ctl_request *rq, const char *cons
 			snprintf(buf, len, "(a parameter over %d bytes)", QUERY_FRAG_MAX - 1);
 			return buf;
 		}
+		/* An empty parameter ("?", "a=1&") comes as "" or, from lws 4.1, "/". */
+		if (!frag[0] || (frag[0] == '/' && !frag[1]))
+			continue;
 		char *eq = strchr(frag, '=');
 		if (eq)
 			*eq = '\0';
+		if (!frag[0]) {
+			snprintf(buf, len, "(a parameter without a name)");
+			return buf;
+		}
 		size_t k = 0;
 		while (known && known[k] && strcmp(known[k], frag) != 0)
 			k++;

@@ -261,6 +261,9 @@ int main(int argc, char **argv)
 	    .llm_model = cfg->whatsapp.llm_model,
 	    .llm_timeout_ms = cfg->whatsapp.llm_timeout_ms,
 	};
+	for (int fo = 0; fo < 4; fo++) /* whatsapp.followup.<outcome> */
+		wc.followup[fo] = (struct wa_followup){cfg->whatsapp.followup[fo].text,
+		                                       cfg->whatsapp.followup[fo].template_name};
 	if (!cfg->store.postgres || !cfg->store.postgres[0])
 		wc.app_secret = NULL; /* said above: WhatsApp needs PostgreSQL */
 	if ((rc = wa_init(&wc))) {

@@ -2187,6 +2187,43 @@ static const char *chk_url_or_empty(const char *v)
 	return v[0] ? chk_http_url(v) : NULL;
 }
 
+static const char *chk_wa_template(const char *v)
+{
+	return strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(v) && strlen(v) <= 512
+	           ? NULL
+	           : "must be a WhatsApp template name (a-z, 0-9, _; at most 512)";
+}
+
+static const char *chk_wa_text(const char *v)
+{
+	return strlen(v) <= 1000 ? NULL : "must be at most 1000 bytes";
+}
+
+/* whatsapp.followup.<outcome> = { text = "..."; template = "..."; } (wa/followup.c) */
+#define WA_FOLLOWUP_KEYS(i)                                                                        \
+	{                                                                                          \
+		{.name = "text",                                                                   \
+		 .type = KT_STR,                                                                   \
+		 .off = CF(whatsapp.followup[i].text),                                             \
+		 .check = chk_wa_text},                                                            \
+		    {.name = "template",                                                           \
+		     .type = KT_STR,                                                               \
+		     .off = CF(whatsapp.followup[i].template_name),                                \
+		     .check = chk_wa_template},                                                    \
+		    {.type = KT_END},                                                              \
+	}
+static const struct key wa_fu_answered[] = WA_FOLLOWUP_KEYS(0);
+static const struct key wa_fu_transferred[] = WA_FOLLOWUP_KEYS(1);
+static const struct key wa_fu_no_answer[] = WA_FOLLOWUP_KEYS(2);
+static const struct key wa_fu_machine[] = WA_FOLLOWUP_KEYS(3);
+static const struct key wa_followup_keys[] = {
+    {.name = "answered", .type = KT_GROUP, .sub = wa_fu_answered},
+    {.name = "transferred", .type = KT_GROUP, .sub = wa_fu_transferred},
+    {.name = "no_answer", .type = KT_GROUP, .sub = wa_fu_no_answer},
+    {.name = "machine", .type = KT_GROUP, .sub = wa_fu_machine},
+    {.type = KT_END},
+};
+
 static const struct key whatsapp_keys[] = {
     {.name = "app_secret_env", .type = KT_FN, .fn = parse_wa_secret_env, .free = free_wa_secret},
     {.name = "verify_token_env", .type = KT_FN, .fn = parse_wa_verify_env, .free = free_wa_verify},
@@ -2264,6 +2301,7 @@ static const struct key whatsapp_keys[] = {
      .min = 100,
      .max = 60000,
      .def_int = 5000},
+    {.name = "followup", .type = KT_GROUP, .sub = wa_followup_keys},
     {.type = KT_END},
 };
 

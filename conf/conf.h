@@ -292,6 +292,10 @@ struct conf {
 		int utc_offset_min;                      /* parsed utc_offset */
 		char *llm_url, *llm_model, *llm_key;     /* llm_key from llm_key_env */
 		unsigned llm_timeout_ms;
+		/* whatsapp.followup.<outcome>: answered, transferred, no_answer, machine */
+		struct {
+			char *text, *template_name;
+		} followup[4];
 	} whatsapp;
 
 	struct conf_trunk *trunks;

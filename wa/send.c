@@ -37,6 +37,9 @@ struct out_msg {
 	uint64_t not_before_us;
 	unsigned attempts;
 	int64_t window_until_s; /* 0 = no free-form (templates only) */
+	int own_tmpl;           /* a follow-up: its template is tmpl ("" = none), never
+	                         * whatsapp.template */
+	char tmpl[128];
 };
 
 struct user_slot {
@@ -184,6 +187,36 @@ void wa_send_template(const char *lead, const char *to, const char *lang)
 	enqueue(m);
 }
 
+/* The template m goes as when it must, NULL = none. */
+static const char *tmpl_of(const struct out_msg *m)
+{
+	const char *t = m->own_tmpl ? m->tmpl : wa_g.cfg.template_name;
+	return t && t[0] ? t : NULL;
+}
+
+void wa_send_followup(const char *lead, const char *to, const char *lang, const char *text,
+                      const char *tmpl, int64_t window_until_s)
+{
+	if (!wa_g.cfg.access_token || !wa_g.cfg.access_token[0])
+		return;
+	int free_form = text && text[0] && (int64_t)time(NULL) <= window_until_s;
+	struct out_msg *m = msg_new(free_form ? OUT_TEXT : OUT_TEMPLATE, lead, to, lang);
+	if (!m)
+		return;
+	m->own_tmpl = 1;
+	snprintf(m->tmpl, sizeof(m->tmpl), "%s", tmpl ? tmpl : "");
+	if (free_form) {
+		m->window_until_s = window_until_s;
+		snprintf(m->body, sizeof(m->body), "%.255s", text);
+		m->obj = json_pack("{s:b, s:s}", "preview_url", 0, "body", text);
+		if (!m->obj) {
+			msg_free(m);
+			return;
+		}
+	}
+	enqueue(m);
+}
+
 void wa_send_read(const char *to, const char *wamid)
 {
 	if (!wa_g.cfg.access_token || !wa_g.cfg.access_token[0] || !wamid || !wamid[0])
@@ -284,9 +317,8 @@ static json_t *request_of(const struct out_msg *m)
 	case OUT_TEMPLATE:
 		return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:{s:s}}, s:s}", "messaging_product",
 		                 "whatsapp", "recipient_type", "individual", "to", to, "type",
-		                 "template", "template", "name", wa_g.cfg.template_name, "language",
-		                 "code", template_lang(m->lang), "biz_opaque_callback_data",
-		                 m->lead);
+		                 "template", "template", "name", tmpl_of(m), "language", "code",
+		                 template_lang(m->lang), "biz_opaque_callback_data", m->lead);
 	case OUT_TEXT:
 	case OUT_INTERACTIVE: {
 		const char *t = m->kind == OUT_TEXT ? "text" : "interactive";
@@ -373,7 +405,7 @@ static void store_out(const struct out_msg *m, const char *wamid)
 	                   m->lead,
 	                   m->to,
 	                   type,
-	                   m->kind == OUT_TEMPLATE ? wa_g.cfg.template_name : m->body,
+	                   m->kind == OUT_TEMPLATE ? tmpl_of(m) : m->body,
 	                   payload ? payload : "{}"};
 	int rc = wa_sql(sql, p, 6, NULL);
 	if (rc < 0)
@@ -485,8 +517,7 @@ uint64_t wa_send_round(void)
 			metric_inc(wa_g.m_err_window);
 			m->kind = OUT_TEMPLATE; /* outside the 24 h window: templates only */
 		}
-		if (m->kind == OUT_TEMPLATE &&
-		    (!wa_g.cfg.template_name || !wa_g.cfg.template_name[0])) {
+		if (m->kind == OUT_TEMPLATE && !tmpl_of(m)) {
 			unlink_msg(prev, m);
 			msg_free(m);
 			m = next;

@@ -442,8 +442,10 @@ static void *worker(void *arg)
 {
 	(void)arg;
 	while (!wa_g.stop) {
-		if (db_pg_up())
+		if (db_pg_up()) {
 			inbox_round();
+			wa_followup_round();
+		}
 		uint64_t wait_ms = wa_send_round();
 		if (wait_ms > wa_g.cfg.poll_ms)
 			wait_ms = wa_g.cfg.poll_ms;
@@ -601,10 +603,14 @@ int wa_init(const struct wa_config *cfg)
 		                   NULL);
 	if (rc == 0)
 		rc = wa_send_init();
+	if (rc == 0 && (rc = wa_followup_init()) < 0)
+		wa_send_close();
 	if (rc == 0) {
 		rc = -pthread_create(&wa_g.thread, NULL, worker, NULL);
-		if (rc < 0)
+		if (rc < 0) {
+			wa_followup_close();
 			wa_send_close();
+		}
 	}
 	if (rc < 0) {
 		wa_rules_destroy(wa_g.rules);
@@ -628,6 +634,7 @@ void wa_close(void)
 	pthread_cond_signal(&wa_g.cv);
 	pthread_mutex_unlock(&wa_g.mu);
 	pthread_join(wa_g.thread, NULL);
+	wa_followup_close();
 	wa_send_close();
 	wa_rules_destroy(wa_g.rules);
 	wa_g.rules = NULL;

@@ -29,6 +29,21 @@ struct wa_config {
 	const char *llm_key;
 	const char *llm_model;
 	unsigned llm_timeout_ms;
+	/* Follow-up after a call to a WhatsApp lead, per outcome (enum wa_outcome): the text
+	 * (inside the 24 h window; "{name}", "{summary}" filled in) and/or the approved
+	 * template (outside it). Both NULL or "" = no follow-up for that outcome. */
+	struct wa_followup {
+		const char *text;
+		const char *template_name;
+	} followup[4];
+};
+
+/* The outcome of a call, for its follow-up. */
+enum wa_outcome {
+	WA_OUT_ANSWERED = 0, /* answered, the AI only */
+	WA_OUT_TRANSFERRED,  /* a warm transfer bridged the lead to an agent */
+	WA_OUT_NO_ANSWER,    /* no answer, busy or failed */
+	WA_OUT_MACHINE,      /* answered by a machine (AMD) */
 };
 
 /* Registers the webhook routes and loads the rules; starts the worker thread. Main

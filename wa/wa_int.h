@@ -152,3 +152,22 @@ void wa_send_read(const char *to, const char *wamid);
 /* 131026: the lead has no WhatsApp; its queued messages are dropped. */
 void wa_mark_unreachable(const char *lead, const char *to);
 void wa_send_error_metric(int code);
+
+/* followup.c: the follow-up after a call (wa/wa.h struct wa_followup). */
+/* The outcome of a call record (cdr.jsonl form): a bridged warm transfer or a completed
+ * REFER = transferred; answered with the AMD verdict machine = machine; answered =
+ * answered; else no_answer (busy, no answer, failed). Any thread. */
+int wa_followup_outcome(const struct json_t *cdr);
+const char *wa_outcome_name(int outcome);
+/* Fills "{name}" (the first name) and "{summary}" into tpl. 0, or -ENOSPC (cut to len). */
+int wa_followup_render(const char *tpl, const char *name, const char *summary, char *out,
+                       size_t len);
+/* Watches call ends when a follow-up is configured. Main thread, before b2b_init. */
+int wa_followup_init(void);
+void wa_followup_close(void);
+/* Handles the calls that ended. Worker thread. */
+void wa_followup_round(void);
+/* Queues a follow-up: text inside the window, else the template tmpl (NULL or "" = none:
+ * nothing is sent outside the window). */
+void wa_send_followup(const char *lead, const char *to, const char *lang, const char *text,
+                      const char *tmpl, int64_t window_until_s);

@@ -383,6 +383,22 @@ static void test_conf_whatsapp(void **state)
 	             "whatsapp.utc_offset: must be \"+HH:MM\" or \"-HH:MM\"");
 	expect_error("whatsapp = { pair_interval_ms = 0; };\n", 1, "whatsapp.pair_interval_ms");
 	expect_error("whatsapp = { graph_url = \"ftp://x\"; };\n", 1, "whatsapp.graph_url");
+	/* the follow-up after a call, per outcome */
+	c = load_ok(
+	    "whatsapp = { followup = { answered = { text = \"Gracias, {name}\";\n"
+	    "  template = \"post_call_thanks\"; }; machine = { template = \"m_1\"; }; }; };\n");
+	assert_string_equal(c->whatsapp.followup[0].text, "Gracias, {name}");
+	assert_string_equal(c->whatsapp.followup[0].template_name, "post_call_thanks");
+	assert_string_equal(c->whatsapp.followup[1].text, "");
+	assert_string_equal(c->whatsapp.followup[2].template_name, "");
+	assert_string_equal(c->whatsapp.followup[3].template_name, "m_1");
+	conf_unref(c);
+	expect_error("whatsapp = { followup = { busy = { text = \"x\"; }; }; };\n", 1,
+	             "whatsapp.followup.busy: unknown key");
+	expect_error("whatsapp = { followup = { no_answer = { template = \"Bad Name\"; }; }; };\n",
+	             1, "whatsapp.followup.no_answer.template: must be a WhatsApp template name");
+	expect_error("whatsapp = { followup = { answered = { colour = \"x\"; }; }; };\n", 1,
+	             "whatsapp.followup.answered.colour: unknown key");
 }
 
 static void test_conf_missing_env(void **state)

@@ -1,7 +1,7 @@
 /* Unit tests: WhatsApp webhook signature over the raw bytes (openssl vectors), the
  * envelope parser for every inbound type, statuses, errors and user_preferences, the
  * discovery rules engine in Spanish and English, the conversation state machine, the
- * calling hours and the LLM answer parser. */
+ * calling hours, the LLM answer parser, and the follow-up's outcome and text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -454,6 +454,61 @@ static void test_wa_llm_parse(void **state)
 		assert_int_equal(wa_llm_parse(bad[i], &x), -EINVAL);
 }
 
+/* ---- the follow-up after a call ---- */
+
+static void test_wa_followup_outcome(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *cdr;
+		int want;
+	} v[] = {
+	    {"{\"answer\":\"2026-11-28T10:00:00Z\",\"amd\":null,\"transfer\":null}",
+	     WA_OUT_ANSWERED},
+	    {"{\"answer\":\"2026-11-28T10:00:00Z\",\"amd\":{\"verdict\":\"human\"}}",
+	     WA_OUT_ANSWERED},
+	    {"{\"answer\":\"2026-11-28T10:00:00Z\",\"amd\":{\"verdict\":\"machine\"}}",
+	     WA_OUT_MACHINE},
+	    {"{\"answer\":\"x\",\"transfer\":{\"result\":\"bridged\"}}", WA_OUT_TRANSFERRED},
+	    {"{\"answer\":\"x\",\"transfer\":{\"result\":\"failed\"}}", WA_OUT_ANSWERED},
+	    {"{\"answer\":\"x\",\"refers\":[{\"result\":\"failed\"},{\"result\":\"transferred\"}]}",
+	     WA_OUT_TRANSFERRED},
+	    {"{\"answer\":null,\"sip_code\":486}", WA_OUT_NO_ANSWER},
+	    {"{\"answer\":null,\"sip_code\":408}", WA_OUT_NO_ANSWER},
+	    {"{\"answer\":null,\"sip_code\":503}", WA_OUT_NO_ANSWER},
+	    {"{}", WA_OUT_NO_ANSWER},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		json_t *cdr = json_loads(v[i].cdr, 0, NULL);
+		assert_non_null(cdr);
+		assert_int_equal(wa_followup_outcome(cdr), v[i].want);
+		json_decref(cdr);
+	}
+	assert_int_equal(wa_followup_outcome(NULL), WA_OUT_NO_ANSWER);
+	assert_string_equal(wa_outcome_name(WA_OUT_NO_ANSWER), "no_answer");
+	assert_string_equal(wa_outcome_name(7), "?");
+}
+
+static void test_wa_followup_render(void **state)
+{
+	(void)state;
+	char out[64];
+	assert_int_equal(wa_followup_render("Gracias {name}. {summary} {x}", "Ana López",
+	                                    "Villa en mayo.", out, sizeof(out)),
+	                 0);
+	assert_string_equal(out, "Gracias Ana. Villa en mayo. {x}");
+	assert_int_equal(wa_followup_render("Hi {name}{summary}!", NULL, NULL, out, sizeof(out)),
+	                 0);
+	assert_string_equal(out, "Hi !");
+	char small[8];
+	assert_int_equal(wa_followup_render("{summary}", NULL, "0123456789", small, sizeof(small)),
+	                 -ENOSPC);
+	assert_string_equal(small, "0123456");
+	assert_int_equal(wa_followup_render("abcdefghij", NULL, NULL, small, sizeof(small)),
+	                 -ENOSPC);
+	assert_string_equal(small, "abcdefg");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, leak_setup, leak_teardown)
 
 int main(void)
@@ -472,6 +527,8 @@ int main(void)
 	    T(test_wa_disc_no_phone_and_declined),
 	    T(test_wa_hours_next),
 	    T(test_wa_llm_parse),
+	    T(test_wa_followup_outcome),
+	    T(test_wa_followup_render),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,5 +76,10 @@ int b2b_originate_post(const struct b2b_orig_req *r, b2b_orig_done_cb done, void
 int b2b_api_init(const struct conf *cfg);
 /* After ctl_close and b2b_close: frees what is left. */
 void b2b_api_close(void);
+/* Whether POST /v1/calls may schedule calls ({"at": ...}: a call_jobs row the campaign
+ * dialer places when due). on = 0: such requests answer 503 dialer_unavailable with
+ * `why` (copied; e.g. "no Redis (store.redis_env)"). Main thread, before ctl_init (the
+ * dialer calls it from dialer_init_conf). Off until called. */
+void b2b_api_schedule_set(int on, const char *why);
 
 #endif

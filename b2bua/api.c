@@ -47,7 +47,7 @@ struct action_req {
 /* POST /v1/calls, parsed: o's strings point into the arrays (or vars). */
 struct orig_req {
 	struct b2b_orig o;
-	char to[33], from[33], assistant[96], lead[64], ref[96], at[64];
+	char to[33], from[33], assistant[96], lead[64], ref[96], at[64], amd_prompt[256];
 	char *vars;            /* variables as JSON text (mem_) */
 	b2b_orig_done_cb done; /* API_DIAL: b2b_originate_post's caller, else NULL */
 	void *done_arg;
@@ -477,7 +477,8 @@ int b2b_originate_post(const struct b2b_orig_req *q, b2b_orig_done_cb done, void
 	if (copy_str(r->to, sizeof(r->to), q->to) || copy_str(r->from, sizeof(r->from), q->from) ||
 	    copy_str(r->assistant, sizeof(r->assistant), q->assistant_id) ||
 	    copy_str(r->lead, sizeof(r->lead), q->lead_id) ||
-	    copy_str(r->ref, sizeof(r->ref), q->ref)) {
+	    copy_str(r->ref, sizeof(r->ref), q->ref) ||
+	    copy_str(r->amd_prompt, sizeof(r->amd_prompt), q->amd_prompt)) {
 		mem_free(r);
 		return -EINVAL;
 	}
@@ -490,7 +491,9 @@ int b2b_originate_post(const struct b2b_orig_req *q, b2b_orig_done_cb done, void
 	                         .assistant_id = r->assistant,
 	                         .variables_json = r->vars,
 	                         .lead_id = r->lead,
-	                         .ref = r->ref};
+	                         .ref = r->ref,
+	                         .amd_action = q->amd_action,
+	                         .amd_prompt = r->amd_prompt};
 	r->done = done;
 	r->done_arg = arg;
 	struct api_msg m = {.kind = API_DIAL, .ptr = r};

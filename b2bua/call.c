@@ -90,6 +90,7 @@ enum fb_state {
 	FB_DONE,   /* released (BYE sent), or bridged to the queue */
 };
 #define PLAY_FALLBACK 1u /* media_session_play id of the apology */
+#define PLAY_AMD      2u /* media_session_play id of the message for a machine */
 
 static const char *amd_name(int verdict)
 {
@@ -1686,6 +1687,43 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	send_b_invite(call);
 }
 
+/* Outbound: AMD heard an answering machine; the originator's amd_action acts. HANGUP
+ * ends the call; MESSAGE stops the assistant and plays amd_prompt (a configured prompt,
+ * else the WAV loaded now), and the call ends when it has played (PLAY_AMD). The verdict
+ * comes after the beep when the engine heard one ("beep"); otherwise during or after a long
+ * greeting, and the message starts then (the engine has no end-of-greeting event). */
+static void amd_act(struct b2b_call *call)
+{
+	struct b2b_leg *b = &call->b;
+	if (call->amd_action == B2B_AMD_AI || b->state >= LEG_ENDING || call->end_reason[0])
+		return;
+	if (call->amd_action == B2B_AMD_HANGUP) {
+		b2b_call_step(call, "amd.hangup", "");
+		b2b_call_hangup(call, 16, "answering machine");
+		return;
+	}
+	struct media_prompt *pr = call->amd_prompt[0] ? b2b_prompt_find(call->amd_prompt) : NULL;
+	struct media_prompt *own = NULL;
+	char err[200] = "no amd_prompt";
+	if (!pr && call->amd_prompt[0] &&
+	    media_prompt_load(call->amd_prompt, &own, err, sizeof(err)) == 0)
+		pr = own;
+	int rc = pr && b->ms ? 0 : -ENOENT;
+	if (!rc) {
+		b2b_ai_drop(call);
+		rc = media_session_play(b->ms, pr, 0, PLAY_AMD);
+	}
+	media_prompt_unref(own);
+	if (rc) {
+		log_warn("call", "answering machine: cannot play the message (%s): hanging up",
+		         pr ? strerror(-rc) : err);
+		b2b_call_hangup(call, 16, "answering machine: no message to leave");
+		return;
+	}
+	log_info("call", "answering machine: playing %s", call->amd_prompt);
+	b2b_call_step(call, "amd.message", call->amd_prompt);
+}
+
 void b2b_call_media_events(void)
 {
 	struct media_event ev[32];
@@ -1734,6 +1772,10 @@ void b2b_call_media_events(void)
 				log_info("call", "AMD: leg %c is %s after %u ms (%s)", leg->side,
 				         amd_name(ev[i].result), ev[i].ms,
 				         ev[i].why ? ev[i].why : "");
+				if (ac->outbound && ev[i].result == MEDIA_AMD_MACHINE)
+					amd_act(ac);
+			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_AMD) {
+				b2b_call_hangup(leg->call, 16, "answering machine: message left");
 			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_FALLBACK) {
 				fb_play_done(leg->call);
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
@@ -2042,7 +2084,7 @@ static void ai_lead_answered(struct b2b_call *call)
 {
 	struct b2b_leg *b = &call->b;
 	b2b_call_record_start(call);
-	if (call->conf->outbound.amd && b->ms)
+	if ((call->conf->outbound.amd || call->amd_action != B2B_AMD_AI) && b->ms)
 		media_session_amd(b->ms);
 	if (call->fb_state != FB_NONE)
 		return;
@@ -2353,6 +2395,9 @@ int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char *
 	snprintf(call->assistant, sizeof(call->assistant), "%s", assistant);
 	snprintf(call->lead_id, sizeof(call->lead_id), "%s", o->lead_id ? o->lead_id : "");
 	snprintf(call->ref, sizeof(call->ref), "%s", o->ref ? o->ref : "");
+	call->amd_action = o->amd_action;
+	snprintf(call->amd_prompt, sizeof(call->amd_prompt), "%s",
+	         o->amd_prompt ? o->amd_prompt : "");
 	if (o->variables_json && !(call->variables = mem_strdup(o->variables_json))) {
 		conf_unref(call->conf);
 		mem_free(call);

@@ -68,7 +68,9 @@ struct camp {
 	int hours_bad; /* calling_hours unreadable: never call */
 	struct dialer_retry retry[DIALER_OUTCOME__COUNT];
 	char caller_id[40], assistant[96];
-	unsigned gen; /* refresh generation that last saw it running */
+	enum b2b_amd_action amd; /* amd_action: on a machine, hang up, message or AI */
+	char amd_prompt[256];    /* amd_prompt: the WAV for "message" */
+	unsigned gen;            /* refresh generation that last saw it running */
 	unsigned active;
 	struct metric *m_active;
 };
@@ -350,6 +352,11 @@ static void camp_load(struct camp *c, const json_t *o)
 	                   ma > 0 && ma < 100 ? (unsigned)ma : 3, c->retry);
 	copy(c->caller_id, sizeof(c->caller_id), jstr(o, "caller_id"));
 	copy(c->assistant, sizeof(c->assistant), jstr(o, "assistant"));
+	const char *amd = jstr(o, "amd_action");
+	c->amd = strcmp(amd, "hangup") == 0    ? B2B_AMD_HANGUP
+	         : strcmp(amd, "message") == 0 ? B2B_AMD_MESSAGE
+	                                       : B2B_AMD_AI;
+	copy(c->amd_prompt, sizeof(c->amd_prompt), jstr(o, "amd_prompt"));
 }
 
 static struct metric *camp_metric(const char *id)
@@ -782,7 +789,9 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	                           .assistant_id = assistant,
 	                           .variables_json = vars,
 	                           .lead_id = lead,
-	                           .ref = job};
+	                           .ref = job,
+	                           .amd_action = solo ? B2B_AMD_AI : c->amd,
+	                           .amd_prompt = solo ? NULL : c->amd_prompt};
 	rc = b2b_originate_post(&req, on_orig_done, (void *)(uintptr_t)(a - d.act));
 	if (rc) {
 		log_warn("dialer", "job %s: originate not queued: %s", job, strerror(-rc));

@@ -208,6 +208,7 @@ struct b2b_call {
 	char lead_id[64], ref[96];
 	enum b2b_amd_action amd_action; /* outbound: on a machine verdict */
 	char amd_prompt[256];           /* outbound, MESSAGE: the WAV's path */
+	int amd_acted;                  /* the action ran (once per call) */
 	su_timer_t *ring_timer;         /* outbound: the lead did not answer in ring_timeout */
 	uint64_t ai_speech_ms;          /* the assistant first started speaking (speech-update) */
 	char *ai_summary;               /* end-of-call-report analysis.summary (mem_) */

@@ -1687,16 +1687,22 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	send_b_invite(call);
 }
 
-/* Outbound: AMD heard an answering machine; the originator's amd_action acts. HANGUP
- * ends the call; MESSAGE stops the assistant and plays amd_prompt (a configured prompt,
- * else the WAV loaded now), and the call ends when it has played (PLAY_AMD). The verdict
- * comes after the beep when the engine heard one ("beep"); otherwise during or after a long
- * greeting, and the message starts then (the engine has no end-of-greeting event). */
-static void amd_act(struct b2b_call *call)
+/* Outbound: AMD heard an answering machine (end = 0: the verdict, whose why is "beep"
+ * when it came on the beep; end = 1: MEDIA_EV_AMD_END, the greeting is over); the
+ * originator's amd_action acts. HANGUP ends the call at the verdict; MESSAGE waits for the
+ * beep or the end of the greeting, stops the assistant and plays amd_prompt (a configured
+ * prompt, else the WAV loaded now); the call ends when it has played (PLAY_AMD). */
+static void amd_act(struct b2b_call *call, const char *why, int end)
 {
 	struct b2b_leg *b = &call->b;
-	if (call->amd_action == B2B_AMD_AI || b->state >= LEG_ENDING || call->end_reason[0])
+	if (call->amd_action == B2B_AMD_AI || b->state >= LEG_ENDING || call->end_reason[0] ||
+	    call->amd_acted)
 		return;
+	if (call->amd_action == B2B_AMD_MESSAGE && !end && (!why || strcmp(why, "beep") != 0)) {
+		log_info("call", "answering machine: the message waits for the greeting's end");
+		return;
+	}
+	call->amd_acted = 1;
 	if (call->amd_action == B2B_AMD_HANGUP) {
 		b2b_call_step(call, "amd.hangup", "");
 		b2b_call_hangup(call, 16, "answering machine");
@@ -1773,7 +1779,12 @@ void b2b_call_media_events(void)
 				         amd_name(ev[i].result), ev[i].ms,
 				         ev[i].why ? ev[i].why : "");
 				if (ac->outbound && ev[i].result == MEDIA_AMD_MACHINE)
-					amd_act(ac);
+					amd_act(ac, ev[i].why, 0);
+			} else if (ev[i].type == MEDIA_EV_AMD_END) {
+				log_info("call", "AMD: the greeting ended (%s) after %u ms",
+				         ev[i].why ? ev[i].why : "", ev[i].ms);
+				if (leg->call->outbound)
+					amd_act(leg->call, ev[i].why, 1);
 			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_AMD) {
 				b2b_call_hangup(leg->call, 16, "answering machine: message left");
 			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_FALLBACK) {

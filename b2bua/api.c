@@ -5,6 +5,7 @@
 #include "b2bua/b2bua_int.h"
 
 #include "conf/conf.h"
+#include "control/api_util.h"
 #include "control/control.h"
 #include "core/log.h"
 #include "core/mbox.h"
@@ -46,13 +47,15 @@ struct action_req {
 /* POST /v1/calls, parsed: o's strings point into the arrays (or vars). */
 struct orig_req {
 	struct b2b_orig o;
-	char to[33], from[33], assistant[96], lead[64], ref[96];
+	char to[33], from[33], assistant[96], lead[64], ref[96], at[64], amd_prompt[256];
 	char *vars;            /* variables as JSON text (mem_) */
 	b2b_orig_done_cb done; /* API_DIAL: b2b_originate_post's caller, else NULL */
 	void *done_arg;
 };
 
 static struct {
+	int sched_on;        /* POST /v1/calls may take "at" (the dialer runs) */
+	char sched_why[160]; /* else why not */
 	struct mbox *mb;
 	struct vapi_hook_config hook;
 	char *hook_strs[6]; /* copies behind hook's strings */
@@ -108,12 +111,218 @@ static int take_str(uint64_t token, json_t *j, const char *key, char *out, size_
 	return 0;
 }
 
+/* ---- POST /v1/calls with lead_id and no to, or with at (docs/dialer.md) ---- */
+
+struct lead_q {
+	uint64_t token;
+	struct orig_req *r;
+};
+
+/* The lead's number, and whether it may be called; -1 with the answer filled when not. */
+static int lead_check(const json_t *row, unsigned *code, const char **ecode, const char **msg)
+{
+	const char *err = json_string_value(json_object_get(row, "err"));
+	if (!row || (err && strcmp(err, "no_lead") == 0)) {
+		*code = 404;
+		*ecode = "not_found";
+		*msg = "no lead with this lead_id";
+	} else if (err && strcmp(err, "no_phone") == 0) {
+		*code = 422;
+		*ecode = "lead_without_phone";
+		*msg = "the lead has no phone number: give to";
+	} else if (err && strcmp(err, "dnc") == 0) {
+		*code = 409;
+		*ecode = "do_not_call";
+		*msg = "the lead's number is on the do-not-call list";
+	} else {
+		return 0;
+	}
+	return -1;
+}
+
+#define LEAD_SQL                                                                                   \
+	" l AS (SELECT phone_e164, coalesce(do_not_call, false) OR EXISTS (SELECT 1 FROM"          \
+	" do_not_call n WHERE n.phone_e164 = leads.phone_e164) AS dnc FROM leads WHERE id = $1)"
+
+static void on_lead(void *arg, int rc, json_t *rows)
+{
+	struct lead_q *lq = arg;
+	unsigned code;
+	const char *ecode, *msg;
+	json_t *row = json_array_get(rows, 0);
+	if (rc) {
+		api_reply_store(lq->token, rc);
+		msg_free(API_ORIGINATE, lq->r);
+	} else if (lead_check(row, &code, &ecode, &msg)) {
+		ctl_reply_error(lq->token, code, ecode, msg, "lead_id");
+		msg_free(API_ORIGINATE, lq->r);
+	} else {
+		const char *to = json_string_value(json_object_get(row, "phone"));
+		snprintf(lq->r->to, sizeof(lq->r->to), "%s", to ? to : "");
+		post_or_busy(API_ORIGINATE, lq->token, lq->r);
+	}
+	json_decref(rows);
+	mem_free(lq);
+}
+
+/* A call now to the lead's number: read it (and the do-not-call list), then originate. */
+static void lead_lookup(uint64_t token, struct orig_req *r)
+{
+	struct lead_q *lq = mem_zalloc(sizeof(*lq));
+	if (!lq) {
+		msg_free(API_ORIGINATE, r);
+		ctl_reply_error(token, 503, "busy", "out of memory", NULL);
+		return;
+	}
+	*lq = (struct lead_q){.token = token, .r = r};
+	const char *p[] = {r->lead};
+	int rc =
+	    db_query("WITH" LEAD_SQL " SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM l) THEN"
+	             " 'no_lead' WHEN (SELECT coalesce(phone_e164, '') FROM l) = '' THEN 'no_phone'"
+	             " WHEN (SELECT dnc FROM l) THEN 'dnc' END AS err,"
+	             " (SELECT phone_e164 FROM l) AS phone",
+	             p, 1, on_lead, lq);
+	if (rc) {
+		api_reply_store(token, rc);
+		msg_free(API_ORIGINATE, r);
+		mem_free(lq);
+	}
+}
+
+static void on_scheduled(void *arg, int rc, json_t *rows)
+{
+	struct lead_q *lq = arg;
+	json_t *row = json_array_get(rows, 0);
+	const char *err = json_string_value(json_object_get(row, "err"));
+	unsigned code;
+	const char *ecode, *msg;
+	if (rc == -EINVAL) { /* the only text PostgreSQL parses here is at */
+		ctl_reply_error(lq->token, 400, "invalid_field",
+		                "at must be an ISO 8601 date-time such as 2026-01-31T09:30:00Z",
+		                "at");
+	} else if (rc) {
+		api_reply_store(lq->token, rc);
+	} else if (err && strcmp(err, "past") == 0) {
+		ctl_reply_error(lq->token, 400, "invalid_field", "at must be in the future", "at");
+	} else if (err && strcmp(err, "far") == 0) {
+		ctl_reply_error(lq->token, 400, "invalid_field", "at must be at most 30 days ahead",
+		                "at");
+	} else if (!row || lead_check(row, &code, &ecode, &msg)) {
+		ctl_reply_error(lq->token, row ? code : 500, row ? ecode : "internal",
+		                row ? msg : "no answer", "lead_id");
+	} else {
+		json_t *o = json_object();
+		json_object_set(o, "id", json_object_get(row, "id"));
+		json_object_set_new(o, "status", json_string("scheduled"));
+		json_object_set(o, "at", json_object_get(row, "at"));
+		json_object_set(o, "to", json_object_get(row, "number"));
+		if (lq->r->lead[0])
+			json_object_set_new(o, "lead_id", json_string(lq->r->lead));
+		api_reply_json(lq->token, 202, o);
+	}
+	json_decref(rows);
+	msg_free(API_ORIGINATE, lq->r);
+	mem_free(lq);
+}
+
+/* A call at r->at: one statement checks the time (future, at most 30 days ahead) and the
+ * lead, and writes the campaign-less call_jobs row the dialer places when due. */
+static void schedule(uint64_t token, struct orig_req *r)
+{
+	struct lead_q *lq = mem_zalloc(sizeof(*lq));
+	if (!lq) {
+		msg_free(API_ORIGINATE, r);
+		ctl_reply_error(token, 503, "busy", "out of memory", NULL);
+		return;
+	}
+	*lq = (struct lead_q){.token = token, .r = r};
+	const char *p[] = {r->lead[0] ? r->lead : NULL,
+	                   r->at,
+	                   r->to[0] ? r->to : NULL,
+	                   r->vars,
+	                   r->assistant[0] ? r->assistant : NULL,
+	                   r->from[0] ? r->from : NULL,
+	                   r->ref[0] ? r->ref : NULL};
+	int rc = db_query(
+	    "WITH t AS (SELECT $2::timestamptz AS at)," LEAD_SQL
+	    ", e AS (SELECT CASE WHEN (SELECT at FROM t) <= now() THEN 'past'"
+	    " WHEN (SELECT at FROM t) > now() + interval '30 days' THEN 'far'"
+	    " WHEN $1::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM l) THEN 'no_lead'"
+	    " WHEN $3::text IS NULL AND (SELECT coalesce(phone_e164, '') FROM l) = ''"
+	    " THEN 'no_phone'"
+	    " WHEN $3::text IS NULL AND (SELECT dnc FROM l) THEN 'dnc' END AS err),"
+	    " ins AS (INSERT INTO call_jobs (campaign_id, lead_id, number, attempt, not_before,"
+	    " variables, assistant, caller_id, ref) SELECT NULL, $1, coalesce($3, (SELECT"
+	    " phone_e164 FROM l)), 1, (SELECT at FROM t), coalesce($4::jsonb, '{}'), $5, $6, $7 "
+	    "FROM e WHERE"
+	    " e.err IS NULL RETURNING id, number, not_before)"
+	    " SELECT e.err, ins.id, ins.number, to_char(ins.not_before AT TIME ZONE 'UTC',"
+	    " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at FROM e LEFT JOIN ins ON true",
+	    p, 7, on_scheduled, lq);
+	if (rc) {
+		api_reply_store(token, rc);
+		msg_free(API_ORIGINATE, r);
+		mem_free(lq);
+	}
+}
+
+/* DELETE /v1/calls/scheduled/{job id}: a scheduled call still waiting is cancelled. */
+static void on_cancelled(void *arg, int rc, json_t *rows)
+{
+	uint64_t token = (uint64_t)(uintptr_t)arg;
+	json_t *row = json_array_get(rows, 0);
+	const char *st = json_string_value(json_object_get(row, "status"));
+	if (rc) {
+		api_reply_store(token, rc);
+	} else if (!st) {
+		ctl_reply_error(token, 404, "not_found", "no scheduled call with this id", NULL);
+	} else if (!json_is_string(json_object_get(row, "cancelled"))) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "the scheduled call is %s: too late to cancel it",
+		         strcmp(st, "dialing") == 0 ? "dialing" : st);
+		ctl_reply_error(token, 409, "conflict", msg, NULL);
+	} else {
+		json_t *o = json_object();
+		json_object_set(o, "id", json_object_get(row, "cancelled"));
+		json_object_set_new(o, "status", json_string("cancelled"));
+		api_reply_json(token, 200, o);
+	}
+	json_decref(rows);
+}
+
+static void on_cancel(struct ctl_request *rq, void *arg)
+{
+	(void)arg;
+	uint64_t token = ctl_req_token(rq);
+	const char *id = ctl_req_path(rq) + strlen("/v1/calls/scheduled/");
+	if (!api_id_ok(id)) {
+		ctl_reply_error(token, 404, "not_found", "no scheduled call with this id", NULL);
+		return;
+	}
+	const char *p[] = {id};
+	int rc = db_query("WITH up AS (UPDATE call_jobs SET status = 'cancelled', outcome ="
+	                  " 'cancelled', updated_at = now() WHERE id = $1 AND campaign_id IS NULL"
+	                  " AND status = 'queued' RETURNING id)"
+	                  " SELECT (SELECT id FROM up) AS cancelled, j.status FROM call_jobs j"
+	                  " WHERE j.id = $1 AND j.campaign_id IS NULL",
+	                  p, 1, on_cancelled, (void *)(uintptr_t)token);
+	if (rc)
+		api_reply_store(token, rc);
+}
+
+void b2b_api_schedule_set(int on, const char *why)
+{
+	api.sched_on = on;
+	snprintf(api.sched_why, sizeof(api.sched_why), "scheduled calls need the dialer: %s",
+	         why && why[0] ? why : "it is off");
+}
+
 /* Parses and checks the body, then hands it to the sip thread (or answers the error). */
 static void on_calls(struct ctl_request *rq, void *arg)
 {
 	(void)arg;
-	static const char *const fields[] = {"to",  "from", "assistant_id", "variables", "lead_id",
-	                                     "ref", NULL};
+	static const char *const fields[] = {"to",      "from", "assistant_id", "variables",
+	                                     "lead_id", "ref",  "at",           NULL};
 	uint64_t token = ctl_req_token(rq);
 	size_t len;
 	const char *body = ctl_req_body(rq, &len);
@@ -159,16 +368,35 @@ static void on_calls(struct ctl_request *rq, void *arg)
 	    take_str(token, j, "from", r->from, sizeof(r->from)) ||
 	    take_str(token, j, "assistant_id", r->assistant, sizeof(r->assistant)) ||
 	    take_str(token, j, "lead_id", r->lead, sizeof(r->lead)) ||
-	    take_str(token, j, "ref", r->ref, sizeof(r->ref))) {
+	    take_str(token, j, "ref", r->ref, sizeof(r->ref)) ||
+	    take_str(token, j, "at", r->at, sizeof(r->at))) {
 		mem_free(r);
 		json_decref(j);
 		return;
 	}
-	if (!r->to[0]) {
+	const char *bad = NULL, *bad_field = NULL, *bad_code = "invalid_field";
+	unsigned bad_status = 400;
+	if (!r->to[0] && !r->lead[0]) {
+		bad = "to or lead_id is required: the number to call, or the lead whose number "
+		      "to call";
+		bad_field = "to";
+		bad_code = "missing_field";
+	} else if (r->lead[0] && !r->to[0] && !api_id_ok(r->lead)) {
+		bad = "lead_id must be 1 to 64 of A-Z a-z 0-9 _ . : -";
+		bad_field = "lead_id";
+	} else if (json_object_get(j, "at") && !api.sched_on) {
+		bad =
+		    api.sched_why[0] ? api.sched_why : "scheduled calls need the dialer: it is off";
+		bad_status = 503;
+		bad_code = "dialer_unavailable";
+	} else if (json_object_get(j, "at") && (!strchr(r->at, 'T') || !api_iso_time_ok(r->at))) {
+		bad = "at must be an ISO 8601 date-time such as 2026-01-31T09:30:00Z";
+		bad_field = "at";
+	}
+	if (bad) {
+		ctl_reply_error(token, bad_status, bad_code, bad, bad_field);
 		mem_free(r);
 		json_decref(j);
-		ctl_reply_error(token, 400, "missing_field", "to is required: the number to call",
-		                "to");
 		return;
 	}
 	r->o = (struct b2b_orig){.to = r->to,
@@ -191,7 +419,12 @@ static void on_calls(struct ctl_request *rq, void *arg)
 		r->o.variables_json = r->vars;
 	}
 	json_decref(j);
-	post_or_busy(API_ORIGINATE, token, r);
+	if (r->at[0])
+		schedule(token, r);
+	else if (!r->to[0])
+		lead_lookup(token, r);
+	else
+		post_or_busy(API_ORIGINATE, token, r);
 }
 
 static void do_originate(uint64_t token, struct orig_req *r)
@@ -244,7 +477,8 @@ int b2b_originate_post(const struct b2b_orig_req *q, b2b_orig_done_cb done, void
 	if (copy_str(r->to, sizeof(r->to), q->to) || copy_str(r->from, sizeof(r->from), q->from) ||
 	    copy_str(r->assistant, sizeof(r->assistant), q->assistant_id) ||
 	    copy_str(r->lead, sizeof(r->lead), q->lead_id) ||
-	    copy_str(r->ref, sizeof(r->ref), q->ref)) {
+	    copy_str(r->ref, sizeof(r->ref), q->ref) ||
+	    copy_str(r->amd_prompt, sizeof(r->amd_prompt), q->amd_prompt)) {
 		mem_free(r);
 		return -EINVAL;
 	}
@@ -257,7 +491,9 @@ int b2b_originate_post(const struct b2b_orig_req *q, b2b_orig_done_cb done, void
 	                         .assistant_id = r->assistant,
 	                         .variables_json = r->vars,
 	                         .lead_id = r->lead,
-	                         .ref = r->ref};
+	                         .ref = r->ref,
+	                         .amd_action = q->amd_action,
+	                         .amd_prompt = r->amd_prompt};
 	r->done = done;
 	r->done_arg = arg;
 	struct api_msg m = {.kind = API_DIAL, .ptr = r};
@@ -534,6 +770,9 @@ int b2b_api_init(const struct conf *cfg)
 	if (!rc)
 		rc = ctl_route_add("POST", "/v1/calls/", CTL_SCOPE_CALLS, ORIG_MAX_BODY, 10000,
 		                   on_call_action, NULL);
+	if (!rc)
+		rc = ctl_route_add("DELETE", "/v1/calls/scheduled/", CTL_SCOPE_CALLS, 0, 10000,
+		                   on_cancel, NULL);
 	if (!rc)
 		rc = ctl_route_add("GET", "/v1/trunks", CTL_SCOPE_READ, 0, 5000, on_trunks, NULL);
 	if (!rc)

@@ -52,13 +52,22 @@ int b2b_events_init(void);
 /* ---- Originate from another thread (the dialer) ----
  * The same operation as POST /v1/calls: an outbound AI call to `to` through
  * outbound.trunk. Strings are copied; NULL or "" = the configured default. */
+/* What an outbound call does when AMD says an answering machine picked up. */
+enum b2b_amd_action {
+	B2B_AMD_AI = 0,  /* the assistant goes on (AMD only reports, if outbound.amd) */
+	B2B_AMD_HANGUP,  /* the call ends: end_reason "answering machine" */
+	B2B_AMD_MESSAGE, /* amd_prompt (a WAV) is played, then the call ends */
+};
+
 struct b2b_orig_req {
-	const char *to;             /* the number to call (E.164, or national on the trunk) */
-	const char *from;           /* caller ID */
-	const char *assistant_id;   /* VAPI assistant */
-	const char *variables_json; /* variableValues object text, at most 16 KiB */
-	const char *lead_id;        /* echoed in the call record and life events */
-	const char *ref;            /* the originator's reference (a job id), likewise */
+	const char *to;                 /* the number to call (E.164, or national on the trunk) */
+	const char *from;               /* caller ID */
+	const char *assistant_id;       /* VAPI assistant */
+	const char *variables_json;     /* variableValues object text, at most 16 KiB */
+	const char *lead_id;            /* echoed in the call record and life events */
+	const char *ref;                /* the originator's reference (a job id), likewise */
+	enum b2b_amd_action amd_action; /* not AI: AMD runs on this call whatever outbound.amd */
+	const char *amd_prompt;         /* MESSAGE: path of the WAV to play (< 256 bytes) */
 };
 /* Runs once on the sip thread when the call was placed (status 0, call_id set) or
  * refused (status 400 bad input, 429 trunk at max_calls, 503 unavailable; why says
@@ -76,5 +85,10 @@ int b2b_originate_post(const struct b2b_orig_req *r, b2b_orig_done_cb done, void
 int b2b_api_init(const struct conf *cfg);
 /* After ctl_close and b2b_close: frees what is left. */
 void b2b_api_close(void);
+/* Whether POST /v1/calls may schedule calls ({"at": ...}: a call_jobs row the campaign
+ * dialer places when due). on = 0: such requests answer 503 dialer_unavailable with
+ * `why` (copied; e.g. "no Redis (store.redis_env)"). Main thread, before ctl_init (the
+ * dialer calls it from dialer_init_conf). Off until called. */
+void b2b_api_schedule_set(int on, const char *why);
 
 #endif

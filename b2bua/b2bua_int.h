@@ -206,10 +206,13 @@ struct b2b_call {
 	char assistant[96]; /* outbound: the assistantId */
 	char *variables;    /* outbound: variableValues JSON text (mem_), NULL = none */
 	char lead_id[64], ref[96];
-	su_timer_t *ring_timer; /* outbound: the lead did not answer in ring_timeout */
-	uint64_t ai_speech_ms;  /* the assistant first started speaking (speech-update) */
-	char *ai_summary;       /* end-of-call-report analysis.summary (mem_) */
-	double ai_cost;         /* end-of-call-report cost, < 0 = none */
+	enum b2b_amd_action amd_action; /* outbound: on a machine verdict */
+	char amd_prompt[256];           /* outbound, MESSAGE: the WAV's path */
+	int amd_acted;                  /* the action ran (once per call) */
+	su_timer_t *ring_timer;         /* outbound: the lead did not answer in ring_timeout */
+	uint64_t ai_speech_ms;          /* the assistant first started speaking (speech-update) */
+	char *ai_summary;               /* end-of-call-report analysis.summary (mem_) */
+	double ai_cost;                 /* end-of-call-report cost, < 0 = none */
 	/* The AI leg's fallback (conf_ai_fallback of the route or of outbound). */
 	const struct conf_ai_fallback *fallback;
 	int fb_state;    /* enum fb_state in call.c */
@@ -367,6 +370,8 @@ struct b2b_orig {
 	const char *assistant_id;   /* NULL = outbound.assistant, else vapi.assistant_id */
 	const char *variables_json; /* variableValues object text */
 	const char *lead_id, *ref;  /* echoed in the call record */
+	enum b2b_amd_action amd_action;
+	const char *amd_prompt; /* MESSAGE: WAV path */
 };
 int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char **why,
                   const char **field);

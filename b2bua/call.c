@@ -91,6 +91,7 @@ enum fb_state {
 	FB_DONE,   /* released (BYE sent), or bridged to the queue */
 };
 #define PLAY_FALLBACK 1u /* media_session_play id of the apology */
+#define PLAY_AMD      2u /* media_session_play id of the message for a machine */
 
 static const char *amd_name(int verdict)
 {
@@ -1687,6 +1688,49 @@ void b2b_call_new_invite(nua_handle_t *nh, const sip_t *sip)
 	send_b_invite(call);
 }
 
+/* Outbound: AMD heard an answering machine (end = 0: the verdict, whose why is "beep"
+ * when it came on the beep; end = 1: MEDIA_EV_AMD_END, the greeting is over); the
+ * originator's amd_action acts. HANGUP ends the call at the verdict; MESSAGE waits for the
+ * beep or the end of the greeting, stops the assistant and plays amd_prompt (a configured
+ * prompt, else the WAV loaded now); the call ends when it has played (PLAY_AMD). */
+static void amd_act(struct b2b_call *call, const char *why, int end)
+{
+	struct b2b_leg *b = &call->b;
+	if (call->amd_action == B2B_AMD_AI || b->state >= LEG_ENDING || call->end_reason[0] ||
+	    call->amd_acted)
+		return;
+	if (call->amd_action == B2B_AMD_MESSAGE && !end && (!why || strcmp(why, "beep") != 0)) {
+		log_info("call", "answering machine: the message waits for the greeting's end");
+		return;
+	}
+	call->amd_acted = 1;
+	if (call->amd_action == B2B_AMD_HANGUP) {
+		b2b_call_step(call, "amd.hangup", "");
+		b2b_call_hangup(call, 16, "answering machine");
+		return;
+	}
+	struct media_prompt *pr = call->amd_prompt[0] ? b2b_prompt_find(call->amd_prompt) : NULL;
+	struct media_prompt *own = NULL;
+	char err[200] = "no amd_prompt";
+	if (!pr && call->amd_prompt[0] &&
+	    media_prompt_load(call->amd_prompt, &own, err, sizeof(err)) == 0)
+		pr = own;
+	int rc = pr && b->ms ? 0 : -ENOENT;
+	if (!rc) {
+		b2b_ai_drop(call);
+		rc = media_session_play(b->ms, pr, 0, PLAY_AMD);
+	}
+	media_prompt_unref(own);
+	if (rc) {
+		log_warn("call", "answering machine: cannot play the message (%s): hanging up",
+		         pr ? strerror(-rc) : err);
+		b2b_call_hangup(call, 16, "answering machine: no message to leave");
+		return;
+	}
+	log_info("call", "answering machine: playing %s", call->amd_prompt);
+	b2b_call_step(call, "amd.message", call->amd_prompt);
+}
+
 void b2b_call_media_events(void)
 {
 	struct media_event ev[32];
@@ -1735,6 +1779,15 @@ void b2b_call_media_events(void)
 				log_info("call", "AMD: leg %c is %s after %u ms (%s)", leg->side,
 				         amd_name(ev[i].result), ev[i].ms,
 				         ev[i].why ? ev[i].why : "");
+				if (ac->outbound && ev[i].result == MEDIA_AMD_MACHINE)
+					amd_act(ac, ev[i].why, 0);
+			} else if (ev[i].type == MEDIA_EV_AMD_END) {
+				log_info("call", "AMD: the greeting ended (%s) after %u ms",
+				         ev[i].why ? ev[i].why : "", ev[i].ms);
+				if (leg->call->outbound)
+					amd_act(leg->call, ev[i].why, 1);
+			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_AMD) {
+				b2b_call_hangup(leg->call, 16, "answering machine: message left");
 			} else if (ev[i].type == MEDIA_EV_PLAY_DONE && ev[i].id == PLAY_FALLBACK) {
 				fb_play_done(leg->call);
 			} else if (ev[i].type == MEDIA_EV_DTMF) {
@@ -2043,7 +2096,7 @@ static void ai_lead_answered(struct b2b_call *call)
 {
 	struct b2b_leg *b = &call->b;
 	b2b_call_record_start(call);
-	if (call->conf->outbound.amd && b->ms)
+	if ((call->conf->outbound.amd || call->amd_action != B2B_AMD_AI) && b->ms)
 		media_session_amd(b->ms);
 	if (call->fb_state != FB_NONE)
 		return;
@@ -2356,6 +2409,9 @@ int b2b_originate(const struct b2b_orig *o, char *id, size_t idlen, const char *
 	snprintf(call->assistant, sizeof(call->assistant), "%s", assistant);
 	snprintf(call->lead_id, sizeof(call->lead_id), "%s", o->lead_id ? o->lead_id : "");
 	snprintf(call->ref, sizeof(call->ref), "%s", o->ref ? o->ref : "");
+	call->amd_action = o->amd_action;
+	snprintf(call->amd_prompt, sizeof(call->amd_prompt), "%s",
+	         o->amd_prompt ? o->amd_prompt : "");
 	if (o->variables_json && !(call->variables = mem_strdup(o->variables_json))) {
 		conf_unref(call->conf);
 		mem_free(call);

@@ -68,7 +68,9 @@ struct camp {
 	int hours_bad; /* calling_hours unreadable: never call */
 	struct dialer_retry retry[DIALER_OUTCOME__COUNT];
 	char caller_id[40], assistant[96];
-	unsigned gen; /* refresh generation that last saw it running */
+	enum b2b_amd_action amd; /* amd_action: on a machine, hang up, message or AI */
+	char amd_prompt[256];    /* amd_prompt: the WAV for "message" */
+	unsigned gen;            /* refresh generation that last saw it running */
 	unsigned active;
 	struct metric *m_active;
 };
@@ -165,6 +167,13 @@ static struct camp *camp_find(const char *id)
 	return NULL;
 }
 
+/* A scheduled call (no campaign) is attempted once. */
+static void no_retry(struct dialer_retry r[DIALER_OUTCOME__COUNT])
+{
+	for (unsigned o = 0; o < DIALER_OUTCOME__COUNT; o++)
+		r[o] = (struct dialer_retry){.max_attempts = 1, .backoff_s = 0};
+}
+
 static void slot_name(char *out, size_t len, const char *camp)
 {
 	snprintf(out, len, "camp:%s", camp);
@@ -215,7 +224,8 @@ static int job_push(const json_t *row, uint64_t now, int force)
 	return rc < 0 ? rc : 1;
 }
 
-/* Puts the queued jobs of running campaigns (camp = NULL: all) back into Redis. force = 1
+/* Puts the queued jobs of running campaigns and the scheduled calls (camp = NULL: all)
+ * back into Redis. force = 1
  * (Redis came back, possibly empty; a campaign seen starting, whose entries were dropped
  * while it was paused): every one, duplicates are harmless (the conditional UPDATE at dial
  * time). force = 0 (the sweep, every sweep_s): at most 2000 rows untouched and due for
@@ -227,17 +237,19 @@ static void resync(const char *camp, unsigned age_s, int force)
 	snprintf(age, sizeof(age), "%u", force ? 0 : age_s);
 	const char *p[] = {camp, age};
 	json_t *rows;
-	int rc = q("UPDATE call_jobs j SET updated_at = now() WHERE j.id IN (SELECT j2.id FROM"
-	           " call_jobs j2 JOIN campaigns c ON c.id = j2.campaign_id"
-	           " WHERE c.status = 'running' AND j2.status = 'queued'"
-	           " AND ($1::text IS NULL OR j2.campaign_id = $1)"
-	           " AND ($2::int = 0 OR (j2.updated_at < now() - make_interval(secs => $2::int)"
-	           "  AND coalesce(j2.not_before, j2.created_at) < now() - make_interval(secs => "
-	           "$2::int)))"
-	           " ORDER BY j2.updated_at LIMIT CASE WHEN $2::int = 0 THEN NULL ELSE 2000 END)"
-	           " RETURNING j.id, j.campaign_id, j.lead_id, j.number, j.attempt,"
-	           " (extract(epoch FROM coalesce(j.not_before, now())) * 1000)::bigint AS due_ms",
-	           p, 2, &rows);
+	int rc =
+	    q("UPDATE call_jobs j SET updated_at = now(), enqueued_at = coalesce(enqueued_at,"
+	      " now()) WHERE j.id IN (SELECT j2.id FROM"
+	      " call_jobs j2 LEFT JOIN campaigns c ON c.id = j2.campaign_id"
+	      " WHERE (j2.campaign_id IS NULL OR c.status = 'running') AND j2.status = 'queued'"
+	      " AND ($1::text IS NULL OR j2.campaign_id = $1)"
+	      " AND ($2::int = 0 OR (j2.updated_at < now() - make_interval(secs => $2::int)"
+	      "  AND coalesce(j2.not_before, j2.created_at) < now() - make_interval(secs => "
+	      "$2::int)))"
+	      " ORDER BY j2.updated_at LIMIT CASE WHEN $2::int = 0 THEN NULL ELSE 2000 END)"
+	      " RETURNING j.id, j.campaign_id, j.lead_id, j.number, j.attempt,"
+	      " (extract(epoch FROM coalesce(j.not_before, now())) * 1000)::bigint AS due_ms",
+	      p, 2, &rows);
 	if (rc)
 		return;
 	uint64_t now = now_ms();
@@ -278,6 +290,11 @@ static void camp_load(struct camp *c, const json_t *o)
 	                   ma > 0 && ma < 100 ? (unsigned)ma : 3, c->retry);
 	copy(c->caller_id, sizeof(c->caller_id), jstr(o, "caller_id"));
 	copy(c->assistant, sizeof(c->assistant), jstr(o, "assistant"));
+	const char *amd = jstr(o, "amd_action");
+	c->amd = strcmp(amd, "hangup") == 0    ? B2B_AMD_HANGUP
+	         : strcmp(amd, "message") == 0 ? B2B_AMD_MESSAGE
+	                                       : B2B_AMD_AI;
+	copy(c->amd_prompt, sizeof(c->amd_prompt), jstr(o, "amd_prompt"));
 }
 
 static struct metric *camp_metric(const char *id)
@@ -368,6 +385,23 @@ static void camps_refresh(void)
 		}
 		json_decref(rows);
 	}
+	/* Scheduled calls (POST /v1/calls with at) are written by the API: one node (the
+	 * conditional UPDATE) puts each in Redis, into the retry set until it is due. */
+	if (!d.paused &&
+	    q("UPDATE call_jobs SET enqueued_at = now(), updated_at = now() WHERE id IN (SELECT"
+	      " id FROM call_jobs WHERE campaign_id IS NULL AND status = 'queued' AND enqueued_at"
+	      " IS NULL ORDER BY created_at LIMIT 500 FOR UPDATE SKIP LOCKED)"
+	      " AND enqueued_at IS NULL RETURNING id, campaign_id, lead_id, number, attempt,"
+	      " (extract(epoch FROM coalesce(not_before, now())) * 1000)::bigint AS due_ms",
+	      NULL, 0, &rows) == 0) {
+		uint64_t now = now_ms();
+		json_array_foreach(rows, i, row)
+		{
+			if (!redis_ok(job_push(row, now, 1)))
+				break; /* the sweep puts it back */
+		}
+		json_decref(rows);
+	}
 	if (q("SELECT count(*) AS n FROM call_jobs WHERE status = 'queued'", NULL, 0, &rows) == 0) {
 		metric_set(d.m_depth, jint(json_array_get(rows, 0), "n", 0));
 		json_decref(rows);
@@ -405,7 +439,8 @@ static void release_slots(const struct active *a)
 {
 	char sn[96];
 	slot_name(sn, sizeof(sn), a->camp);
-	db_redis_slot_release(d.r, sn, a->job);
+	if (a->camp[0])
+		db_redis_slot_release(d.r, sn, a->job);
 	/* VAPI counts an AI call whose socket never opened (busy, no answer) until its own
 	 * connect timeout: the account's slot is held that long, then expires by itself. */
 	if (a->placed && d.c.unanswered_hold_s && a->outcome != DIALER_ANSWERED &&
@@ -465,7 +500,7 @@ static int finish(struct active *a)
 			/* lost in Redis: the sweep puts it back */
 		}
 		json_decref(rows);
-	} else {
+	} else if (a->camp[0]) { /* a scheduled call leaves the lead's funnel status alone */
 		const char *p3[] = {a->lead, dialer_lead_final_status(a->outcome)};
 		rc = q("UPDATE leads SET status = $2, updated_at = now() WHERE id = $1", p3, 2,
 		       NULL);
@@ -512,19 +547,25 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	int ack = 1;
 	char *vars = NULL;
 	struct camp *c = camp_find(camp);
+	/* solo: a scheduled call (POST /v1/calls with at), no campaign. The same steps with
+	 * the campaign's parts (running, its slots, calling hours, rate, retries) skipped:
+	 * the requester chose the time; the account's cap and do-not-call still apply. */
+	int solo = !camp[0];
+	const char *lead_up = solo ? NULL : lead; /* the lead's funnel status: campaigns only */
+	char from[40] = "", assistant[96] = "";
 	if (!job[0] || !number[0] || strlen(job) >= ID_LEN || strlen(lead) >= ID_LEN ||
 	    strlen(number) >= 40) {
 		log_warn("dialer", "stream entry %s is not a job: dropped", j->id);
 		goto out;
 	}
-	if (!c || c->gen != d.gen)
+	if (!solo && (!c || c->gen != d.gen))
 		goto out; /* not running: the row stays queued until it runs again */
 	/* A full campaign: put off before any query (a long backlog cycles through here). */
 	char sn[96];
 	slot_name(sn, sizeof(sn), camp);
 	uint64_t now = now_ms();
-	int held = db_redis_slot_count(d.r, sn, now);
-	if (held < 0 || (unsigned)held >= c->max_concurrent) {
+	int held = solo ? 0 : db_redis_slot_count(d.r, sn, now);
+	if (held < 0 || (!solo && (unsigned)held >= c->max_concurrent)) {
 		if (redis_ok(held))
 			defer(j->json, now + 1000u, d.m_def_cap);
 		else
@@ -538,7 +579,9 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	           " (SELECT 1 FROM do_not_call n WHERE n.phone_e164 = $2) AS dnc,"
 	           " coalesce(l.attributes, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object("
 	           "'name', l.name, 'email', l.email, 'locale', l.locale, 'campaignId',"
-	           " j.campaign_id, 'attempt', j.attempt)) AS vars"
+	           " j.campaign_id, 'attempt', j.attempt)) || coalesce(j.variables, '{}'::jsonb)"
+	           " AS vars, coalesce(j.caller_id, '') AS caller_id, coalesce(j.assistant, '')"
+	           " AS assistant"
 	           " FROM call_jobs j LEFT JOIN leads l ON l.id = j.lead_id WHERE j.id = $1",
 	           pj, 2, &rows);
 	if (rc) {
@@ -553,6 +596,8 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	}
 	int dnc = json_is_true(json_object_get(row, "dnc"));
 	const struct dialer_zone *z = dialer_zone_find(jstr(row, "timezone"));
+	copy(from, sizeof(from), solo ? jstr(row, "caller_id") : c->caller_id);
+	copy(assistant, sizeof(assistant), solo ? jstr(row, "assistant") : c->assistant);
 	/* The lead's attributes, name, email and locale become the assistant's variables. */
 	vars = json_is_object(json_object_get(row, "vars"))
 	           ? json_dumps(json_object_get(row, "vars"), JSON_COMPACT)
@@ -563,7 +608,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	}
 	json_decref(rows);
 	if (dnc) {
-		const char *p[] = {job, lead};
+		const char *p[] = {job, lead_up};
 		if (q("WITH j AS (UPDATE call_jobs SET status = 'cancelled', outcome = "
 		      "'do_not_call',"
 		      " updated_at = now() WHERE id = $1 AND status = 'queued' RETURNING id)"
@@ -579,11 +624,11 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	}
 	if (!z)
 		z = dialer_zone_of_number(number);
-	if (!z)
+	if (!z && !solo)
 		z = c->zone;
 	now = now_ms();
 	int64_t now_s = (int64_t)(now / 1000u);
-	if (c->hours_bad || !dialer_hours_open(c->win, c->n_win, z, now_s)) {
+	if (!solo && (c->hours_bad || !dialer_hours_open(c->win, c->n_win, z, now_s))) {
 		int64_t next = c->hours_bad ? -1 : dialer_hours_next(c->win, c->n_win, z, now_s);
 		uint64_t due = next > 0 ? (uint64_t)next * 1000u : now + 3600000u;
 		char dues[32];
@@ -600,10 +645,10 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	}
 	/* Capacity: this campaign's, then the account's; then the campaign's call rate. */
 	uint64_t lease = (uint64_t)d.c.lease_s * 1000u;
-	rc = db_redis_slot_acquire(d.r, sn, c->max_concurrent, job, lease, now);
+	rc = solo ? 1 : db_redis_slot_acquire(d.r, sn, c->max_concurrent, job, lease, now);
 	if (rc == 1) {
 		rc = db_redis_slot_acquire(d.r, SLOT_GLOBAL, d.c.max_calls, job, lease, now);
-		if (rc != 1)
+		if (rc != 1 && !solo)
 			db_redis_slot_release(d.r, sn, job);
 		if (rc == 0)
 			*budget = 0; /* the account is full: stop claiming this tick */
@@ -615,12 +660,12 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 			ack = 0;
 		goto out;
 	}
-	uint64_t interval = (uint64_t)(1000.0 / c->cps);
+	uint64_t interval = solo ? 1 : (uint64_t)(1000.0 / c->cps);
 	if (interval < 1)
 		interval = 1;
 	char rk[160];
 	snprintf(rk, sizeof(rk), "rate:%s:%llu", camp, (unsigned long long)(now / interval));
-	rc = db_redis_dedupe(d.r, rk, (unsigned)(interval / 1000u) + 2u);
+	rc = solo ? 1 : db_redis_dedupe(d.r, rk, (unsigned)(interval / 1000u) + 2u);
 	if (rc != 1) {
 		db_redis_slot_release(d.r, sn, job);
 		db_redis_slot_release(d.r, SLOT_GLOBAL, job);
@@ -631,7 +676,7 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 		goto out;
 	}
 	/* The exactly-once step: only one node turns the row from queued to dialing. */
-	const char *pg[] = {job, d.node, lead};
+	const char *pg[] = {job, d.node, lead_up};
 	rc = q("WITH j AS (UPDATE call_jobs SET status = 'dialing', claimed_by = $2,"
 	       " claimed_at = now(), updated_at = now() WHERE id = $1 AND status = 'queued'"
 	       " RETURNING id), l AS (UPDATE leads SET status = 'called', updated_at = now()"
@@ -658,7 +703,10 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 		copy(tmp.camp, sizeof(tmp.camp), camp);
 		copy(tmp.lead, sizeof(tmp.lead), lead);
 		copy(tmp.number, sizeof(tmp.number), number);
-		memcpy(tmp.retry, c->retry, sizeof(tmp.retry));
+		if (solo)
+			no_retry(tmp.retry);
+		else
+			memcpy(tmp.retry, c->retry, sizeof(tmp.retry));
 		finish(&tmp);
 		goto out;
 	}
@@ -667,15 +715,21 @@ static int dial_one(const struct db_redis_job *j, unsigned *budget)
 	copy(a->camp, sizeof(a->camp), camp);
 	copy(a->lead, sizeof(a->lead), lead);
 	copy(a->number, sizeof(a->number), number);
-	memcpy(a->retry, c->retry, sizeof(a->retry));
-	c->active++;
-	metric_set(c->m_active, c->active);
+	if (solo) {
+		no_retry(a->retry);
+	} else {
+		memcpy(a->retry, c->retry, sizeof(a->retry));
+		c->active++;
+		metric_set(c->m_active, c->active);
+	}
 	struct b2b_orig_req req = {.to = number,
-	                           .from = c->caller_id,
-	                           .assistant_id = c->assistant,
+	                           .from = from,
+	                           .assistant_id = assistant,
 	                           .variables_json = vars,
 	                           .lead_id = lead,
-	                           .ref = job};
+	                           .ref = job,
+	                           .amd_action = solo ? B2B_AMD_AI : c->amd,
+	                           .amd_prompt = solo ? NULL : c->amd_prompt};
 	rc = b2b_originate_post(&req, on_orig_done, (void *)(uintptr_t)(a - d.act));
 	if (rc) {
 		log_warn("dialer", "job %s: originate not queued: %s", job, strerror(-rc));
@@ -761,6 +815,8 @@ static void recover(const char *node)
 		struct camp *c = camp_find(a.camp);
 		if (c)
 			memcpy(a.retry, c->retry, sizeof(a.retry));
+		else if (!a.camp[0])
+			no_retry(a.retry);
 		else
 			dialer_retry_parse(NULL, 3, a.retry);
 		log_warn("dialer", "job %s (lead %s) was dialing on node %s, which is gone: failed",
@@ -824,8 +880,9 @@ static void each_second(uint64_t now)
 		char sn[96];
 		slot_name(sn, sizeof(sn), a->camp);
 		/* acquire renews a held lease and takes it back after Redis lost it */
-		redis_ok(
-		    db_redis_slot_acquire(d.r, sn, c ? c->max_concurrent : 1, a->job, lease, now));
+		if (a->camp[0])
+			redis_ok(db_redis_slot_acquire(d.r, sn, c ? c->max_concurrent : 1, a->job,
+			                               lease, now));
 		redis_ok(
 		    db_redis_slot_acquire(d.r, SLOT_GLOBAL, d.c.max_calls, a->job, lease, now));
 	}
@@ -1035,6 +1092,7 @@ int dialer_init_conf(const struct conf *cfg)
 	                                                              : NULL;
 	if (off) {
 		log_info("main", "the campaign dialer is off: %s", off);
+		b2b_api_schedule_set(0, off);
 		return 0;
 	}
 	struct dialer_config dc = {
@@ -1050,7 +1108,9 @@ int dialer_init_conf(const struct conf *cfg)
 	    .backoff_min_ms = cfg->store.backoff_min_ms,
 	    .backoff_max_ms = cfg->store.backoff_max_ms,
 	};
-	return dialer_init(&dc);
+	int rc = dialer_init(&dc);
+	b2b_api_schedule_set(rc == 0, rc ? "it could not start" : NULL);
+	return rc;
 }
 
 void dialer_close(void)

@@ -49,7 +49,9 @@ struct media_amd {
 	double hist[FLOOR_WIN]; /* dBFS of the last frames, ring */
 	unsigned hist_i, hist_n;
 	int done;
-	unsigned ms; /* analysed */
+	int tail;         /* after a MACHINE verdict: waiting for the greeting's end */
+	unsigned tail_ms; /* analysed since the verdict */
+	unsigned ms;      /* analysed */
 	enum amd_state state;
 	int in_initial_silence, in_greeting;
 	unsigned silence_ms, voice_run_ms, voice_total_ms, words;
@@ -72,6 +74,7 @@ void media_amd_config_default(struct media_amd_config *c)
 	c->beep_min_ms = 150;
 	c->beep_min_hz = 400;
 	c->beep_max_hz = 2100;
+	c->end_silence_ms = 1200;
 }
 
 int media_amd_create(struct media_amd **out, const struct media_amd_config *c)
@@ -105,7 +108,22 @@ void media_amd_destroy(struct media_amd *a)
 static int verdict(struct media_amd *a, struct media_amd_result *r, enum media_amd_verdict v,
                    const char *why)
 {
-	a->done = 1;
+	if (a->tail) { /* the end of the greeting */
+		a->tail = 0;
+		a->done = 1;
+		r->verdict = MEDIA_AMD_MACHINE;
+		r->ms = a->ms;
+		r->reason = why;
+		return 2;
+	}
+	if (v == MEDIA_AMD_MACHINE && a->c.end_wait_ms && strcmp(why, "beep") != 0) {
+		a->tail = 1; /* go on: the greeting's end follows */
+		a->tail_ms = 0;
+		a->silence_ms = 0;
+		a->beep_frames = 0;
+	} else {
+		a->done = 1;
+	}
 	r->verdict = v;
 	r->ms = a->ms;
 	r->reason = why;
@@ -203,6 +221,15 @@ static int amd_frame(struct media_amd *a, const int16_t *pcm, struct media_amd_r
 		return verdict(a, r, MEDIA_AMD_MACHINE, "beep");
 	if (db < thr + BEEP_MIN_OVER_DB)
 		a->beep_frames = 0;
+	if (a->tail) {
+		a->tail_ms += AMD_FRAME_MS;
+		a->silence_ms = db < thr ? a->silence_ms + AMD_FRAME_MS : 0;
+		if (a->silence_ms >= c->end_silence_ms)
+			return verdict(a, r, MEDIA_AMD_MACHINE, "silence");
+		if (a->tail_ms >= c->end_wait_ms)
+			return verdict(a, r, MEDIA_AMD_MACHINE, "timeout");
+		return 0;
+	}
 
 	if (db < thr) {
 		a->silence_ms += AMD_FRAME_MS;
@@ -242,9 +269,11 @@ static int amd_frame(struct media_amd *a, const int16_t *pcm, struct media_amd_r
 int media_amd_feed(struct media_amd *a, const int16_t *pcm, unsigned n, struct media_amd_result *r)
 {
 	while (n && !a->done) {
+		int rc;
 		if (!a->buf_n && n >= AMD_FRAME) {
-			if (amd_frame(a, pcm, r))
-				return 1;
+			rc = amd_frame(a, pcm, r);
+			if (rc)
+				return rc;
 			pcm += AMD_FRAME;
 			n -= AMD_FRAME;
 			continue;
@@ -258,8 +287,9 @@ int media_amd_feed(struct media_amd *a, const int16_t *pcm, unsigned n, struct m
 		n -= k;
 		if (a->buf_n == AMD_FRAME) {
 			a->buf_n = 0;
-			if (amd_frame(a, a->buf, r))
-				return 1;
+			rc = amd_frame(a, a->buf, r);
+			if (rc)
+				return rc;
 		}
 	}
 	return 0;

@@ -140,6 +140,12 @@ struct media_amd_config {
 	unsigned beep_min_ms;               /* [150] one steady tone this long: MACHINE at
 	                                     * once ("beep"); 0 disables the beep detector */
 	unsigned beep_min_hz, beep_max_hz;  /* [400, 2100] band of answering-machine beeps */
+	unsigned end_wait_ms;               /* [0 = off] after a MACHINE verdict other than
+	                                     * "beep", go on listening for the greeting's end:
+	                                     * a beep, end_silence_ms of silence, or this long;
+	                                     * media_amd_feed then returns 2 (reason "beep",
+	                                     * "silence" or "timeout") */
+	unsigned end_silence_ms;            /* [1200] silence that ends a greeting */
 };
 
 struct media_amd_result {
@@ -163,6 +169,8 @@ void media_amd_destroy(struct media_amd *a);
 /* Feeds n samples of 8 kHz PCM (any n; analysed in 20 ms frames). Returns 1 exactly once,
  * when the verdict is reached, with *r filled; 0 before and after (audio after the verdict
  * is ignored). One thread at a time; never allocates, locks or logs. */
+/* Returns 1 with the verdict, 2 with the end of a machine's greeting (end_wait_ms), else
+ * 0. */
 int media_amd_feed(struct media_amd *a, const int16_t *pcm, unsigned n, struct media_amd_result *r);
 
 #endif

@@ -498,12 +498,20 @@ void media_dsp_rx_tick(struct media_dsp *d, uint64_t now, struct media_dsp_emit 
 		}
 		if (d->amd && !d->amd_done) {
 			struct media_amd_result ar;
-			if (media_amd_feed(d->amd, pcm8, MEDIA_FRAME_SAMPLES, &ar) == 1) {
-				d->amd_done = 1;
+			int rc = media_amd_feed(d->amd, pcm8, MEDIA_FRAME_SAMPLES, &ar);
+			if (rc == 1) {
+				/* a machine's greeting may still be going: its end follows */
+				d->amd_done =
+				    ar.verdict != MEDIA_AMD_MACHINE || !strcmp(ar.reason, "beep");
 				em->amd = 1;
 				em->amd_verdict = ar.verdict;
 				em->amd_ms = ar.ms;
 				em->amd_why = ar.reason;
+			} else if (rc == 2) {
+				d->amd_done = 1;
+				em->amd_end = 1;
+				em->amd_end_ms = ar.ms;
+				em->amd_end_why = ar.reason;
 			}
 		}
 	}

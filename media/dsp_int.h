@@ -84,6 +84,9 @@ struct media_dsp_emit {
 	int amd_verdict;
 	uint32_t amd_ms;
 	const char *amd_why;
+	int amd_end; /* the machine's greeting ended (MEDIA_EV_AMD_END) */
+	uint32_t amd_end_ms;
+	const char *amd_end_why;
 };
 
 /* The packet a tx tick produced. */

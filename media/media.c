@@ -892,6 +892,14 @@ static void dsp_rx(struct media_worker *w, struct media_session *s, uint64_t now
 		ev.why = em.amd_why;
 		post_event_full(&ev);
 	}
+	if (em.amd_end) {
+		struct media_event ev;
+		ev_init(&ev, MEDIA_EV_AMD_END, s->owner);
+		ev.result = MEDIA_AMD_MACHINE;
+		ev.ms = em.amd_end_ms;
+		ev.why = em.amd_end_why;
+		post_event_full(&ev);
+	}
 }
 
 static void dsp_tx(struct media_worker *w, struct media_session *s, uint64_t now)
@@ -2119,7 +2127,10 @@ int media_session_amd(struct media_session *s)
 		return err;
 	struct media_cmd c;
 	cmd_init(&c, CMD_AMD, s);
-	err = media_amd_create(&c.amd, NULL);
+	struct media_amd_config ac;
+	media_amd_config_default(&ac);
+	ac.end_wait_ms = 20000; /* a machine's greeting: MEDIA_EV_AMD_END follows */
+	err = media_amd_create(&c.amd, &ac);
 	if (err)
 		return err;
 	return post_dsp_cmd(s, &c);

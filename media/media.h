@@ -101,6 +101,8 @@ enum media_event_type {
 	MEDIA_EV_PLAY_DONE,   /* a prompt played with media_session_play(id) ended or stopped */
 	MEDIA_EV_AMD,         /* answering-machine verdict */
 	MEDIA_EV_RECORDING,   /* a recording was closed and synced (result, bytes) */
+	MEDIA_EV_AMD_END,     /* after a MACHINE verdict not on a beep: the greeting ended
+	                       * (why "beep", "silence" after it, or "timeout" at 20 s) */
 };
 
 enum media_amd_verdict { MEDIA_AMD_HUMAN = 1, MEDIA_AMD_MACHINE, MEDIA_AMD_UNSURE };
@@ -197,7 +199,9 @@ int media_session_record_stop(struct media_session *s);
 /* ---- Answering-machine detection ---- */
 
 /* Starts AMD on the audio this leg receives from now (call it on answer). One
- * MEDIA_EV_AMD event follows with the verdict and the ms it took. Control thread. */
+ * MEDIA_EV_AMD event follows with the verdict and the ms it took; after a MACHINE verdict
+ * whose why is not "beep", one MEDIA_EV_AMD_END when the greeting ended. Control
+ * thread. */
 int media_session_amd(struct media_session *s);
 
 /* ---- The AI leg: 20 ms frames up, any-size chunks down ---- */

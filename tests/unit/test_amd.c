@@ -291,6 +291,53 @@ static void test_amd_no_alloc_per_frame(void **state)
 	media_amd_destroy(a);
 }
 
+/* end_wait_ms: after a machine verdict during speech, the end of the greeting is
+ * reported (2) on the silence after it, or on a beep; without it, only the verdict. */
+static void test_amd_greeting_end(void **state)
+{
+	(void)state;
+	static int16_t pcm[12 * RATE];
+	for (int beep = 0; beep < 2; beep++) {
+		unsigned n = 0;
+		add(pcm, &n, 300, -70, 0, 0);
+		for (unsigned w = 0; w < 8; w++) { /* words: 400 ms of speech-like noise */
+			add(pcm, &n, 400, -20, 0, 0);
+			add(pcm, &n, 100, -70, 0, 0);
+		}
+		if (beep)
+			add(pcm, &n, 400, -70, 1000, -12);
+		add(pcm, &n, 2000, -70, 0, 0);
+		struct media_amd_config c;
+		media_amd_config_default(&c);
+		c.end_wait_ms = 20000;
+		struct media_amd *a = NULL;
+		assert_int_equal(media_amd_create(&a, &c), 0);
+		int got[3] = {0, 0, 0};
+		struct media_amd_result first = {0}, end = {0};
+		for (unsigned pos = 0; pos < n; pos += FRAME) {
+			struct media_amd_result x;
+			int rc = media_amd_feed(a, pcm + pos, FRAME, &x);
+			assert_in_range(rc, 0, 2);
+			got[rc]++;
+			if (rc == 1)
+				first = x;
+			else if (rc == 2)
+				end = x;
+		}
+		media_amd_destroy(a);
+		assert_int_equal(got[1], 1);
+		assert_int_equal(got[2], 1);
+		assert_int_equal(first.verdict, MEDIA_AMD_MACHINE);
+		assert_string_not_equal(first.reason, "beep");
+		assert_string_equal(end.reason, beep ? "beep" : "silence");
+		assert_true(end.ms > first.ms);
+		/* Off (the default): the verdict alone. */
+		struct media_amd_result r;
+		assert_int_equal(run(NULL, pcm, n, FRAME, &r), 1);
+		assert_int_equal(r.verdict, MEDIA_AMD_MACHINE);
+	}
+}
+
 /* ---- the generated set ---- */
 
 /* tests/media/gen-amd-set from the source tree: the working directory (tests/run-all
@@ -486,6 +533,7 @@ int main(void)
 	    T(test_amd_unsure_after_total_analysis),
 	    T(test_amd_chunking_independent),
 	    T(test_amd_no_alloc_per_frame),
+	    T(test_amd_greeting_end),
 	};
 	const struct CMUnitTest set[] = {
 	    T(test_amd_generated_set),

@@ -4,6 +4,7 @@
 #include "control/api_calls.h"
 #include "control/api_util.h"
 #include "control/control.h"
+#include "control/uploader.h"
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -186,6 +187,20 @@ static void on_one_rows(void *arg, int rc, json_t *rows)
 		                    json_string(json_is_object(rec) ? "ended" : "active"));
 		json_object_set(o, "events", json_is_array(events) ? events : json_array());
 		json_object_set(o, "recordings", json_is_array(recs) ? recs : json_array());
+		/* An uploaded recording carries a presigned link to its S3 object (docs/api). */
+		size_t i;
+		json_t *x;
+		json_array_foreach(recs, i, x)
+		{
+			char *url = json_is_string(json_object_get(x, "uploaded_at"))
+			                ? ctl_s3_presign(
+			                      json_string_value(json_object_get(x, "s3_bucket")),
+			                      json_string_value(json_object_get(x, "s3_key")), 300)
+			                : NULL;
+			if (url)
+				json_object_set_new(x, "s3_url", json_string(url));
+			mem_free(url);
+		}
 		api_reply_json(r->token, 200, o);
 	}
 	json_decref(rows);

@@ -763,38 +763,58 @@ static void on_post_sub(struct ctl_request *rq, void *arg)
 
 /* ---- GET /v1/stats ---- */
 
-#define STATS_SQL                                                                                  \
-	"WITH l AS (SELECT id, status FROM leads WHERE ($1::timestamptz IS NULL OR created_at >="  \
-	" $1) AND ($2::timestamptz IS NULL OR created_at < $2) AND ($3::text IS NULL OR"           \
-	" campaign_id = $3)),"                                                                     \
-	" k AS (SELECT c.call_id, c.lead_id, c.answer_at, c.sip_code, c.duration_ms, c.ai_ms,"     \
-	" c.human_ms, c.end_reason, coalesce(c.record->'amd'->>'verdict', '') = 'machine' AS"      \
-	" machine, EXISTS (SELECT 1 FROM transfers t WHERE t.call_id = c.call_id AND t.result ="   \
-	" 'bridged') AS xfer FROM calls c WHERE ($1::timestamptz IS NULL OR c.start_at >= $1)"     \
-	" AND ($2::timestamptz IS NULL OR c.start_at < $2) AND ($3::text IS NULL OR EXISTS"        \
-	" (SELECT 1 FROM leads x WHERE x.id = c.lead_id AND x.campaign_id = $3))),"                \
-	" o AS (SELECT *, CASE WHEN machine THEN 'machine' WHEN answer_at IS NOT NULL THEN"        \
-	" 'answered' WHEN sip_code IN (486, 600) THEN 'busy' WHEN sip_code IN (408, 480, 487)"     \
-	" OR end_reason ILIKE '%no answer%' THEN 'no_answer' ELSE 'failed' END AS outcome"         \
-	" FROM k)"                                                                                 \
-	" SELECT json_build_object("                                                               \
-	" 'leads', (SELECT count(*) FROM l),"                                                      \
-	" 'engaged', (SELECT count(*) FROM l WHERE l.status IN ('engaged', 'contacted',"           \
+/* The group key of a lead for ?group_by= ($4): its source, the Click-to-WhatsApp ad id of its
+ * referral (wa/ keeps Meta's referral object in attributes->'referral', source_id is the ad),
+ * or its campaign; '' when the lead has none (answered as key null). */
+#define STATS_KEY(x)                                                                               \
+	"coalesce(CASE $4::text WHEN 'source' THEN " x ".source WHEN 'ad' THEN " x                 \
+	".attributes->'referral'->>'source_id' WHEN 'campaign' THEN " x ".campaign_id END, '')"
+
+/* Leads created and calls started in the period, each with its group key g. */
+#define STATS_WITH                                                                                 \
+	"WITH l AS (SELECT id, status, source, attributes, campaign_id, " STATS_KEY(               \
+	    "leads") " AS g FROM leads WHERE ($1::timestamptz IS NULL OR created_at >="            \
+	             " $1) AND ($2::timestamptz IS NULL OR created_at < $2) AND ($3::text IS "     \
+	             "NULL OR"                                                                     \
+	             " campaign_id = $3)),"                                                        \
+	             " k AS (SELECT c.call_id, c.lead_id, c.answer_at, c.sip_code, c.duration_ms," \
+	             " c.ai_ms, c.human_ms, c.end_reason, coalesce(c.record->'amd'->>'verdict', "  \
+	             "'')"                                                                         \
+	             " = 'machine' AS machine, EXISTS (SELECT 1 FROM transfers t WHERE t.call_id " \
+	             "="                                                                           \
+	             " c.call_id AND t.result = 'bridged') AS xfer, " STATS_KEY(                   \
+	                 "x") " AS g FROM calls c LEFT JOIN leads x ON x.id = c.lead_id WHERE"     \
+	                      " ($1::timestamptz IS NULL OR c.start_at >= $1)"                     \
+	                      " AND ($2::timestamptz IS NULL OR c.start_at < $2) AND ($3::text IS" \
+	                      " NULL OR x.campaign_id = $3)),"                                     \
+	                      " o AS (SELECT *, CASE WHEN machine THEN 'machine' WHEN answer_at "  \
+	                      "IS"                                                                 \
+	                      " NOT NULL THEN 'answered' WHEN sip_code IN (486, 600) THEN 'busy'"  \
+	                      " WHEN sip_code IN (408, 480, 487) OR end_reason ILIKE '%no "        \
+	                      "answer%'"                                                           \
+	                      " THEN 'no_answer' ELSE 'failed' END AS outcome FROM k)"
+
+/* The funnel over the rows of l (an aggregate: one row even when l is empty). */
+#define STATS_FUNNEL                                                                               \
+	"json_build_object('leads', count(*),"                                                     \
+	" 'engaged', count(*) FILTER (WHERE l.status IN ('engaged', 'contacted',"                  \
 	" 'qualified', 'withdrawn', 'declined', 'converted') OR EXISTS (SELECT 1 FROM "            \
-	"whatsapp_messages w WHERE w.lead_id = l.id AND"                                           \
-	" w.direction = 'in')),"                                                                   \
-	" 'qualified', (SELECT count(*) FROM l WHERE l.status IN ('qualified', 'converted') OR"    \
+	"whatsapp_messages w WHERE w.lead_id = l.id AND w.direction = 'in')),"                     \
+	" 'qualified', count(*) FILTER (WHERE l.status IN ('qualified', 'converted') OR"           \
 	" EXISTS (SELECT 1 FROM discovery d WHERE d.lead_id = l.id AND d.qualified)),"             \
-	" 'called', (SELECT count(*) FROM l WHERE EXISTS (SELECT 1 FROM calls c WHERE c.lead_id"   \
+	" 'called', count(*) FILTER (WHERE EXISTS (SELECT 1 FROM calls c WHERE c.lead_id"          \
 	" = l.id)),"                                                                               \
-	" 'connected', (SELECT count(*) FROM l WHERE EXISTS (SELECT 1 FROM calls c WHERE"          \
+	" 'connected', count(*) FILTER (WHERE EXISTS (SELECT 1 FROM calls c WHERE"                 \
 	" c.lead_id = l.id AND c.answer_at IS NOT NULL AND c.ai_ms > 0 AND"                        \
 	" coalesce(c.record->'amd'->>'verdict', '') <> 'machine')),"                               \
-	" 'transferred', (SELECT count(*) FROM l WHERE EXISTS (SELECT 1 FROM calls c JOIN"         \
+	" 'transferred', count(*) FILTER (WHERE EXISTS (SELECT 1 FROM calls c JOIN"                \
 	" transfers t ON t.call_id = c.call_id WHERE c.lead_id = l.id AND t.result ="              \
 	" 'bridged')),"                                                                            \
-	" 'converted', (SELECT count(*) FROM l WHERE l.status = 'converted')) AS funnel,"          \
-	" json_build_object('total', count(*),"                                                    \
+	" 'converted', count(*) FILTER (WHERE l.status = 'converted'))"
+
+/* The call outcomes over the rows of o. */
+#define STATS_CALLS                                                                                \
+	"json_build_object('total', count(*),"                                                     \
 	" 'answered', count(*) FILTER (WHERE outcome = 'answered'),"                               \
 	" 'no_answer', count(*) FILTER (WHERE outcome = 'no_answer'),"                             \
 	" 'busy', count(*) FILTER (WHERE outcome = 'busy'),"                                       \
@@ -803,8 +823,31 @@ static void on_post_sub(struct ctl_request *rq, void *arg)
 	" 'ai_only', count(*) FILTER (WHERE outcome = 'answered' AND NOT xfer AND ai_ms > 0),"     \
 	" 'transferred', count(*) FILTER (WHERE outcome = 'answered' AND xfer),"                   \
 	" 'avg_handle_ms', round(avg(duration_ms) FILTER (WHERE outcome = 'answered'))::bigint,"   \
-	" 'ai_ms', coalesce(sum(ai_ms), 0), 'human_ms', coalesce(sum(human_ms), 0)) AS calls"      \
-	" FROM o"
+	" 'ai_ms', coalesce(sum(ai_ms), 0), 'human_ms', coalesce(sum(human_ms), 0))"
+
+/* Without group_by ($4 NULL): one row, funnel and calls over everything. */
+#define STATS_SQL                                                                                  \
+	STATS_WITH " SELECT (SELECT " STATS_FUNNEL " FROM l) AS funnel, " STATS_CALLS " AS calls"  \
+	           " FROM o"
+
+/* With group_by: one row per key met among the leads or the calls of the period, the
+ * biggest groups first, the leads without a key last; one GROUP BY per side (a group
+ * absent from one side gets that side's zeros, an aggregate over no rows computed once).
+ * The label is what a person reads: the source, the ad's headline, the campaign's name. */
+#define STATS_GROUPED_SQL                                                                          \
+	STATS_WITH                                                                                 \
+	    ", lf AS (SELECT g, " STATS_FUNNEL " AS funnel, count(*) AS n FROM l GROUP BY"         \
+	    " g), cf AS (SELECT g, " STATS_CALLS " AS calls, count(*) AS nc FROM o GROUP BY"       \
+	    " g), keys AS (SELECT g FROM lf UNION SELECT g FROM cf)"                               \
+	    " SELECT json_build_object('key', nullif(keys.g, ''), 'label', CASE WHEN keys.g"       \
+	    " = '' THEN NULL WHEN $4 = 'ad' THEN (SELECT max(x.attributes->'referral'->>"          \
+	    "'headline') FROM leads x WHERE x.attributes->'referral'->>'source_id' = keys.g)"      \
+	    " WHEN $4 = 'campaign' THEN (SELECT name FROM campaigns WHERE id = keys.g) ELSE"       \
+	    " keys.g END, 'funnel', coalesce(lf.funnel, (SELECT " STATS_FUNNEL " FROM l"           \
+	    " WHERE false)), 'calls', coalesce(cf.calls, (SELECT " STATS_CALLS " FROM o"           \
+	    " WHERE false))) AS grp FROM keys LEFT JOIN lf ON lf.g = keys.g LEFT JOIN cf ON"       \
+	    " cf.g = keys.g ORDER BY keys.g = '', coalesce(lf.n, 0) DESC, coalesce(cf.nc, 0)"      \
+	    " DESC, keys.g"
 
 static void on_stats_rows(void *arg, int rc, json_t *rows)
 {
@@ -822,17 +865,42 @@ static void on_stats_rows(void *arg, int rc, json_t *rows)
 	mem_free(q);
 }
 
+/* The grouped answer: {"group_by": ..., "groups": [{key, label, funnel, calls}, ...]}.
+ * q->id holds the group_by value. */
+static void on_stats_grouped_rows(void *arg, int rc, json_t *rows)
+{
+	struct api_q *q = arg;
+	if (rc) {
+		api_reply_store(q->token, rc);
+	} else {
+		json_t *groups = json_array();
+		size_t i;
+		json_t *row;
+		json_array_foreach(rows, i, row)
+		{
+			json_array_append(groups, json_object_get(row, "grp"));
+		}
+		json_t *o = json_object();
+		json_object_set_new(o, "group_by", json_string(q->id));
+		json_object_set_new(o, "groups", groups);
+		api_reply_json(q->token, 200, o);
+	}
+	json_decref(rows);
+	mem_free(q);
+}
+
 static void on_stats(struct ctl_request *rq, void *arg)
 {
 	(void)arg;
-	static const char *const known[] = {"from", "to", "campaign_id", NULL};
+	static const char *const known[] = {"from", "to", "campaign_id", "group_by", NULL};
 	uint64_t token = ctl_req_token(rq);
 	struct api_err e;
-	char v[3][72];
-	const char *from = NULL, *to = NULL, *camp = NULL;
+	char v[4][72];
+	const char *from = NULL, *to = NULL, *camp = NULL, *group = NULL;
 	if (api_query(rq, "from", v[0], sizeof(v[0]), &from, &e) ||
 	    api_query(rq, "to", v[1], sizeof(v[1]), &to, &e) ||
 	    api_query(rq, "campaign_id", v[2], sizeof(v[2]), &camp, &e) ||
+	    api_query(rq, "group_by", v[3], sizeof(v[3]), &group, &e) ||
 	    api_query_known(rq, known, &e) ||
 	    (from && !api_iso_time_ok(from) &&
 	     api_fail(&e, 400, "invalid_field", "from",
@@ -841,15 +909,24 @@ static void on_stats(struct ctl_request *rq, void *arg)
 	     api_fail(&e, 400, "invalid_field", "to",
 	              "to must be an ISO 8601 date or date-time (2026-12-01T00:00:00Z)")) ||
 	    (camp && !api_id_ok(camp) &&
-	     api_fail(&e, 400, "invalid_field", "campaign_id", "campaign_id is not an id"))) {
+	     api_fail(&e, 400, "invalid_field", "campaign_id", "campaign_id is not an id")) ||
+	    (group && strcmp(group, "source") != 0 && strcmp(group, "ad") != 0 &&
+	     strcmp(group, "campaign") != 0 &&
+	     api_fail(&e, 400, "invalid_field", "group_by",
+	              "group_by must be one of source, ad, campaign"))) {
 		api_reply_err(token, &e);
 		return;
 	}
 	struct api_q *q = api_q_new(token, NULL, "stats");
 	if (!q)
 		return;
-	const char *params[3] = {from, to, camp};
-	api_q_run(q, STATS_SQL, params, 3, on_stats_rows);
+	const char *params[4] = {from, to, camp, group};
+	if (group) {
+		snprintf(q->id, sizeof(q->id), "%s", group);
+		api_q_run(q, STATS_GROUPED_SQL, params, 4, on_stats_grouped_rows);
+	} else {
+		api_q_run(q, STATS_SQL, params, 4, on_stats_rows);
+	}
 }
 
 /* ---- set-up ---- */

@@ -730,19 +730,20 @@ out:
 static void on_list(struct ctl_request *rq, void *arg)
 {
 	(void)arg;
-	static const char *const known[] = {"limit", "after",   "campaign_id", "status",
-	                                    "phone", "country", NULL};
+	static const char *const known[] = {"limit",   "after",  "campaign_id", "status", "phone",
+	                                    "country", "source", "ad_id",       NULL};
 	uint64_t token = ctl_req_token(rq);
 	struct api_err e;
-	char us[24], id[72], v[3][72], country[3], e164[24];
+	char us[24], id[72], v[5][72], country[3], e164[24];
 	struct api_q *q = api_q_new(token, "leads", "lead");
 	if (!q)
 		return;
-	const char *camp = NULL, *status = NULL, *phone = NULL;
+	const char *camp = NULL, *status = NULL, *phone = NULL, *source = NULL, *ad = NULL;
 	if (api_query(rq, "campaign_id", v[0], sizeof(v[0]), &camp, &e) ||
 	    api_query(rq, "status", v[1], sizeof(v[1]), &status, &e) ||
 	    api_query(rq, "phone", v[2], sizeof(v[2]), &phone, &e) ||
-	    api_query_known(rq, known, &e) ||
+	    api_query(rq, "source", v[3], sizeof(v[3]), &source, &e) ||
+	    api_query(rq, "ad_id", v[4], sizeof(v[4]), &ad, &e) || api_query_known(rq, known, &e) ||
 	    api_q_page(rq, q, us, sizeof(us), id, sizeof(id), &e) ||
 	    query_country(rq, country, &e) ||
 	    (camp && !api_id_ok(camp) &&
@@ -751,6 +752,10 @@ static void on_list(struct ctl_request *rq, void *arg)
 	     (!status[0] || strlen(status) > 32 ||
 	      strspn(status, "abcdefghijklmnopqrstuvwxyz_") != strlen(status)) &&
 	     api_fail(&e, 400, "invalid_field", "status", "status is not a lead status")) ||
+	    (source && !source[0] &&
+	     api_fail(&e, 400, "invalid_field", "source", "source must not be empty")) ||
+	    (ad && !ad[0] &&
+	     api_fail(&e, 400, "invalid_field", "ad_id", "ad_id must not be empty")) ||
 	    (phone &&
 	     api_phone(phone, country[0] ? country : NULL, "phone", e164, sizeof(e164), &e))) {
 		api_reply_err(token, &e);
@@ -759,8 +764,9 @@ static void on_list(struct ctl_request *rq, void *arg)
 	}
 	char lim[16];
 	snprintf(lim, sizeof(lim), "%d", q->limit + 1);
-	const char *params[6] = {
-	    camp, status, phone ? e164 : NULL, us[0] ? us : NULL, us[0] ? id : NULL, lim};
+	const char *params[8] = {
+	    camp,   status, phone ? e164 : NULL, us[0] ? us : NULL, us[0] ? id : NULL, lim,
+	    source, ad};
 	api_q_run(
 	    q,
 	    "SELECT " LEAD_OBJ " AS obj, " API_CURSOR_US(
@@ -772,8 +778,10 @@ static void on_list(struct ctl_request *rq, void *arg)
 	                        "l.id) <"
 	                        " (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', "
 	                        "$5::text))"
+	                        " AND ($7::text IS NULL OR l.source = $7) AND ($8::text IS NULL OR"
+	                        " l.attributes->'referral'->>'source_id' = $8)"
 	                        " ORDER BY l.created_at DESC, l.id DESC LIMIT $6::int",
-	    params, 6, api_q_list_cb);
+	    params, 8, api_q_list_cb);
 }
 
 static int lead_path(struct ctl_request *rq, char *id, size_t idlen)

@@ -1,8 +1,11 @@
 /* GET /v1/recordings/{call_id}: the call's recording (WAV) as vacsd wrote it, for the
- * dashboard's player (read scope). */
+ * dashboard's player (read scope); when the local file is gone (delete_after_upload, or
+ * another node) and the object is in S3, a 302 to a presigned GET URL of it
+ * (REC_PRESIGN_S seconds), so the bytes go from S3 to the browser, not through vacsd. */
 #include "control/api_recordings.h"
 
 #include "control/control.h"
+#include "control/uploader.h"
 #include "core/mem.h"
 #include "db/db.h"
 
@@ -16,15 +19,39 @@
 #include <unistd.h>
 
 #define REC_MAX_BYTES (64u * 1024 * 1024) /* about an hour of 8 kHz stereo 16-bit */
+#define REC_PRESIGN_S 300u                /* life of a presigned link: enough to start playing */
 #define REC_SQL                                                                                    \
-	"SELECT path FROM recordings WHERE call_id = $1 AND result = 0 AND closed_at IS NOT NULL"  \
-	" ORDER BY id DESC LIMIT 1"
+	"SELECT path, CASE WHEN uploaded_at IS NOT NULL THEN s3_bucket END AS s3_bucket,"          \
+	" CASE WHEN uploaded_at IS NOT NULL THEN s3_key END AS s3_key FROM recordings WHERE"       \
+	" call_id = $1 AND result = 0 AND closed_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+
+/* Answers 302 to the S3 copy of the row's object; 0, or -ENOENT when there is none (not
+ * uploaded, or uploads are not configured on this node). */
+static int redirect_s3(uint64_t token, const json_t *row)
+{
+	char *url =
+	    ctl_s3_presign(json_string_value(json_object_get(row, "s3_bucket")),
+	                   json_string_value(json_object_get(row, "s3_key")), REC_PRESIGN_S);
+	if (!url)
+		return -ENOENT;
+	char *h = mem_alloc(strlen(url) + 64);
+	if (h) {
+		sprintf(h, "Location: %s\r\nCache-Control: no-store\r\n", url);
+		ctl_reply_hdrs(token, 302, "text/plain", h, NULL, 0);
+	} else {
+		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
+	}
+	mem_free(h);
+	mem_free(url);
+	return 0;
+}
 
 /* Runs on the db thread: reading one local file there is bounded by REC_MAX_BYTES. */
 static void on_rows(void *arg, int rc, json_t *rows)
 {
 	uint64_t token = (uint64_t)(uintptr_t)arg;
-	const char *path = json_string_value(json_object_get(json_array_get(rows, 0), "path"));
+	const json_t *row = json_array_get(rows, 0);
+	const char *path = json_string_value(json_object_get(row, "path"));
 	struct stat st;
 	char *b = NULL;
 	int fd = -1;
@@ -35,12 +62,17 @@ static void on_rows(void *arg, int rc, json_t *rows)
 	}
 	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) ||
 	    !S_ISREG(st.st_mode)) {
-		ctl_reply_error(token, 404, "not_found",
-		                "no recording of this call on this node (uploaded or not recorded)",
-		                "call_id");
+		if (row && redirect_s3(token, row) == 0)
+			goto out;
+		ctl_reply_error(
+		    token, 404, "not_found",
+		    "no recording of this call (not recorded, or neither on this node nor in S3)",
+		    "call_id");
 		goto out;
 	}
 	if ((uint64_t)st.st_size > REC_MAX_BYTES) {
+		if (redirect_s3(token, row) == 0)
+			goto out;
 		ctl_reply_error(token, 413, "payload_too_large",
 		                "the recording is too large to serve here: use its S3 copy", NULL);
 		goto out;

@@ -15,10 +15,13 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -441,6 +444,120 @@ static char *object_url(const char *key)
 		           host, key);
 	}
 	return sb.oom ? (str_deinit(&sb), NULL) : str_steal(&sb);
+}
+
+/* RFC 3986 encoding of SigV4: unreserved characters as they are, '/' kept when slash. */
+static void uri_encode(struct strbuf *sb, const char *s, int slash)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.' || c == '~' || (slash && c == '/'))
+			str_append(sb, (const char *)&c, 1);
+		else
+			str_printf(sb, "%%%02X", c);
+	}
+}
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static int hmac256(const void *k, size_t klen, const char *msg, unsigned char out[32])
+{
+	unsigned int len = 32;
+	return HMAC(EVP_sha256(), k, (int)klen, (const unsigned char *)msg, strlen(msg), out, &len)
+	           ? 0
+	           : -EIO;
+}
+
+char *ctl_s3_presign_url(const char *endpoint, int path_style, const char *region,
+                         const char *access_key, const char *secret_key, const char *bucket,
+                         const char *key, long long now, unsigned expires_s)
+{
+	if (!endpoint || !region || !access_key || !secret_key || !bucket || !bucket[0] || !key ||
+	    !key[0] || !expires_s || expires_s > 604800)
+		return NULL;
+	const char *sep = strstr(endpoint, "://");
+	const char *host = sep ? sep + 3 : endpoint;
+	size_t hlen = strcspn(host, "/");
+	time_t t = (time_t)now;
+	struct tm tm;
+	char amz[17], day[9], buf[256];
+	if (!hlen || !gmtime_r(&t, &tm) || !strftime(amz, sizeof(amz), "%Y%m%dT%H%M%SZ", &tm))
+		return NULL;
+	memcpy(day, amz, 8);
+	day[8] = '\0';
+
+	struct strbuf uri, q, creq, url;
+	char *ret = NULL;
+	str_init(&uri);
+	str_init(&q);
+	str_init(&creq);
+	str_init(&url);
+	str_puts(&uri, "/");
+	if (path_style) {
+		uri_encode(&uri, bucket, 0);
+		str_puts(&uri, "/");
+	}
+	uri_encode(&uri, key, 1);
+	/* The query in canonical order (the names sorted), the signature appended last. */
+	str_puts(&q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+	snprintf(buf, sizeof(buf), "%s/%s/%s/s3/aws4_request", access_key, day, region);
+	uri_encode(&q, buf, 0);
+	str_printf(&q, "&X-Amz-Date=%s&X-Amz-Expires=%u&X-Amz-SignedHeaders=host", amz, expires_s);
+	str_printf(&creq, "GET\n%s\n%s\nhost:", uri.p ? uri.p : "", q.p ? q.p : "");
+	if (!path_style) {
+		str_puts(&creq, bucket);
+		str_puts(&creq, ".");
+	}
+	str_printf(&creq, "%.*s\n\nhost\nUNSIGNED-PAYLOAD", (int)hlen, host);
+	if (uri.oom || q.oom || creq.oom)
+		goto out;
+
+	unsigned char d[32], k[32];
+	char dh[65], sig[65];
+	SHA256((const unsigned char *)creq.p, creq.len, d);
+	hex(d, 32, dh);
+	char *sts = NULL;
+	struct strbuf s;
+	str_init(&s);
+	str_printf(&s, "AWS4-HMAC-SHA256\n%s\n%s/%s/s3/aws4_request\n%s", amz, day, region, dh);
+	str_printf(&url, "AWS4%s", secret_key);
+	sts = s.oom ? NULL : s.p;
+	if (!sts || url.oom || hmac256(url.p, url.len, day, k) || hmac256(k, 32, region, k) ||
+	    hmac256(k, 32, "s3", k) || hmac256(k, 32, "aws4_request", k) ||
+	    hmac256(k, 32, sts, d)) {
+		str_deinit(&s);
+		goto out;
+	}
+	str_deinit(&s);
+	hex(d, 32, sig);
+	OPENSSL_cleanse(k, sizeof(k));
+	str_reset(&url);
+	if (path_style)
+		str_printf(&url, "%s%s?%s&X-Amz-Signature=%s", endpoint, uri.p, q.p, sig);
+	else
+		str_printf(&url, "%.*s%s.%s%s?%s&X-Amz-Signature=%s", (int)(host - endpoint),
+		           endpoint, bucket, host, uri.p, q.p, sig);
+	if (!url.oom)
+		ret = str_steal(&url);
+out:
+	str_deinit(&uri);
+	str_deinit(&q);
+	str_deinit(&creq);
+	str_deinit(&url);
+	return ret;
+}
+
+char *ctl_s3_presign(const char *bucket, const char *key, unsigned expires_s)
+{
+	if (!up.endpoint)
+		return NULL;
+	return ctl_s3_presign_url(up.endpoint, up.cfg.path_style, up.region, up.access_key,
+	                          up.secret_key, bucket, key, (long long)time(NULL), expires_s);
 }
 
 static void line_take(const char *line)

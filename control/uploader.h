@@ -33,4 +33,16 @@ void ctl_s3_close(void);
  * name replaced by '_'. Returns a mem_alloc'd string or NULL (bad date, OOM). Any thread. */
 char *ctl_s3_key(const char *call_id, const char *path, const char *closed);
 
+/* A presigned GET URL of an object (SigV4 query-string signing, UNSIGNED-PAYLOAD, only
+ * the host header signed), valid expires_s seconds from now (unix seconds), the signature
+ * computed here with OpenSSL (libcurl signs only what it sends). endpoint as in
+ * ctl_s3_config (no trailing '/'); key is encoded here. Returns a mem_alloc'd URL or NULL
+ * (bad argument, OOM). Any thread. */
+char *ctl_s3_presign_url(const char *endpoint, int path_style, const char *region,
+                         const char *access_key, const char *secret_key, const char *bucket,
+                         const char *key, long long now, unsigned expires_s);
+/* The same with the configured endpoint, region and keys (ctl_s3_init): NULL when uploads
+ * are off. Read-only after init, so any thread between ctl_s3_init and ctl_s3_close. */
+char *ctl_s3_presign(const char *bucket, const char *key, unsigned expires_s);
+
 #endif

@@ -390,14 +390,54 @@ static void test_outbound_s3_key(void **state)
 	assert_int_equal(mem_live_blocks(), before);
 }
 
+/* The presigned-URL example of the S3 SigV4 documentation (query-string authentication). */
+static void test_outbound_s3_presign(void **state)
+{
+	(void)state;
+	long before = mem_live_blocks();
+	static const char ak[] = "AKIAIOSFODNN7EXAMPLE",
+	                  sk[] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+	char *u = ctl_s3_presign_url("https://s3.amazonaws.com", 0, "us-east-1", ak, sk,
+	                             "examplebucket", "test.txt", 1369353600LL, 86400);
+	assert_string_equal(
+	    u, "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+	       "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+	       "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+	       "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
+	mem_free(u);
+	u = ctl_s3_presign_url("http://127.0.0.1:9000", 1, "us-east-1", ak, sk, "b",
+	                       "recordings/2026/01/02/a_b/x y.wav", 1369353600LL, 300);
+	assert_non_null(u);
+	assert_true(
+	    strncmp(u, "http://127.0.0.1:9000/b/recordings/2026/01/02/a_b/x%20y.wav?", 60) == 0);
+	mem_free(u);
+	assert_null(ctl_s3_presign_url("http://h", 1, "r", ak, sk, "b", "", 0, 300));
+	assert_null(ctl_s3_presign_url("http://h", 1, "r", ak, sk, "b", "k", 0, 0));
+	assert_null(ctl_s3_presign_url("http://h", 1, "r", ak, sk, "b", "k", 0, 604801));
+	assert_null(ctl_s3_presign_url("http://", 1, "r", ak, sk, "b", "k", 0, 300));
+	assert_null(ctl_s3_presign("b", "k", 300)); /* uploads off */
+	for (long n = 0; n < 12; n++) {
+		mem_fail_after(n);
+		u = ctl_s3_presign_url("http://h", 1, "r", ak, sk, "b", "k", 0, 300);
+		mem_fail_after(-1);
+		mem_free(u);
+	}
+	assert_int_equal(mem_live_blocks(), before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, start, stop)
-	    T(test_outbound_post_ok),        T(test_outbound_status_and_resend),
-	    T(test_outbound_refused),        T(test_outbound_private_guard),
-	    T(test_outbound_timeout),        T(test_outbound_close_cancels),
-	    T(test_outbound_later_in_order), cmocka_unit_test(test_outbound_s3_key),
+	    T(test_outbound_post_ok),
+	    T(test_outbound_status_and_resend),
+	    T(test_outbound_refused),
+	    T(test_outbound_private_guard),
+	    T(test_outbound_timeout),
+	    T(test_outbound_close_cancels),
+	    T(test_outbound_later_in_order),
+	    cmocka_unit_test(test_outbound_s3_key),
+	    cmocka_unit_test(test_outbound_s3_presign),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

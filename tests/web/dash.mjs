@@ -47,6 +47,20 @@ try {
   res.kpi_answer = await a.page.textContent('.kpi:nth-child(2) b');
   res.kpi_transferred = await a.page.textContent('.kpi:nth-child(4) b');
   await a.page.screenshot({ path: `${out}/analytics.png`, fullPage: true });
+  // per-group rows: "<first cell> <leads>"
+  const groupRows = (sel) => a.page.$$eval(`${sel} tbody tr`, (trs) => trs.map((tr) => `${tr.cells[0].textContent} ${tr.cells[1].textContent}`));
+  await a.page.waitForSelector('#by-source');
+  res.by_source = await groupRows('#by-source');
+  res.by_ad = await groupRows('#by-ad');
+  res.by_source_bars = await a.page.locator('#by-source-chart .grow').count();
+  await a.page.locator('#by-source-chart').screenshot({ path: `${out}/analytics-by-source.png` });
+  await a.page.goto(base + '/leads?ad_id=ad-77');
+  await a.page.waitForSelector('#view[data-view="leads"] table');
+  res.leads_by_ad = (await a.page.$$eval('#view table tbody tr', (trs) => trs.map((tr) => tr.cells[0].textContent))).join(',');
+  await a.page.screenshot({ path: `${out}/leads-by-ad.png`, fullPage: true });
+  await a.page.goto(base + '/leads?source=csv');
+  await a.page.waitForSelector('#view[data-view="leads"] table');
+  res.leads_by_source = (await a.page.$$eval('#view table tbody tr', (trs) => trs.map((tr) => tr.cells[0].textContent))).join(',');
   res.calls_rows = await a.page.evaluate(async () => (await (await fetch('/v1/calls')).json()).calls.length);
   await a.page.goto(base + `/calls/${encodeURIComponent(callId)}`);
   await a.page.waitForSelector('#view[data-view="calls"] h1');

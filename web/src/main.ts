@@ -203,24 +203,25 @@ async function viewLeads(id?: string) {
   }
   const p = new URLSearchParams(location.search);
   const q = new URLSearchParams();
-  for (const k of ['campaign_id', 'status']) if (p.get(k)) q.set(k, p.get(k)!);
+  for (const k of ['campaign_id', 'status', 'source', 'ad_id']) if (p.get(k)) q.set(k, p.get(k)!);
   const sq = new URLSearchParams();
   if (p.get('campaign_id')) sq.set('campaign_id', p.get('campaign_id')!);
   if (p.get('from')) sq.set('from', new Date(p.get('from')!).toISOString());
   const [leads, stats] = await Promise.all([api('GET', `/v1/leads${qs(q)}`), api('GET', `/v1/stats${qs(sq)}`)]);
   const src = p.get('source') ?? '';
-  const rows: J[] = (leads.leads ?? []).filter((l: J) => !src || l.source === src);
+  const rows: J[] = leads.leads ?? [];
   const f = stats.funnel ?? {};
   const steps = ['leads', 'engaged', 'qualified', 'called', 'connected', 'transferred', 'converted'];
   const top = Math.max(1, f.leads ?? 0);
   const filters = h('form', { class: 'filters', method: 'get' },
     h('input', { name: 'campaign_id', placeholder: 'campaign id', value: p.get('campaign_id') ?? '' }),
-    h('input', { name: 'source', placeholder: 'ad source (csv, api, whatsapp)', value: src }),
+    h('input', { name: 'source', placeholder: 'source (csv, api, whatsapp)', value: src }),
+    h('input', { name: 'ad_id', placeholder: 'ad id (Click-to-WhatsApp)', value: p.get('ad_id') ?? '' }),
     h('input', { name: 'status', placeholder: 'status', value: p.get('status') ?? '' }),
     h('input', { name: 'from', type: 'date', value: p.get('from') ?? '' }), h('button', {}, 'Filter'));
   view.replaceChildren(h('h1', {}, 'Leads'), filters,
     h('div', { class: 'funnel' }, ...steps.map((k) => h('div', { class: 'step' }, h('span', {}, k), h('div', { class: 'bar', style: `width:${(100 * (f[k] ?? 0)) / top}%` }), h('b', {}, String(f[k] ?? 0))))),
-    table([['Lead', (r) => link(`/leads/${encodeURIComponent(r.id)}`, r.name ?? r.id)], ['Phone', (r) => r.phone ?? '-'], ['Status', (r) => r.status ?? '-'], ['Source', (r) => r.source ?? '-'], ['Campaign', (r) => r.campaign_id ?? '-'], ['Created', (r) => fmtTs(r.created_at)]], rows));
+    table([['Lead', (r) => link(`/leads/${encodeURIComponent(r.id)}`, r.name ?? r.id)], ['Phone', (r) => r.phone ?? '-'], ['Status', (r) => r.status ?? '-'], ['Source', (r) => r.source ?? '-'], ['Ad', (r) => r.attributes?.referral?.headline ?? r.attributes?.referral?.source_id ?? '-'], ['Campaign', (r) => r.campaign_id ?? '-'], ['Created', (r) => fmtTs(r.created_at)]], rows));
 }
 
 function progress(p: J) {
@@ -282,7 +283,7 @@ async function viewAnalytics() {
   const days = Number(p.get('days') ?? 7);
   const from = new Date(Date.now() - days * 86400000).toISOString();
   const cq = p.get('campaign_id') ? `&campaign_id=${encodeURIComponent(p.get('campaign_id')!)}` : '';
-  const [j, st, camps] = await Promise.all([api('GET', `/v1/calls?limit=200&since=${encodeURIComponent(from)}`), api('GET', `/v1/stats?from=${encodeURIComponent(from)}${cq}`), api('GET', '/v1/campaigns?limit=20')]);
+  const [j, st] = await Promise.all([api('GET', `/v1/calls?limit=200&since=${encodeURIComponent(from)}`), api('GET', `/v1/stats?from=${encodeURIComponent(from)}${cq}`)]);
   const calls: J[] = j.calls;
   const c = st.calls ?? {};
   const f = st.funnel ?? {};
@@ -291,13 +292,30 @@ async function viewAnalytics() {
   const xs = [...hours.keys()].sort((a, b) => a - b);
   const pct = (a: number, b: number) => (b ? `${Math.round((100 * a) / b)}%` : '-');
   const chart = h('div', { id: 'chart' });
-  const per = await Promise.all((camps.campaigns ?? []).map(async (k: J) => ({ k, s: await api('GET', `/v1/stats?from=${encodeURIComponent(from)}&campaign_id=${encodeURIComponent(k.id)}`) })));
+  // One funnel + outcomes row per group (GET /v1/stats?group_by=), a table and a bar chart.
+  const grouped = (g: string) => api('GET', `/v1/stats?from=${encodeURIComponent(from)}${cq}&group_by=${g}`).then((r: J) => r.groups ?? []);
+  const [byCamp, bySource, byAd] = await Promise.all([grouped('campaign'), grouped('source'), grouped('ad')]);
+  const name = (r: J) => r.label ?? r.key ?? '(none)';
+  const groupTable = (id: string, first: string, rows: J[], filter?: (r: J) => string) => {
+    const t = table([[first, (r) => (filter && r.key != null ? link(filter(r), name(r)) : name(r))], ['Leads', (r) => String(r.funnel?.leads ?? 0)], ['Engaged', (r) => String(r.funnel?.engaged ?? 0)], ['Called', (r) => String(r.funnel?.called ?? 0)], ['Calls', (r) => String(r.calls?.total ?? 0)], ['Answered', (r) => pct(r.calls?.answered ?? 0, r.calls?.total ?? 0)], ['AI only', (r) => String(r.calls?.ai_only ?? 0)], ['Transferred', (r) => String(r.calls?.transferred ?? 0)], ['Converted', (r) => String(r.funnel?.converted ?? 0)]], rows);
+    t.id = id;
+    return rows.length ? t : h('p', { class: 'empty', id }, 'No leads or calls in this period.');
+  };
+  // Leads, calls and conversions per group as horizontal bars, scaled to the largest group.
+  const groupChart = (id: string, rows: J[]) => {
+    const top = Math.max(1, ...rows.map((r) => Math.max(r.funnel?.leads ?? 0, r.calls?.total ?? 0)));
+    const bar = (cls: string, v: number, what: string) => h('div', { class: `gbar ${cls}`, style: `width:${(100 * v) / top}%`, title: `${v} ${what}` });
+    return h('div', { class: 'gchart', id }, ...rows.map((r) => h('div', { class: 'grow' }, h('span', {}, name(r)),
+      h('div', {}, bar('leads', r.funnel?.leads ?? 0, 'leads'), bar('calls', r.calls?.total ?? 0, 'calls'), bar('conv', r.funnel?.converted ?? 0, 'converted')))),
+      h('p', { class: 'legend' }, h('i', { class: 'gbar leads' }), ' leads ', h('i', { class: 'gbar calls' }), ' calls ', h('i', { class: 'gbar conv' }), ' converted'));
+  };
   view.replaceChildren(h('h1', {}, 'Analytics'),
     h('form', { class: 'filters', method: 'get' }, h('label', {}, 'Days '), h('input', { name: 'days', type: 'number', value: String(days) }), h('input', { name: 'campaign_id', placeholder: 'campaign id', value: p.get('campaign_id') ?? '' }), h('button', {}, 'Show')),
     h('div', { class: 'kpis' }, ...[['Calls', String(c.total ?? 0)], ['Answer rate', pct(c.answered ?? 0, c.total ?? 0)], ['AI only', String(c.ai_only ?? 0)], ['Transferred', String(c.transferred ?? 0)], ['Transfer success', pct(f.transferred ?? 0, f.connected ?? 0)], ['Avg handle time', c.avg_handle_ms != null ? secs(c.avg_handle_ms) : '-'], ['WhatsApp to call', pct(f.called ?? 0, f.engaged ?? 0)]].map(([k, v]) => h('div', { class: 'kpi' }, h('b', {}, v), h('span', {}, k)))),
     h('h2', {}, 'Calls per hour'), chart,
-    h('h2', {}, 'By campaign'), table([['Campaign', (r) => r.k.name], ['Calls', (r) => String(r.s.calls?.total ?? 0)], ['Answered', (r) => pct(r.s.calls?.answered ?? 0, r.s.calls?.total ?? 0)], ['Transferred', (r) => String(r.s.calls?.transferred ?? 0)], ['Converted', (r) => String(r.s.funnel?.converted ?? 0)]], per),
-    h('p', { class: 'missing' }, 'By ad source: the stats route has no ad-source breakdown yet.'));
+    h('h2', {}, 'By campaign'), groupTable('by-campaign', 'Campaign', byCamp),
+    h('h2', {}, 'By source'), groupChart('by-source-chart', bySource), groupTable('by-source', 'Source', bySource, (r) => `/leads?source=${encodeURIComponent(r.key)}`),
+    h('h2', {}, 'By ad (Click-to-WhatsApp)'), groupChart('by-ad-chart', byAd), groupTable('by-ad', 'Ad', byAd, (r) => `/leads?ad_id=${encodeURIComponent(r.key)}`));
   if (xs.length) new uPlot({ width: Math.min(900, view.clientWidth || 900), height: 240, series: [{}, { label: 'calls', stroke: '#38bdf8', fill: 'rgba(56,189,248,.2)' }] }, [xs, xs.map((x) => hours.get(x)!)], chart);
 }
 

@@ -73,8 +73,8 @@ static void on_list_rows(void *arg, int rc, json_t *rows)
 	" AND ($2::text IS NULL OR lead_id = $2)"                                                  \
 	" AND ($3::timestamptz IS NULL OR start_at >= $3)"                                         \
 	" AND ($4::timestamptz IS NULL OR start_at < $4)"                                          \
-	" AND ($5::bigint IS NULL OR (start_at, id) < (to_timestamp($5::double precision / 1e6),"  \
-	" $6::bigint))"                                                                            \
+	" AND ($5::bigint IS NULL OR (start_at, id) < (timestamptz 'epoch' + $5::bigint"           \
+	" * interval '1 microsecond', $6::bigint))"                                                \
 	" ORDER BY start_at DESC, id DESC LIMIT $7::int"
 
 static void on_list(struct ctl_request *rq, void *arg)

@@ -836,18 +836,18 @@ static void on_post_sub(struct ctl_request *rq, void *arg)
  * The label is what a person reads: the source, the ad's headline, the campaign's name. */
 #define STATS_GROUPED_SQL                                                                          \
 	STATS_WITH                                                                                 \
-	    ", lf AS (SELECT g, " STATS_FUNNEL " AS funnel, count(*) AS n FROM l GROUP BY"         \
-	    " g), cf AS (SELECT g, " STATS_CALLS " AS calls, count(*) AS nc FROM o GROUP BY"       \
-	    " g), keys AS (SELECT g FROM lf UNION SELECT g FROM cf)"                               \
-	    " SELECT json_build_object('key', nullif(keys.g, ''), 'label', CASE WHEN keys.g"       \
-	    " = '' THEN NULL WHEN $4 = 'ad' THEN (SELECT max(x.attributes->'referral'->>"          \
-	    "'headline') FROM leads x WHERE x.attributes->'referral'->>'source_id' = keys.g)"      \
-	    " WHEN $4 = 'campaign' THEN (SELECT name FROM campaigns WHERE id = keys.g) ELSE"       \
-	    " keys.g END, 'funnel', coalesce(lf.funnel, (SELECT " STATS_FUNNEL " FROM l"           \
-	    " WHERE false)), 'calls', coalesce(cf.calls, (SELECT " STATS_CALLS " FROM o"           \
-	    " WHERE false))) AS grp FROM keys LEFT JOIN lf ON lf.g = keys.g LEFT JOIN cf ON"       \
-	    " cf.g = keys.g ORDER BY keys.g = '', coalesce(lf.n, 0) DESC, coalesce(cf.nc, 0)"      \
-	    " DESC, keys.g"
+	", lf AS (SELECT g, " STATS_FUNNEL " AS funnel, count(*) AS n FROM l GROUP BY"             \
+	" g), cf AS (SELECT g, " STATS_CALLS " AS calls, count(*) AS nc FROM o GROUP BY"           \
+	" g), keys AS (SELECT g FROM lf UNION SELECT g FROM cf)"                                   \
+	" SELECT json_build_object('key', nullif(keys.g, ''), 'label', CASE WHEN keys.g"           \
+	" = '' THEN NULL WHEN $4 = 'ad' THEN (SELECT max(x.attributes->'referral'->>"              \
+	"'headline') FROM leads x WHERE x.attributes->'referral'->>'source_id' = keys.g)"          \
+	" WHEN $4 = 'campaign' THEN (SELECT name FROM campaigns WHERE id = keys.g) ELSE"           \
+	" keys.g END, 'funnel', coalesce(lf.funnel, (SELECT " STATS_FUNNEL " FROM l"               \
+	" WHERE false)), 'calls', coalesce(cf.calls, (SELECT " STATS_CALLS " FROM o"               \
+	" WHERE false))) AS grp FROM keys LEFT JOIN lf ON lf.g = keys.g LEFT JOIN cf ON"           \
+	" cf.g = keys.g ORDER BY keys.g = '', coalesce(lf.n, 0) DESC, coalesce(cf.nc, 0)"          \
+	" DESC, keys.g"
 
 static void on_stats_rows(void *arg, int rc, json_t *rows)
 {

@@ -37,7 +37,8 @@ static struct {
 	struct notice *notices;
 	size_t n_notices;
 	struct pending_rec *pending;
-	int events_fd; /* spool/call-events.jsonl, opened on first use (0 = not yet) */
+	int events_fd;     /* spool/call-events.jsonl once opened, else -1 */
+	int events_opened; /* the open was tried (on first use) */
 	struct log_ratelimit store_rl;
 } rec;
 
@@ -111,9 +112,10 @@ int b2b_notices_load(const struct conf *c, char *err, size_t errlen)
 
 void b2b_record_close(void)
 {
-	if (rec.events_fd > 0)
+	if (rec.events_opened && rec.events_fd >= 0)
 		close(rec.events_fd);
-	rec.events_fd = 0;
+	rec.events_fd = -1;
+	rec.events_opened = 0;
 	notices_free(rec.notices, rec.n_notices);
 	rec.notices = NULL;
 	rec.n_notices = 0;
@@ -250,15 +252,15 @@ int b2b_spool_append(const char *name, json_t *o)
 
 void b2b_call_step(struct b2b_call *call, const char *event, const char *detail)
 {
-	if (rec.events_fd == 0) {
+	if (!rec.events_opened) {
+		rec.events_opened = 1;
 		char path[1024];
 		snprintf(path, sizeof(path), "%s/call-events.jsonl", b2b_g.conf->spool.dir);
 		rec.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 		if (rec.events_fd < 0)
 			log_err("spool", "cannot open %s: %s", path, strerror(errno));
 	}
-	if (rec.events_fd < 0)
-		return;
+	/* Without the local file the store still gets the event. */
 	char ts[40];
 	clock_format_iso(clock_wall_ms(), ts, sizeof(ts));
 	json_t *o = json_object();
@@ -267,7 +269,7 @@ void b2b_call_step(struct b2b_call *call, const char *event, const char *detail)
 	json_object_set_new(o, "event", json_string(event));
 	json_object_set_new(o, "detail", json_string(detail ? detail : ""));
 	json_object_set_new(o, "seq", json_integer(call->step_seq++));
-	char *line = json_dumps(o, JSON_COMPACT);
+	char *line = rec.events_fd >= 0 ? json_dumps(o, JSON_COMPACT) : NULL;
 	b2b_store_put(DB_REC_CALL_EVENT, o);
 	if (line && dprintf(rec.events_fd, "%s\n", line) < 0)
 		log_err("spool", "call-events.jsonl: %s", strerror(errno));

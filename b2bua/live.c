@@ -4,6 +4,7 @@
 #include "b2bua/b2bua_int.h"
 #include "b2bua/live.h"
 
+#include "control/api_util.h"
 #include "control/control.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -226,19 +227,7 @@ static void on_live(struct ctl_request *rq, void *arg)
 		if (lv.c[i].used)
 			json_array_append_new(a, call_json(&lv.c[i], 1));
 	pthread_mutex_unlock(&lv.lock);
-	json_t *o = a ? json_pack("{s:o}", "calls", a) : NULL;
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	size_t n = s ? strlen(s) : 0;
-	char *body = s ? mem_alloc(n + 1) : NULL;
-	if (!body) {
-		free(s);
-		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	memcpy(body, s, n + 1);
-	free(s);
-	ctl_reply(token, 200, NULL, body, n);
+	api_reply_json(token, 200, a ? json_pack("{s:o}", "calls", a) : NULL);
 }
 
 int b2b_live_init(void)

@@ -2,6 +2,7 @@
  * dashboard's lead page (read scope). */
 #include "control/api_wa_thread.h"
 
+#include "control/api_util.h"
 #include "control/control.h"
 #include "core/mem.h"
 #include "db/db.h"
@@ -34,18 +35,9 @@ static void on_rows(void *arg, int rc, json_t *rows)
 		json_decref(rows);
 		return;
 	}
-	char *s = json_dumps(row, JSON_COMPACT);
+	json_incref(row);
 	json_decref(rows);
-	size_t n = s ? strlen(s) : 0;
-	char *b = s ? mem_alloc(n + 1) : NULL;
-	if (!b) {
-		free(s);
-		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	memcpy(b, s, n + 1);
-	free(s);
-	ctl_reply(token, 200, NULL, b, n);
+	api_reply_json(token, 200, row);
 }
 
 static void on_thread(struct ctl_request *rq, void *arg)

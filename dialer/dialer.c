@@ -366,9 +366,9 @@ static void camps_refresh(void)
 			continue;
 		const char *p[] = {c->id};
 		if (q("WITH ins AS (INSERT INTO call_jobs (campaign_id, lead_id, number, attempt,"
-		      " idempotency_key) SELECT l.campaign_id, l.id, l.phone_e164, 1, 'lead:' || "
-		      "l.id"
-		      " || ':1' FROM leads l WHERE l.campaign_id = $1 AND l.status = 'new'"
+		      " idempotency_key, enqueued_at) SELECT l.campaign_id, l.id, l.phone_e164, 1,"
+		      " 'lead:' || l.id || ':1', now() FROM leads l WHERE l.campaign_id = $1 AND "
+		      "l.status = 'new'"
 		      " ORDER BY l.created_at, l.id LIMIT 500"
 		      " ON CONFLICT (idempotency_key) DO NOTHING"
 		      " RETURNING id, campaign_id, lead_id, number, attempt),"
@@ -385,12 +385,16 @@ static void camps_refresh(void)
 		}
 		json_decref(rows);
 	}
-	/* Scheduled calls (POST /v1/calls with at) are written by the API: one node (the
-	 * conditional UPDATE) puts each in Redis, into the retry set until it is due. */
+	/* Jobs written by others, never put in Redis yet: scheduled calls (POST /v1/calls
+	 * with at, no campaign) and WhatsApp's qualified leads (wa_lead_qualified, in
+	 * whatsapp.campaign_id while it runs). One node (the conditional UPDATE) puts each
+	 * in Redis, into the retry set until it is due. The dialer's own inserts above set
+	 * enqueued_at as they push. */
 	if (!d.paused &&
 	    q("UPDATE call_jobs SET enqueued_at = now(), updated_at = now() WHERE id IN (SELECT"
-	      " id FROM call_jobs WHERE campaign_id IS NULL AND status = 'queued' AND enqueued_at"
-	      " IS NULL ORDER BY created_at LIMIT 500 FOR UPDATE SKIP LOCKED)"
+	      " id FROM call_jobs WHERE status = 'queued' AND enqueued_at IS NULL AND (campaign_id"
+	      " IS NULL OR campaign_id IN (SELECT id FROM campaigns WHERE status = 'running'))"
+	      " ORDER BY created_at LIMIT 500 FOR UPDATE SKIP LOCKED)"
 	      " AND enqueued_at IS NULL RETURNING id, campaign_id, lead_id, number, attempt,"
 	      " (extract(epoch FROM coalesce(not_before, now())) * 1000)::bigint AS due_ms",
 	      NULL, 0, &rows) == 0) {
@@ -485,8 +489,8 @@ static int finish(struct active *a)
 		json_t *rows;
 		rc = q(
 		    "WITH ins AS (INSERT INTO call_jobs (campaign_id, lead_id, number, attempt,"
-		    " not_before, idempotency_key) VALUES ($1, $2, $3, $4::int,"
-		    " to_timestamp($5::bigint / 1000.0), 'lead:' || $2 || ':' || $4)"
+		    " not_before, idempotency_key, enqueued_at) VALUES ($1, $2, $3, $4::int,"
+		    " to_timestamp($5::bigint / 1000.0), 'lead:' || $2 || ':' || $4, now())"
 		    " ON CONFLICT (idempotency_key) DO NOTHING"
 		    " RETURNING id, campaign_id, lead_id, number, attempt),"
 		    " up AS (UPDATE leads SET status = 'called', updated_at = now() WHERE id = $2)"

@@ -60,12 +60,13 @@ declare -gA BS_FD=() BS_PID=() BS_BCTL=()
 
 # bs_start NAME --ip IP --sip-port P --ctrl-port C --wav FILE --aor URI
 #          [--rtp-ports A-B] [--srtp] [--cert PEM] [--cafile PEM] [--codecs PCMU]
-#          [--answer auto|manual|early] [--acc-extra ';k=v']
+#          [--answer auto|manual|early] [--acc-extra ';k=v'] [--sip-trace]
+#          (--sip-trace: baresip -s, every SIP message in baresip.log)
 bs_start() {
 	local name=$1
 	shift
 	local ip="" sport="" cport="" wav="" aor="" rtp="" srtp="" cert="" cafile=""
-	local codecs=PCMU answer=auto extra=""
+	local codecs=PCMU answer=auto extra="" trace=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--ip) ip=$2; shift 2 ;;
@@ -80,6 +81,7 @@ bs_start() {
 		--codecs) codecs=$2; shift 2 ;;
 		--answer) answer=$2; shift 2 ;;
 		--acc-extra) extra=$2; shift 2 ;;
+		--sip-trace) trace=-s; shift ;;
 		*) echo "bs_start: unknown option $1" >&2; return 1 ;;
 		esac
 	done
@@ -118,7 +120,7 @@ bs_start() {
 	} >"$d/config"
 	echo "<$aor>;regint=0;answermode=$answer;audio_codecs=$codecs$srtp$extra" >"$d/accounts"
 
-	baresip -f "$d" </dev/null >"$d/baresip.log" 2>&1 &
+	baresip $trace -f "$d" </dev/null >"$d/baresip.log" 2>&1 &
 	BS_PID[$name]=$!
 	echo "${BS_PID[$name]}" >"$d/pid"
 	mkfifo "$d/ctl.fifo"

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MOD "wa"
@@ -32,9 +33,13 @@
  * transient (network, 5xx, 429: tried again later). */
 enum { FETCH_OK = 0, FETCH_FINAL = 1, FETCH_AGAIN = 2 };
 
+#define MEDIA_RESCAN_S 10 /* pending media looked for at least this often (retries) */
+
 static struct {
 	CURL *curl;
 	char dir[512];
+	int kicked;    /* new media stored since the last round */
+	time_t next_s; /* the next look without a kick */
 	struct metric *m_stored, *m_failed, *m_retry;
 } md;
 
@@ -356,11 +361,14 @@ void wa_media_round(void)
 	    "SELECT id::text AS id, wamid, media_id, type, payload FROM whatsapp_messages"
 	    " WHERE media_status = 'pending' AND (media_retry_at IS NULL OR media_retry_at <="
 	    " now()) ORDER BY id LIMIT " MEDIA_ROUND_S;
-	if (!md.curl)
+	time_t now = time(NULL);
+	if (!md.curl || (!md.kicked && now < md.next_s))
 		return;
 	json_t *rows = NULL;
 	if (wa_sql(sql, NULL, 0, &rows) < 0)
 		return;
+	md.kicked = 0;
+	md.next_s = now + MEDIA_RESCAN_S;
 	size_t i;
 	const json_t *r;
 	json_array_foreach(rows, i, r)
@@ -368,8 +376,10 @@ void wa_media_round(void)
 		if (wa_g.stop || fetch_one(r) < 0)
 			break;
 	}
-	if (json_array_size(rows) == MEDIA_ROUND)
-		wa_wake(); /* more waiting: come back after the sends */
+	if (json_array_size(rows) == MEDIA_ROUND) {
+		md.kicked = 1; /* more waiting: come back after the sends */
+		wa_wake();
+	}
 	json_decref(rows);
 }
 
@@ -394,6 +404,14 @@ int wa_media_init(void)
 	md.m_failed = metric_get(METRIC_COUNTER, "vacs_wa_media_total{result=\"failed\"}", h);
 	md.m_retry = metric_get(METRIC_COUNTER, "vacs_wa_media_total{result=\"retry\"}", h);
 	return 0;
+}
+
+void wa_media_kick(const char *type)
+{
+	static const char *const kinds[] = {"image", "audio", "video", "document", "sticker"};
+	for (size_t i = 0; type && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(type, kinds[i]) == 0)
+			md.kicked = 1;
 }
 
 int wa_media_on(void)

@@ -409,6 +409,7 @@ static int inbox_one(const char *id, const json_t *body)
 	json_array_foreach(json_object_get(row, "new_messages"), i, x)
 	{
 		metric_inc(wa_g.m_in);
+		wa_media_kick(json_string_value(json_object_get(x, "type")));
 		wa_on_message(x);
 	}
 	json_array_foreach(json_object_get(row, "failed"), i, x)

@@ -157,6 +157,9 @@ void wa_send_error_metric(int code);
 int wa_media_init(void); /* 0 also when off (media_max_bytes 0, no token, no spool) */
 void wa_media_close(void);
 int wa_media_on(void);
+/* A new inbound message of this type was stored: look for its media on the next round
+ * (without one, pending media are looked for every 10 s). Worker thread. */
+void wa_media_kick(const char *type);
 /* Fetches a few pending media (blocking HTTP). Worker thread. */
 void wa_media_round(void);
 /* The 32-byte digest a sha256 string names: 64 hex digits (any case) or standard base64

@@ -260,6 +260,9 @@ int main(int argc, char **argv)
 	    .llm_key = cfg->whatsapp.llm_key,
 	    .llm_model = cfg->whatsapp.llm_model,
 	    .llm_timeout_ms = cfg->whatsapp.llm_timeout_ms,
+	    .media_max_bytes = cfg->whatsapp.media_max_bytes,
+	    .spool_dir = cfg->spool.dir,
+	    .inbox_retention_days = cfg->whatsapp.inbox_retention_days,
 	};
 	for (int fo = 0; fo < 4; fo++) /* whatsapp.followup.<outcome> */
 		wc.followup[fo] = (struct wa_followup){cfg->whatsapp.followup[fo].text,

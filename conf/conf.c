@@ -2301,6 +2301,18 @@ static const struct key whatsapp_keys[] = {
      .min = 100,
      .max = 60000,
      .def_int = 5000},
+    {.name = "media_max_bytes", /* wa/media.c; Meta's largest media (documents): 100 MB */
+     .type = KT_UINT,
+     .off = CF(whatsapp.media_max_bytes),
+     .min = 0,
+     .max = 100u * 1024u * 1024u,
+     .def_int = 16 * 1024 * 1024},
+    {.name = "inbox_retention_days",
+     .type = KT_UINT,
+     .off = CF(whatsapp.inbox_retention_days),
+     .min = 0,
+     .max = 3650,
+     .def_int = 30},
     {.name = "followup", .type = KT_GROUP, .sub = wa_followup_keys},
     {.type = KT_END},
 };

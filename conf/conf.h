@@ -292,6 +292,8 @@ struct conf {
 		int utc_offset_min;                      /* parsed utc_offset */
 		char *llm_url, *llm_model, *llm_key;     /* llm_key from llm_key_env */
 		unsigned llm_timeout_ms;
+		unsigned media_max_bytes;      /* inbound media fetched up to this (0 = off) */
+		unsigned inbox_retention_days; /* processed inbox rows kept (0 = forever) */
 		/* whatsapp.followup.<outcome>: answered, transferred, no_answer, machine */
 		struct {
 			char *text, *template_name;

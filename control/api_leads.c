@@ -559,6 +559,17 @@ static void import_write(struct import *im, const char *country)
 		const char *params[3] = {im->campaign, rows, im->source};
 		rc = db_query(
 		    "WITH s AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS " LEAD_RECORD "),"
+		    /* A WhatsApp lead of that number in no campaign yet joins this one (its
+		     * conversation stays with it) instead of a second lead (docs/whatsapp.md). */
+		    " wa AS (UPDATE leads l SET campaign_id = $1, name = coalesce(l.name, s.name),"
+		    " email = coalesce(l.email, s.email), locale = coalesce(l.locale, s.locale),"
+		    " timezone = coalesce(l.timezone, s.timezone), external_id ="
+		    " coalesce(l.external_id, s.external_id), attributes = coalesce(s.attributes,"
+		    " '{}') || l.attributes, consent_call = coalesce(l.consent_call,"
+		    " s.consent_call), updated_at = now() FROM s WHERE l.wa_id IS NOT NULL"
+		    " AND l.campaign_id IS NULL AND l.phone_e164 = s.phone_e164 AND NOT EXISTS"
+		    " (SELECT 1 FROM leads y WHERE y.campaign_id = $1 AND y.phone_e164 ="
+		    " s.phone_e164) RETURNING l.id),"
 		    " ins AS (INSERT INTO leads (campaign_id, phone_e164, name, email, locale,"
 		    " timezone, external_id, attributes, consent_call, source, status, do_not_call)"
 		    " SELECT $1, s.phone_e164, s.name, s.email, s.locale, s.timezone, "
@@ -566,12 +577,14 @@ static void import_write(struct import *im, const char *country)
 		    " coalesce(s.attributes, '{}'), s.consent_call, $3, CASE WHEN d.phone_e164 IS "
 		    "NULL"
 		    " THEN 'new' ELSE 'dnc' END, d.phone_e164 IS NOT NULL FROM s LEFT JOIN"
-		    " do_not_call d ON d.phone_e164 = s.phone_e164"
+		    " do_not_call d ON d.phone_e164 = s.phone_e164 WHERE NOT EXISTS (SELECT 1"
+		    " FROM leads w WHERE w.wa_id IS NOT NULL AND w.campaign_id IS NULL AND"
+		    " w.phone_e164 = s.phone_e164)"
 		    " ON CONFLICT (campaign_id, phone_e164) WHERE campaign_id IS NOT NULL DO "
 		    "NOTHING"
 		    " RETURNING status)"
-		    " SELECT count(*) AS imported, count(*) FILTER (WHERE status = 'dnc') AS dnc"
-		    " FROM ins",
+		    " SELECT count(*) + (SELECT count(*) FROM wa) AS imported,"
+		    " count(*) FILTER (WHERE status = 'dnc') AS dnc FROM ins",
 		    params, 3, on_import_done, im);
 	}
 	free(rows);

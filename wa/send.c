@@ -297,37 +297,55 @@ static const char *template_lang(const char *lang)
 	return l && l[0] ? l : strcmp(lang, "en") == 0 ? "en_US" : "es_MX";
 }
 
-/* The recipient as Meta wants it: "+<digits>" for a phone-number wa_id, else as is. */
-static void recipient(const char *to, char *buf, size_t len)
+/* 1 when `to` is a phone-number wa_id (digits only), 0 for a business-scoped user id. */
+static int phone_recipient(const char *to)
 {
 	int digits = to[0] != '\0';
 	for (const char *p = to; *p; p++)
 		digits &= *p >= '0' && *p <= '9';
-	snprintf(buf, len, "%s%s", digits ? "+" : "", to);
+	return digits;
+}
+
+/* The recipient fields of a send: a phone number goes in `to` with '+' and its country
+ * code (reference §5); a business-scoped user id goes in `recipient`, without `to`. The
+ * `recipient` field is NOT in the project's reference notes: it comes from a BSP's page
+ * on Meta's BSUID changes (docs/whatsapp.md "Business-scoped user ids": unverified). */
+static int add_recipient(json_t *req, const char *to)
+{
+	char buf[72];
+	if (!phone_recipient(to))
+		return json_object_set_new(req, "recipient", json_string(to));
+	snprintf(buf, sizeof(buf), "+%s", to);
+	return json_object_set_new(req, "to", json_string(buf));
 }
 
 static json_t *request_of(const struct out_msg *m)
 {
-	char to[72];
-	recipient(m->to, to, sizeof(to));
+	json_t *req = NULL;
 	switch (m->kind) {
 	case OUT_READ:
 		return json_pack("{s:s, s:s, s:O}", "messaging_product", "whatsapp", "status",
 		                 "read", "message_id", json_object_get(m->obj, "message_id"));
 	case OUT_TEMPLATE:
-		return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:{s:s}}, s:s}", "messaging_product",
-		                 "whatsapp", "recipient_type", "individual", "to", to, "type",
-		                 "template", "template", "name", tmpl_of(m), "language", "code",
-		                 template_lang(m->lang), "biz_opaque_callback_data", m->lead);
+		req = json_pack("{s:s, s:s, s:s, s:{s:s, s:{s:s}}, s:s}", "messaging_product",
+		                "whatsapp", "recipient_type", "individual", "type", "template",
+		                "template", "name", tmpl_of(m), "language", "code",
+		                template_lang(m->lang), "biz_opaque_callback_data", m->lead);
+		break;
 	case OUT_TEXT:
 	case OUT_INTERACTIVE: {
 		const char *t = m->kind == OUT_TEXT ? "text" : "interactive";
-		return json_pack("{s:s, s:s, s:s, s:s, s:O, s:s}", "messaging_product", "whatsapp",
-		                 "recipient_type", "individual", "to", to, "type", t, t, m->obj,
-		                 "biz_opaque_callback_data", m->lead);
+		req = json_pack("{s:s, s:s, s:s, s:O, s:s}", "messaging_product", "whatsapp",
+		                "recipient_type", "individual", "type", t, t, m->obj,
+		                "biz_opaque_callback_data", m->lead);
+		break;
 	}
 	}
-	return NULL;
+	if (req && add_recipient(req, m->to) < 0) {
+		json_decref(req);
+		req = NULL;
+	}
+	return req;
 }
 
 /* POSTs the request; *code = Graph error code (-1 transport, 0 none), *wamid on success. */

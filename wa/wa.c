@@ -234,7 +234,8 @@ static void on_webhook(struct ctl_request *rq, void *arg)
 
 /* ---------------------------------------------------------------- the batch store */
 
-/* $1 the parsed batch (wa_parse), $2 the inbox row. One statement, one transaction. */
+/* $1 the parsed batch (wa_parse), $2 the inbox row, $3 media are fetched. One statement,
+ * one transaction. */
 static const char STORE_SQL[] =
     "WITH b AS (SELECT $1::jsonb AS j),"
     " m AS (SELECT x.* FROM b, jsonb_to_recordset(b.j->'messages') AS x(wamid text,"
@@ -242,11 +243,23 @@ static const char STORE_SQL[] =
     "  payload jsonb, referral jsonb)),"
     " snd AS (SELECT DISTINCT ON (coalesce(\"from\", user_id)) \"from\" AS wa_id, user_id, name,"
     "  referral FROM m ORDER BY coalesce(\"from\", user_id), referral IS NULL, ts),"
+    /* A sender new to WhatsApp whose number already has a lead (a CSV or API import):
+     * the conversation joins that lead (the newest if several campaigns have it). */
+    " ad AS (UPDATE leads SET wa_id = snd.wa_id, wa_user_id = coalesce(leads.wa_user_id,"
+    "  CASE WHEN EXISTS (SELECT 1 FROM leads x WHERE x.wa_user_id = snd.user_id) THEN NULL"
+    "  ELSE snd.user_id END), name = coalesce(leads.name, snd.name),"
+    "  attributes = CASE WHEN snd.referral IS NULL OR leads.attributes ? 'referral' THEN"
+    "  leads.attributes ELSE leads.attributes || jsonb_build_object('referral', snd.referral)"
+    "  END, updated_at = now() FROM snd WHERE snd.wa_id ~ '^[0-9]+$'"
+    "  AND NOT EXISTS (SELECT 1 FROM leads y WHERE y.wa_id = snd.wa_id)"
+    "  AND leads.id = (SELECT x.id FROM leads x WHERE x.phone_e164 = '+' || snd.wa_id"
+    "  AND x.wa_id IS NULL ORDER BY x.created_at DESC, x.id LIMIT 1)"
+    "  RETURNING leads.id, leads.wa_id, leads.wa_user_id),"
     " lw AS (INSERT INTO leads (phone_e164, name, source, wa_id, wa_user_id, attributes)"
     "  SELECT '+' || wa_id, name, 'whatsapp', wa_id, CASE WHEN EXISTS (SELECT 1 FROM leads x"
     "  WHERE x.wa_user_id = snd.user_id) THEN NULL ELSE user_id END, CASE WHEN referral IS NULL"
     "  THEN '{}'::jsonb ELSE jsonb_build_object('referral', referral) END FROM snd"
-    "  WHERE wa_id IS NOT NULL"
+    "  WHERE wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ad WHERE ad.wa_id = snd.wa_id)"
     "  ON CONFLICT (wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET"
     "  name = coalesce(leads.name, EXCLUDED.name),"
     "  wa_user_id = coalesce(leads.wa_user_id, EXCLUDED.wa_user_id),"
@@ -262,14 +275,16 @@ static const char STORE_SQL[] =
     "  attributes = CASE WHEN leads.attributes ? 'referral' THEN leads.attributes"
     "  ELSE leads.attributes || EXCLUDED.attributes END, updated_at = now()"
     "  RETURNING id, wa_id, wa_user_id),"
-    " ld AS (SELECT * FROM lw UNION ALL SELECT * FROM lu),"
+    " ld AS (SELECT * FROM lw UNION ALL SELECT * FROM lu UNION ALL SELECT * FROM ad),"
     " md AS (SELECT DISTINCT ON (m.wamid) m.*, ld.id AS lead_id FROM m JOIN ld ON"
     "  (m.\"from\" IS NOT NULL AND ld.wa_id = m.\"from\") OR"
     "  (m.\"from\" IS NULL AND ld.wa_user_id = m.user_id) ORDER BY m.wamid),"
     " im AS (INSERT INTO whatsapp_messages (wamid, lead_id, direction, wa_id, user_id, type,"
-    "  body, ts, payload)"
+    "  body, ts, payload, media_id, media_status)"
     "  SELECT wamid, lead_id, 'in', coalesce(\"from\", user_id), user_id, type, body,"
-    "  coalesce(to_timestamp(ts), now()), payload FROM md"
+    "  coalesce(to_timestamp(ts), now()), payload, payload -> type ->> 'id',"
+    "  CASE WHEN $3::boolean AND type IN ('image', 'audio', 'video', 'document', 'sticker')"
+    "  AND payload -> type ->> 'id' IS NOT NULL THEN 'pending' END FROM md"
     "  ON CONFLICT (wamid) DO NOTHING RETURNING wamid, lead_id, ts),"
     " cv AS (INSERT INTO whatsapp_conversations (lead_id, last_inbound_at)"
     "  SELECT lead_id, max(ts) FROM im GROUP BY lead_id"
@@ -367,9 +382,9 @@ static int inbox_one(const char *id, const json_t *body)
 		json_decref(prefs);
 		return -ENOMEM;
 	}
-	const char *p[] = {text, id};
+	const char *p[] = {text, id, wa_media_on() ? "true" : "false"};
 	json_t *rows = NULL;
-	rc = wa_sql(STORE_SQL, p, 2, &rows);
+	rc = wa_sql(STORE_SQL, p, 3, &rows);
 	free(text);
 	if (rc == -EINVAL) {
 		json_decref(prefs);
@@ -394,6 +409,7 @@ static int inbox_one(const char *id, const json_t *body)
 	json_array_foreach(json_object_get(row, "new_messages"), i, x)
 	{
 		metric_inc(wa_g.m_in);
+		wa_media_kick(json_string_value(json_object_get(x, "type")));
 		wa_on_message(x);
 	}
 	json_array_foreach(json_object_get(row, "failed"), i, x)
@@ -428,6 +444,48 @@ static void inbox_round(void)
 	}
 }
 
+/* ---------------------------------------------------------------- retention */
+
+#define RETENTION_EVERY_S 3600 /* how often old inbox rows are looked for */
+#define RETENTION_BATCHES 50   /* DELETEs of RETENTION_BATCH rows per look */
+#define RETENTION_BATCH   "1000"
+
+/* Deletes processed inbox rows older than inbox_retention_days, in bounded batches (each
+ * its own short transaction), once at start and then hourly. Meta's retries of a deleted
+ * body land again in the inbox, and the wamid keeps their messages from counting twice. */
+static void inbox_retention(void)
+{
+	static const char sql[] =
+	    "WITH d AS (DELETE FROM whatsapp_inbox WHERE id IN (SELECT id FROM whatsapp_inbox"
+	    " WHERE processed_at < now() - $1::integer * interval '1 day' ORDER BY processed_at"
+	    " LIMIT " RETENTION_BATCH ") RETURNING 1) SELECT count(*) AS n FROM d";
+	static time_t next;
+	time_t now = time(NULL);
+	if (!wa_g.cfg.inbox_retention_days || now < next)
+		return;
+	char days[16];
+	snprintf(days, sizeof(days), "%u", wa_g.cfg.inbox_retention_days);
+	const char *p[] = {days};
+	long total = 0;
+	for (int i = 0; i < RETENTION_BATCHES && !wa_g.stop; i++) {
+		json_t *rows = NULL;
+		int rc = wa_sql(sql, p, 1, &rows);
+		json_int_t n = json_integer_value(json_object_get(json_array_get(rows, 0), "n"));
+		json_decref(rows);
+		if (rc < 0) {
+			log_warn(MOD, "inbox retention: %s", strerror(-rc));
+			return; /* tried again on the next round */
+		}
+		total += (long)n;
+		if (n < atol(RETENTION_BATCH))
+			break;
+	}
+	next = now + RETENTION_EVERY_S;
+	if (total)
+		log_info(MOD, "inbox retention: %ld processed row(s) older than %u day(s) deleted",
+		         total, wa_g.cfg.inbox_retention_days);
+}
+
 /* ---------------------------------------------------------------- the worker */
 
 void wa_wake(void)
@@ -445,6 +503,8 @@ static void *worker(void *arg)
 		if (db_pg_up()) {
 			inbox_round();
 			wa_followup_round();
+			wa_media_round();
+			inbox_retention();
 		}
 		uint64_t wait_ms = wa_send_round();
 		if (wait_ms > wa_g.cfg.poll_ms)
@@ -603,12 +663,17 @@ int wa_init(const struct wa_config *cfg)
 		                   NULL);
 	if (rc == 0)
 		rc = wa_send_init();
-	if (rc == 0 && (rc = wa_followup_init()) < 0)
+	if (rc == 0 && (rc = wa_media_init()) < 0)
 		wa_send_close();
+	if (rc == 0 && (rc = wa_followup_init()) < 0) {
+		wa_media_close();
+		wa_send_close();
+	}
 	if (rc == 0) {
 		rc = -pthread_create(&wa_g.thread, NULL, worker, NULL);
 		if (rc < 0) {
 			wa_followup_close();
+			wa_media_close();
 			wa_send_close();
 		}
 	}
@@ -635,6 +700,7 @@ void wa_close(void)
 	pthread_mutex_unlock(&wa_g.mu);
 	pthread_join(wa_g.thread, NULL);
 	wa_followup_close();
+	wa_media_close();
 	wa_send_close();
 	wa_rules_destroy(wa_g.rules);
 	wa_g.rules = NULL;

@@ -29,6 +29,12 @@ struct wa_config {
 	const char *llm_key;
 	const char *llm_model;
 	unsigned llm_timeout_ms;
+	/* Inbound media (wa/media.c): fetched into <spool_dir>/wa-media/ up to this size;
+	 * 0 = not fetched (the media id stays on the message). */
+	unsigned media_max_bytes;
+	const char *spool_dir;
+	/* Processed whatsapp_inbox rows older than this are deleted (0 = kept forever). */
+	unsigned inbox_retention_days;
 	/* Follow-up after a call to a WhatsApp lead, per outcome (enum wa_outcome): the text
 	 * (inside the 24 h window; "{name}", "{summary}" filled in) and/or the approved
 	 * template (outside it). Both NULL or "" = no follow-up for that outcome. */

@@ -153,6 +153,21 @@ void wa_send_read(const char *to, const char *wamid);
 void wa_mark_unreachable(const char *lead, const char *to);
 void wa_send_error_metric(int code);
 
+/* media.c: inbound media fetched from the Graph API (docs/whatsapp.md "Media"). */
+int wa_media_init(void); /* 0 also when off (media_max_bytes 0, no token, no spool) */
+void wa_media_close(void);
+int wa_media_on(void);
+/* A new inbound message of this type was stored: look for its media on the next round
+ * (without one, pending media are looked for every 10 s). Worker thread. */
+void wa_media_kick(const char *type);
+/* Fetches a few pending media (blocking HTTP). Worker thread. */
+void wa_media_round(void);
+/* The 32-byte digest a sha256 string names: 64 hex digits (any case) or standard base64
+ * with its '=' (Meta's webhooks show base64). 0, or -EINVAL. Any thread. */
+int wa_media_digest(const char *s, unsigned char out[32]);
+/* The file extension for a MIME type (parameters ignored), ".bin" when unknown. */
+const char *wa_media_ext(const char *mime);
+
 /* followup.c: the follow-up after a call (wa/wa.h struct wa_followup). */
 /* The outcome of a call record (cdr.jsonl form): a bridged warm transfer or a completed
  * REFER = transferred; answered with the AMD verdict machine = machine; answered =

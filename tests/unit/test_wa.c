@@ -509,6 +509,40 @@ static void test_wa_followup_render(void **state)
 	assert_string_equal(small, "abcdefg");
 }
 
+/* The SHA-256 of "abc" (FIPS 180-2), as hex and as base64. */
+static void test_wa_media_digest(void **state)
+{
+	(void)state;
+	static const unsigned char want[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+	                                       0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+	                                       0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+	                                       0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+	unsigned char d[32];
+	assert_int_equal(
+	    wa_media_digest("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", d),
+	    0);
+	assert_memory_equal(d, want, 32);
+	assert_int_equal(
+	    wa_media_digest("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", d),
+	    0);
+	assert_memory_equal(d, want, 32);
+	assert_int_equal(wa_media_digest("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=", d), 0);
+	assert_memory_equal(d, want, 32);
+	assert_int_equal(wa_media_digest("", d), -EINVAL);
+	assert_int_equal(wa_media_digest("ba7816bf", d), -EINVAL);
+	assert_int_equal(
+	    wa_media_digest("zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", d),
+	    -EINVAL);
+	assert_int_equal(wa_media_digest("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0A", d),
+	                 -EINVAL);
+	assert_int_equal(wa_media_digest("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIA*a0=", d),
+	                 -EINVAL);
+	assert_string_equal(wa_media_ext("audio/ogg; codecs=opus"), ".ogg");
+	assert_string_equal(wa_media_ext("image/jpeg"), ".jpg");
+	assert_string_equal(wa_media_ext("application/x-unknown"), ".bin");
+	assert_string_equal(wa_media_ext(NULL), ".bin");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, leak_setup, leak_teardown)
 
 int main(void)
@@ -529,6 +563,7 @@ int main(void)
 	    T(test_wa_llm_parse),
 	    T(test_wa_followup_outcome),
 	    T(test_wa_followup_render),
+	    T(test_wa_media_digest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -274,6 +274,7 @@ int main(int argc, char **argv)
 		goto out_api;
 	}
 	ctl_ready_check("postgres", ready_postgres, cfg);
+	ctl_ready_check("dialer", dialer_ready_line, NULL);
 	if ((rc = outbound_start(cfg)))
 		goto out_out;
 	if ((rc = ctl_init(&cc))) {

@@ -148,10 +148,15 @@ static void copy(char *out, size_t len, const char *s)
 	snprintf(out, len, "%s", s ? s : "");
 }
 
+/* What the dialer is doing, for /readyz (dialer_ready_line, read on the http thread). */
+enum { DS_OFF, DS_STARTING, DS_RUNNING, DS_REDIS_DOWN, DS_PG_DOWN };
+static atomic_int d_state;
+
 static int redis_ok(int rc)
 {
 	if (rc == -ENOTCONN && !d.paused) {
 		log_warn("dialer", "Redis is down: the dialer pauses (calls in progress go on)");
+		atomic_store(&d_state, DS_REDIS_DOWN);
 		d.paused = 1;
 		metric_set(d.m_paused, 1);
 	}
@@ -910,6 +915,7 @@ static void resume(void)
 	if (d.paused)
 		return;
 	metric_set(d.m_paused, 0);
+	atomic_store(&d_state, DS_RUNNING);
 	log_info("dialer", "dialer running (node %s, at most %u calls at once over all nodes)",
 	         d.node, d.c.max_calls);
 }
@@ -922,14 +928,18 @@ static void tick(void)
 		db_redis_node_beat(d.r, d.node, 3u * 1000u * (uint64_t)d.c.lease_s, now);
 	}
 	if (d.paused) {
-		if (!db_pg_up() || db_redis_ping(d.r) != 0)
+		if (!db_pg_up() || db_redis_ping(d.r) != 0) {
+			if (atomic_load(&d_state) != DS_STARTING)
+				atomic_store(&d_state, db_pg_up() ? DS_REDIS_DOWN : DS_PG_DOWN);
 			return;
+		}
 		resume();
 		if (d.paused)
 			return;
 	} else if (!db_pg_up()) {
 		log_warn("dialer",
 		         "PostgreSQL is down: the dialer pauses (calls in progress go on)");
+		atomic_store(&d_state, DS_PG_DOWN);
 		d.paused = 1;
 		metric_set(d.m_paused, 1);
 		return;
@@ -1033,6 +1043,7 @@ int dialer_init(const struct dialer_config *c)
 	}
 	d.c.node_id = d.node;
 	d.paused = 1;
+	atomic_store(&d_state, DS_STARTING);
 	d.m_paused = metric_get(METRIC_GAUGE, "vacs_dialer_paused",
 	                        "1 while the dialer is paused (a store is down), else 0");
 	metric_set(d.m_paused, 1);
@@ -1142,4 +1153,28 @@ void dialer_close(void)
 	db_redis_destroy(d.r);
 	d.r = NULL;
 	d.started = 0;
+	atomic_store(&d_state, DS_OFF);
+}
+
+int dialer_ready_line(void *arg, char *buf, size_t len)
+{
+	(void)arg;
+	switch (atomic_load(&d_state)) {
+	case DS_STARTING:
+		snprintf(buf, len, "starting (waiting for PostgreSQL and Redis)");
+		break;
+	case DS_RUNNING:
+		snprintf(buf, len, "running, Redis up, node %s", d.node);
+		break;
+	case DS_REDIS_DOWN:
+		snprintf(buf, len, "paused: Redis is down (calls in progress go on)");
+		break;
+	case DS_PG_DOWN:
+		snprintf(buf, len, "paused: PostgreSQL is down (calls in progress go on)");
+		break;
+	default:
+		snprintf(buf, len, "off");
+		break;
+	}
+	return 0; /* a paused dialer places no calls; the node still takes calls */
 }

@@ -3,6 +3,7 @@
 #ifndef VACS_DIALER_DIALER_H
 #define VACS_DIALER_DIALER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct conf;
@@ -37,5 +38,8 @@ int dialer_init_conf(const struct conf *cfg);
  * starts again or another node takes them over (docs/dialer.md). After b2b_close, before
  * db_close. Safe when never started. */
 void dialer_close(void);
+/* /readyz's "dialer:" line (a ctl_check_fn): off, starting, running with Redis up, or
+ * paused with the store that is down. Always 0: a paused dialer leaves the node ready. */
+int dialer_ready_line(void *arg, char *buf, size_t len);
 
 #endif

@@ -241,8 +241,13 @@ static const char STORE_SQL[] =
     " m AS (SELECT x.* FROM b, jsonb_to_recordset(b.j->'messages') AS x(wamid text,"
     "  \"from\" text, user_id text, name text, type text, body text, reply_id text, ts bigint,"
     "  payload jsonb, referral jsonb)),"
+    /* The number to call: "+" and the wa_id, except Mexican mobiles, whose WhatsApp id
+     * keeps the "1" Mexico dropped from dialling in 2019 (521 + 10 digits): +52 and the
+     * 10 digits, the form a carrier dials and a CSV holds. */
     " snd AS (SELECT DISTINCT ON (coalesce(\"from\", user_id)) \"from\" AS wa_id, user_id, name,"
-    "  referral FROM m ORDER BY coalesce(\"from\", user_id), referral IS NULL, ts),"
+    "  referral, CASE WHEN \"from\" ~ '^521[0-9]{10}$' THEN '+52' || substr(\"from\", 4)"
+    "  ELSE '+' || \"from\" END AS phone"
+    "  FROM m ORDER BY coalesce(\"from\", user_id), referral IS NULL, ts),"
     /* A sender new to WhatsApp whose number already has a lead (a CSV or API import):
      * the conversation joins that lead (the newest if several campaigns have it). */
     " ad AS (UPDATE leads SET wa_id = snd.wa_id, wa_user_id = coalesce(leads.wa_user_id,"
@@ -252,11 +257,11 @@ static const char STORE_SQL[] =
     "  leads.attributes ELSE leads.attributes || jsonb_build_object('referral', snd.referral)"
     "  END, updated_at = now() FROM snd WHERE snd.wa_id ~ '^[0-9]+$'"
     "  AND NOT EXISTS (SELECT 1 FROM leads y WHERE y.wa_id = snd.wa_id)"
-    "  AND leads.id = (SELECT x.id FROM leads x WHERE x.phone_e164 = '+' || snd.wa_id"
+    "  AND leads.id = (SELECT x.id FROM leads x WHERE x.phone_e164 = snd.phone"
     "  AND x.wa_id IS NULL ORDER BY x.created_at DESC, x.id LIMIT 1)"
     "  RETURNING leads.id, leads.wa_id, leads.wa_user_id),"
     " lw AS (INSERT INTO leads (phone_e164, name, source, wa_id, wa_user_id, attributes)"
-    "  SELECT '+' || wa_id, name, 'whatsapp', wa_id, CASE WHEN EXISTS (SELECT 1 FROM leads x"
+    "  SELECT phone, name, 'whatsapp', wa_id, CASE WHEN EXISTS (SELECT 1 FROM leads x"
     "  WHERE x.wa_user_id = snd.user_id) THEN NULL ELSE user_id END, CASE WHEN referral IS NULL"
     "  THEN '{}'::jsonb ELSE jsonb_build_object('referral', referral) END FROM snd"
     "  WHERE wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ad WHERE ad.wa_id = snd.wa_id)"

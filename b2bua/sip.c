@@ -424,14 +424,31 @@ int b2b_init(struct conf *cfg, int vapi_up)
 	snprintf(url, sizeof(url), "sip:%s:%u", cfg->sip.address, cfg->sip.port);
 	snprintf(sips_url, sizeof(sips_url), "sips:%s:%u", cfg->sip.address, cfg->sip.tls_port);
 	int tls = cfg->sip.tls_port != 0;
+	/* servers: the certificate of every TLS peer vacsd connects to (carrier SBCs, CUCM)
+	 * must chain to cafile.pem; all: peers connecting to vacsd must present one too. */
+	int verify = cfg->sip.tls_verify == CONF_TLS_VERIFY_ALL       ? TPTLS_VERIFY_ALL
+	             : cfg->sip.tls_verify == CONF_TLS_VERIFY_SERVERS ? TPTLS_VERIFY_OUT
+	                                                              : TPTLS_VERIFY_NONE;
+	if (tls && verify != TPTLS_VERIFY_NONE) {
+		char ca[4096];
+		snprintf(ca, sizeof(ca), "%s/cafile.pem",
+		         cfg->sip.tls_cert_dir && cfg->sip.tls_cert_dir[0] ? cfg->sip.tls_cert_dir
+		                                                           : ".");
+		if (access(ca, R_OK) != 0)
+			log_warn(
+			    "sip",
+			    "sip.tls_verify = %s but %s cannot be read (%s): TLS peers will fail "
+			    "verification",
+			    cfg->sip.tls_verify == CONF_TLS_VERIFY_ALL ? "all" : "servers", ca,
+			    strerror(errno));
+	}
 
-	b2b_g.nua = nua_create(b2b_g.root, nua_callback, NULL, NUTAG_URL(url),
-	                       TAG_IF(tls, NUTAG_SIPS_URL(sips_url)),
-	                       TAG_IF(tls && cfg->sip.tls_cert_dir && cfg->sip.tls_cert_dir[0],
-	                              NUTAG_CERTIFICATE_DIR(cfg->sip.tls_cert_dir)),
-	                       TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_NONE)),
-	                       NTATAG_UDP_MTU(cfg->sip.udp_mtu), NTATAG_SERVER_RPORT(1),
-	                       NTATAG_CLIENT_RPORT(1), TAG_END());
+	b2b_g.nua = nua_create(
+	    b2b_g.root, nua_callback, NULL, NUTAG_URL(url), TAG_IF(tls, NUTAG_SIPS_URL(sips_url)),
+	    TAG_IF(tls && cfg->sip.tls_cert_dir && cfg->sip.tls_cert_dir[0],
+	           NUTAG_CERTIFICATE_DIR(cfg->sip.tls_cert_dir)),
+	    TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(verify)), NTATAG_UDP_MTU(cfg->sip.udp_mtu),
+	    NTATAG_SERVER_RPORT(1), NTATAG_CLIENT_RPORT(1), TAG_END());
 	if (!b2b_g.nua) {
 		log_err("sip", "cannot listen on %s%s%s (address in use or not local?)", url,
 		        tls ? " / " : "", tls ? sips_url : "");

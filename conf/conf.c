@@ -692,6 +692,7 @@ static const char *const trunk_type_names[] = {"carrier", "cucm", NULL};
 static const char *const srtp_names[] = {"off", "optional", "mandatory", NULL};
 static const char *const egress_names[] = {"plus_e164", "e164", "national", NULL};
 static const char *const unknown_names[] = {"reject", "drop", NULL};
+static const char *const tls_verify_names[] = {"none", "servers", "all", NULL};
 static const char *const codec_names[] = {"PCMU", "PCMA", "G722", "G729", NULL};
 static const char *const suite_names[] = {"AEAD_AES_256_GCM", "AEAD_AES_128_GCM",
                                           "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32",
@@ -1564,6 +1565,11 @@ static const struct key sip_keys[] = {
     {.name = "port", .type = KT_U16, .off = CF(sip.port), .min = 1, .max = 65535, .def_int = 5060},
     {.name = "tls_port", .type = KT_U16, .off = CF(sip.tls_port), .min = 0, .max = 65535},
     {.name = "tls_cert_dir", .type = KT_STR, .off = CF(sip.tls_cert_dir)},
+    {.name = "tls_verify",
+     .type = KT_ENUM,
+     .off = CF(sip.tls_verify),
+     .names = tls_verify_names,
+     .def_int = CONF_TLS_VERIFY_SERVERS},
     {.name = "user_agent",
      .type = KT_STR,
      .off = CF(sip.user_agent),

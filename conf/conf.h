@@ -21,6 +21,8 @@ enum conf_egress_format {
 	CONF_EGRESS_NATIONAL,      /* national_prefix + NSN */
 };
 enum conf_unknown_source { CONF_UNKNOWN_REJECT = 0, CONF_UNKNOWN_DROP };
+/* sip.tls_verify: which TLS peers' certificates are checked against cafile.pem. */
+enum conf_tls_verify { CONF_TLS_VERIFY_NONE = 0, CONF_TLS_VERIFY_SERVERS, CONF_TLS_VERIFY_ALL };
 
 /* An IPv4 network: addr/prefix, both in host byte order; port 0 = any port. */
 struct conf_cidr {
@@ -152,6 +154,7 @@ struct conf {
 		uint16_t port;      /* UDP and TCP */
 		uint16_t tls_port;  /* 0 = off */
 		char *tls_cert_dir; /* agent.pem + cafile.pem */
+		enum conf_tls_verify tls_verify;
 		char *user_agent;
 		unsigned udp_mtu;
 		unsigned drain_retry_after_s;

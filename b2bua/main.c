@@ -9,6 +9,7 @@
 #include "control/notify.h"
 #include "control/outbound.h"
 #include "control/uploader.h"
+#include "control/checks.h"
 #include "core/log.h"
 #include "core/metric.h"
 #include "db/db.h"
@@ -102,6 +103,21 @@ static int outbound_start(const struct conf *cfg)
 		rc = b2b_events_init();
 	if (!rc)
 		rc = ctl_s3_init(&sc);
+	struct ctl_checks_config kc = {
+	    .s3_endpoint = cfg->s3.endpoint,
+	    .s3_region = cfg->s3.region,
+	    .s3_bucket = cfg->s3.bucket,
+	    .s3_access_key = cfg->s3.access_key,
+	    .s3_secret_key = cfg->s3.secret_key,
+	    .s3_path_style = cfg->s3.path_style,
+	    .vapi_url = cfg->vapi.api_url,
+	    .vapi_key = cfg->vapi.api_key,
+	    .graph_url = cfg->whatsapp.graph_url,
+	    .wa_token = cfg->whatsapp.access_token,
+	    .wa_phone_number_id = cfg->whatsapp.phone_number_id,
+	};
+	if (!rc && cfg->http.port)
+		rc = ctl_checks_init(&kc);
 	if (!rc)
 		rc = ctl_out_init(0);
 	if (rc)
@@ -307,6 +323,7 @@ out_media:
 out_db:
 	db_close();
 	ctl_s3_close(); /* after db_close: its callbacks may still hold uploads */
+	ctl_checks_close();
 	notify_close();
 out_conf:
 	conf_unref(cfg);

@@ -314,12 +314,18 @@ int ctl_out_send(struct ctl_out *r, ctl_out_done_cb cb, void *arg)
 		c |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
 		c |= curl_easy_setopt(e, CURLOPT_READDATA, r->fp);
 		c |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, size);
+		if (strcmp(r->method, "PUT") != 0)
+			c |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+	} else if (strcmp(r->method, "GET") == 0) {
+		c |= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		c |= curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	} else {
 		c |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
 		c |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		if (strcmp(r->method, "POST") != 0)
+			c |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 	}
-	if (strcmp(r->method, "POST") != 0 && !(r->file && strcmp(r->method, "PUT") == 0))
-		c |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 	if (r->sigv4) {
 		c |= curl_easy_setopt(e, CURLOPT_AWS_SIGV4, r->sigv4);
 		c |= curl_easy_setopt(e, CURLOPT_USERPWD, r->userpwd);

@@ -47,7 +47,8 @@ int ctl_out_tick(ctl_out_fn fn, void *arg, unsigned period_ms);
  * At shutdown pending ones run at once with ctl_out_stopping() == 1. */
 int ctl_out_later(ctl_out_fn fn, void *arg, unsigned delay_ms);
 
-/* A request to url with method ("POST", "PUT"). NULL on OOM. Out thread. */
+/* A request to url with method ("POST", "PUT", "GET", "HEAD"; GET and HEAD send no
+ * body). NULL on OOM. Out thread. */
 struct ctl_out *ctl_out_create(const char *method, const char *url);
 /* Destroys it (NULL accepted); must not be in flight. */
 void ctl_out_destroy(struct ctl_out *r);

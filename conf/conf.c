@@ -1,6 +1,7 @@
 /* Configuration loading: libconfig file -> validated, immutable struct conf snapshot. */
 #include "conf/conf.h"
 
+#include "core/clock.h"
 #include "core/mem.h"
 
 #include <arpa/inet.h>
@@ -2156,14 +2157,10 @@ static void free_wa_llm(void *base)
 	c->whatsapp.llm_key = NULL;
 }
 
-/* "HH:MM" -> minutes, or -1. */
+/* "HH:MM" -> minutes, at most max_h:00, or -1. */
 static int hhmm(const char *v, int max_h)
 {
-	if (strlen(v) != 5 || v[2] != ':' || strspn(v, "0123456789") != 2 ||
-	    strspn(v + 3, "0123456789") != 2)
-		return -1;
-	int h = (v[0] - '0') * 10 + v[1] - '0', m = (v[3] - '0') * 10 + v[4] - '0';
-	return h > max_h || m > 59 || (h == max_h && m) ? -1 : h * 60 + m;
+	return clock_hhmm(v, max_h * 60);
 }
 
 static const char *chk_wa_hours(const char *v)

@@ -7,6 +7,7 @@
 #include "control/control.h"
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/mem.h"
 #include "core/strbuf.h"
 #include "db/db.h"
@@ -245,16 +246,7 @@ static const char *const weekdays[] = {"mon", "tue", "wed", "thu", "fri", "sat",
 /* "HH:MM" -> minutes since midnight; "24:00" only when allow24. -1 when malformed. */
 static int hhmm(const char *s, int allow24)
 {
-	if (strlen(s) != 5 || s[2] != ':')
-		return -1;
-	for (int i = 0; i < 5; i++) {
-		if (i != 2 && (s[i] < '0' || s[i] > '9'))
-			return -1;
-	}
-	int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
-	if (m > 59 || h > 24 || (h == 24 && (m || !allow24)))
-		return -1;
-	return h * 60 + m;
+	return clock_hhmm(s, allow24 ? 24 * 60 : 24 * 60 - 1);
 }
 
 /* calling_hours: [{days: ["mon", ...], start: "09:00", end: "18:00"}, ...] (local time of

@@ -2,6 +2,7 @@
 #include "core/clock.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static clock_source_cb source;
@@ -34,4 +35,16 @@ void clock_format_iso(uint64_t ms, char *buf, unsigned len)
 	gmtime_r(&t, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000u));
+}
+
+int clock_hhmm(const char *s, int max_min)
+{
+	if (!s || strlen(s) != 5 || s[2] != ':')
+		return -1;
+	for (int i = 0; i < 5; i++) {
+		if (i != 2 && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	}
+	int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+	return m > 59 || h * 60 + m > max_min ? -1 : h * 60 + m;
 }

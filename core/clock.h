@@ -14,5 +14,9 @@ uint64_t clock_wall_ms(void);
 void clock_set_source(clock_source_cb cb);
 /* Formats wall time `ms` as ISO 8601 UTC with milliseconds into buf (>= 25 bytes). */
 void clock_format_iso(uint64_t ms, char *buf, unsigned len);
+/* "HH:MM" (exactly five characters) -> minutes since midnight, when the minutes are 0-59
+ * and the total is at most max_min (1439 for a time of day, 1440 to allow "24:00", 840
+ * for a UTC offset up to 14:00); -1 otherwise, or for NULL. */
+int clock_hhmm(const char *s, int max_min);
 
 #endif

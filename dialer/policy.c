@@ -1,6 +1,8 @@
 /* The dialer's pure decisions: time zones and calling hours, retry policy, CDR outcome. */
 #include "dialer/dialer_int.h"
 
+#include "core/clock.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
@@ -211,16 +213,7 @@ const struct dialer_zone *dialer_zone_of_number(const char *e164)
 
 static int hhmm(const char *s, int allow24)
 {
-	if (!s || strlen(s) != 5 || s[2] != ':')
-		return -1;
-	for (int i = 0; i < 5; i++) {
-		if (i != 2 && (s[i] < '0' || s[i] > '9'))
-			return -1;
-	}
-	int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
-	if (m > 59 || h > 24 || (h == 24 && (m || !allow24)))
-		return -1;
-	return h * 60 + m;
+	return clock_hhmm(s, allow24 ? 24 * 60 : 24 * 60 - 1);
 }
 
 int dialer_hours_parse(const json_t *hours, struct dialer_window *w, size_t *n)

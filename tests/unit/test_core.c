@@ -56,6 +56,26 @@ static void *producer(void *arg)
 	return NULL;
 }
 
+/* "HH:MM" as calling hours, "24:00" ends and UTC offsets use it. */
+static void test_core_clock_hhmm(void **state)
+{
+	(void)state;
+	assert_int_equal(clock_hhmm("00:00", 1439), 0);
+	assert_int_equal(clock_hhmm("09:30", 1439), 570);
+	assert_int_equal(clock_hhmm("23:59", 1439), 1439);
+	assert_int_equal(clock_hhmm("24:00", 1439), -1);
+	assert_int_equal(clock_hhmm("24:00", 1440), 1440);
+	assert_int_equal(clock_hhmm("24:01", 1440), -1);
+	assert_int_equal(clock_hhmm("14:00", 840), 840);
+	assert_int_equal(clock_hhmm("14:30", 840), -1);
+	assert_int_equal(clock_hhmm("10:60", 1440), -1);
+	assert_int_equal(clock_hhmm("9:30", 1440), -1);
+	assert_int_equal(clock_hhmm("09-30", 1440), -1);
+	assert_int_equal(clock_hhmm("0a:30", 1440), -1);
+	assert_int_equal(clock_hhmm("09:30 ", 1440), -1);
+	assert_int_equal(clock_hhmm(NULL, 1440), -1);
+}
+
 static void test_core_mbox_orders_per_producer_and_wakes(void **state)
 {
 	(void)state;
@@ -252,6 +272,7 @@ static void test_core_log_ratelimit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_core_clock_hhmm),
 	    cmocka_unit_test_setup_teardown(test_core_mbox_orders_per_producer_and_wakes, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_core_mbox_full_is_eagain, setup, teardown),

@@ -443,7 +443,7 @@ static void do_originate(uint64_t token, struct orig_req *r)
 		json_object_set_new(o, "status", json_string("dialing"));
 		json_object_set_new(o, "to", json_string(r->o.to));
 		size_t len;
-		char *body = b2b_json_body(o, &len);
+		char *body = api_json_body(o, &len);
 		if (body)
 			ctl_reply(token, 201, NULL, body, len);
 		else
@@ -619,7 +619,7 @@ static void on_drain(struct ctl_request *rq, void *arg)
 static void reply_json(uint64_t token, unsigned code, json_t *o)
 {
 	size_t len;
-	char *body = b2b_json_body(o, &len);
+	char *body = api_json_body(o, &len);
 	if (body)
 		ctl_reply(token, code, NULL, body, len);
 	else

@@ -303,9 +303,6 @@ void b2b_ai_drop(struct b2b_call *call);
 void b2b_ai_fail(struct b2b_call *call, int status, const char *text);
 /* Moves the AI leg's audio to leg (the whisper to the agent, and back). 0 or -errno. */
 int b2b_ai_move(struct b2b_call *call, struct b2b_leg *leg);
-/* An HTTP answer body: o serialised compactly into a mem_ string (o is consumed);
- * NULL when out of memory. */
-char *b2b_json_body(json_t *o, size_t *len);
 /* The customer's leg, the one the assistant talks with: a for inbound calls, b for
  * outbound ones. */
 struct b2b_leg *b2b_call_customer(struct b2b_call *call);

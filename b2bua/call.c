@@ -5,6 +5,7 @@
 
 #include "b2bua/number.h"
 #include "conf/conf.h"
+#include "control/api_util.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -2459,16 +2460,6 @@ static struct b2b_call *call_of_hook(const struct vapi_hook_msg *m)
 	return NULL;
 }
 
-char *b2b_json_body(json_t *o, size_t *len)
-{
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	char *out = s ? mem_strdup(s) : NULL;
-	free(s);
-	*len = out ? strlen(out) : 0;
-	return out;
-}
-
 /* assistant-request: the assistant of the route to "ai" that takes the number called. */
 static char *hook_assistant(const struct vapi_hook_msg *m, size_t *len)
 {
@@ -2486,7 +2477,7 @@ static char *hook_assistant(const struct vapi_hook_msg *m, size_t *len)
 		log_warn("vapi", "assistant-request for %s: no route to \"ai\" takes it",
 		         num[0] ? num : "(no number)");
 	}
-	return b2b_json_body(o, len);
+	return api_json_body(o, len);
 }
 
 int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
@@ -2521,7 +2512,7 @@ int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
 	case VAPI_HOOK_FUNCTION_CALL: {
 		json_t *o = json_object();
 		json_object_set_new(o, "result", json_string("This function is not available."));
-		*answer = b2b_json_body(o, len);
+		*answer = api_json_body(o, len);
 		break;
 	}
 	case VAPI_HOOK_TRANSFER_DEST: {
@@ -2530,7 +2521,7 @@ int b2b_call_hook(const struct vapi_hook_msg *m, char **answer, size_t *len)
 		json_object_set_new(o, "error",
 		                    json_string("Transfers are done with the "
 		                                "transfer_to_agent tool."));
-		*answer = b2b_json_body(o, len);
+		*answer = api_json_body(o, len);
 		break;
 	}
 	case VAPI_HOOK_STATUS:

@@ -305,17 +305,30 @@ void api_reply_err(uint64_t token, const struct api_err *e)
 	                e->message, e->field[0] ? e->field : NULL);
 }
 
-void api_reply_json(uint64_t token, unsigned code, json_t *o)
+char *api_json_body(json_t *o, size_t *len)
 {
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	char *body = s ? mem_strdup(s) : NULL;
 	free(s);
+	*len = body ? strlen(body) : 0;
+	return body;
+}
+
+void api_reply_json_hdrs(uint64_t token, unsigned code, const char *hdrs, json_t *o)
+{
+	size_t len;
+	char *body = api_json_body(o, &len);
 	if (!body) {
 		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
 		return;
 	}
-	ctl_reply(token, code, NULL, body, strlen(body));
+	ctl_reply_hdrs(token, code, NULL, hdrs, body, len);
+}
+
+void api_reply_json(uint64_t token, unsigned code, json_t *o)
+{
+	api_reply_json_hdrs(token, code, NULL, o);
 }
 
 void api_reply_store(uint64_t token, int rc)

@@ -98,8 +98,13 @@ int api_sql_cols(struct strbuf *sb, const struct api_col *cols, struct json_t *c
 
 /* Answers e (any thread). */
 void api_reply_err(uint64_t token, const struct api_err *e);
+/* o as compact JSON text, mem_alloc'd, its length in *len; steals o. NULL (len 0) when o is
+ * NULL or memory is short. */
+char *api_json_body(struct json_t *o, size_t *len);
 /* Answers o as JSON with `code`; steals o (NULL = 500). Any thread. */
 void api_reply_json(uint64_t token, unsigned code, struct json_t *o);
+/* The same with more headers ("Name: value\r\n" lines, NULL = none). Any thread. */
+void api_reply_json_hdrs(uint64_t token, unsigned code, const char *hdrs, struct json_t *o);
 /* Answers a db_query failure: -ENOTCONN 503 store_unavailable, -EAGAIN 503 busy, else 500.
  * Any thread. */
 void api_reply_store(uint64_t token, int rc);

@@ -2,6 +2,7 @@
  * tokens, the failed-login limiter, and the /auth and /v1/users routes. */
 #include "control/auth.h"
 
+#include "control/api_util.h"
 #include "control/control.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -267,24 +268,6 @@ const char *ctl_cookie_get(const char *hdr, const char *name, char *buf, size_t 
 
 /* ---- routes ------------------------------------------------------------------------------- */
 
-static void reply_obj(uint64_t token, unsigned code, const char *hdrs, json_t *o)
-{
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	size_t n = s ? strlen(s) : 0;
-	char *b = s ? mem_alloc(n + 2) : NULL;
-	if (!b) {
-		free(s);
-		ctl_reply_error(token, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	memcpy(b, s, n);
-	b[n] = '\n';
-	b[n + 1] = '\0';
-	free(s);
-	ctl_reply_hdrs(token, code, NULL, hdrs, b, n + 1);
-}
-
 static void reply_store(uint64_t token, int rc)
 {
 	if (rc == -ENOTCONN || rc == -ECANCELED || rc == -EAGAIN)
@@ -393,9 +376,9 @@ static void on_login_rows(void *arg, int rc, json_t *rows)
 	if (l->form) {
 		ctl_reply_hdrs(l->token, 303, "text/plain", hdrs, NULL, 0);
 	} else {
-		reply_obj(l->token, 200, hdrs,
-		          json_pack("{s:s, s:s, s:s}", "email", email ? email : "", "role",
-		                    admin ? "admin" : "viewer", "csrf", csrf));
+		api_reply_json_hdrs(l->token, 200, hdrs,
+		                    json_pack("{s:s, s:s, s:s}", "email", email ? email : "",
+		                              "role", admin ? "admin" : "viewer", "csrf", csrf));
 	}
 	char id[24];
 	snprintf(id, sizeof(id), "%lld", (long long)uid);
@@ -507,10 +490,10 @@ static void on_me(struct ctl_request *rq, void *arg)
 		ctl_reply_error(token, 401, "unauthorized", "not signed in", NULL);
 		return;
 	}
-	reply_obj(token, 200, NULL,
-	          json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)who->user_id, "email",
-	                    who->email, "role", who->admin ? "admin" : "viewer", "csrf",
-	                    who->csrf));
+	api_reply_json_hdrs(token, 200, NULL,
+	                    json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)who->user_id,
+	                              "email", who->email, "role", who->admin ? "admin" : "viewer",
+	                              "csrf", who->csrf));
 }
 
 /* ---- /v1/users (admin) --------------------------------------------------------------------- */
@@ -528,7 +511,7 @@ static void on_user_rows(void *arg, int rc, json_t *rows)
 		ctl_reply_error(token, 404, "not_found", "no such user", "id");
 	} else {
 		json_t *o = json_incref(json_array_get(rows, 0));
-		reply_obj(token, 201, NULL, o);
+		api_reply_json_hdrs(token, 201, NULL, o);
 	}
 	json_decref(rows);
 }
@@ -602,7 +585,7 @@ static void on_users_rows(void *arg, int rc, json_t *rows)
 		reply_store(token, rc);
 		return;
 	}
-	reply_obj(token, 200, NULL, json_pack("{s:o}", "users", rows));
+	api_reply_json_hdrs(token, 200, NULL, json_pack("{s:o}", "users", rows));
 }
 
 static void on_users_list(struct ctl_request *rq, void *arg)
@@ -627,7 +610,7 @@ static void on_patch_rows(void *arg, int rc, json_t *rows)
 	if (!rc && json_array_size(rows) && pa->disable == 1)
 		ctl_session_close_user(pa->id);
 	if (!rc && json_array_size(rows)) {
-		reply_obj(pa->token, 200, NULL, json_incref(json_array_get(rows, 0)));
+		api_reply_json_hdrs(pa->token, 200, NULL, json_incref(json_array_get(rows, 0)));
 		json_decref(rows);
 	} else {
 		on_user_rows((void *)(uintptr_t)pa->token, rc, rows);

@@ -581,7 +581,7 @@ static const char lua_slot_renew[] = "local s = redis.call('ZSCORE', KEYS[1], AR
 /* KEYS[1] nodes zset, KEYS[2] the node's call set; ARGV[1] node id, ARGV[2] now_ms. */
 static const char lua_node_reap[] =
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
-    "if not s or tonumber(s) > tonumber(ARGV[2]) then return {} end\n"
+    "if not s or tonumber(s) > tonumber(ARGV[2]) then return false end\n"
     "redis.call('ZREM', KEYS[1], ARGV[1])\n"
     "local calls = redis.call('SMEMBERS', KEYS[2])\n"
     "redis.call('DEL', KEYS[2])\n"
@@ -1153,6 +1153,10 @@ int db_redis_node_reap(struct db_redis *r, const char *node_id, uint64_t now_ms,
 	rc = eval(r, SCRIPT(lua_node_reap), 2, keys, 2, args, &rep);
 	if (rc < 0)
 		return rc;
+	if (rep->type == REDIS_REPLY_NIL) { /* Lua false: not this caller's to reap */
+		freeReplyObject(rep);
+		return -ENOENT;
+	}
 	return each_string(r, rep, "EVAL node_reap", cb, arg);
 }
 

@@ -149,8 +149,9 @@ int db_redis_call_disown(struct db_redis *r, const char *node_id, const char *ca
 int db_redis_node_calls(struct db_redis *r, const char *node_id, db_redis_str_cb cb, void *arg);
 /* Takes over a dead node, atomically: when node_id's beat has expired at now_ms, removes
  * it from the node set, calls cb for each call it owned and deletes that list. Only one
- * caller wins a given death. Returns the number of calls handed over, 0 when the node is
- * alive, unknown or already reaped, or -errno. */
+ * caller wins a given death. Returns the number of calls handed over (0 or more) to the
+ * winner, -ENOENT when the node is alive, unknown or already reaped (by another caller),
+ * or another -errno. */
 int db_redis_node_reap(struct db_redis *r, const char *node_id, uint64_t now_ms, db_redis_str_cb cb,
                        void *arg);
 

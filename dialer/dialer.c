@@ -870,7 +870,10 @@ static void reap_dead(uint64_t now)
 	for (unsigned i = 0; i < nm.count && !d.paused; i++) {
 		if (strcmp(nm.n[i], d.node) == 0)
 			continue;
-		if (!redis_ok(db_redis_node_reap(d.r, nm.n[i], now, no_call, NULL)))
+		int rc = db_redis_node_reap(d.r, nm.n[i], now, no_call, NULL);
+		if (rc == -ENOENT)
+			continue; /* it beat again, or another node took it over first */
+		if (!redis_ok(rc))
 			return;
 		log_warn("dialer", "node %s missed its beats: taking over its jobs", nm.n[i]);
 		recover(nm.n[i]);

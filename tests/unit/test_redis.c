@@ -770,7 +770,7 @@ static void test_redis_node_liveness_and_reap(void **state)
 	assert_int_equal(db_redis_nodes_list(r, 0, T0 + 500, collect, &l), 2);
 	assert_true(has(&l, "n1") && has(&l, "n2"));
 	assert_int_equal(db_redis_nodes_list(r, 1, T0 + 500, NULL, NULL), 0);
-	assert_int_equal(db_redis_node_reap(r, "n1", T0 + 500, NULL, NULL), 0); /* alive */
+	assert_int_equal(db_redis_node_reap(r, "n1", T0 + 500, NULL, NULL), -ENOENT); /* alive */
 
 	/* n1 misses its beat. */
 	memset(&l, 0, sizeof(l));
@@ -785,9 +785,14 @@ static void test_redis_node_liveness_and_reap(void **state)
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(db_redis_node_reap(r2, "n1", T0 + 2000, collect, &l), 2);
 	assert_true(has(&l, "call-1") && has(&l, "call-2"));
-	assert_int_equal(db_redis_node_reap(r, "n1", T0 + 2000, NULL, NULL), 0);
+	assert_int_equal(db_redis_node_reap(r, "n1", T0 + 2000, NULL, NULL), -ENOENT); /* reaped */
 	assert_int_equal(db_redis_nodes_list(r, 1, T0 + 2000, NULL, NULL), 0);
 	assert_int_equal(db_redis_node_calls(r, "n1", NULL, NULL), 0);
+
+	/* A dead node that owned no call: the winner gets 0, the next caller -ENOENT. */
+	assert_int_equal(db_redis_node_beat(r, "n3", 1000, T0), 0);
+	assert_int_equal(db_redis_node_reap(r2, "n3", T0 + 2000, NULL, NULL), 0);
+	assert_int_equal(db_redis_node_reap(r, "n3", T0 + 2000, NULL, NULL), -ENOENT);
 
 	/* n2 is untouched; its call ends. */
 	memset(&l, 0, sizeof(l));

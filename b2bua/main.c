@@ -222,6 +222,7 @@ int main(int argc, char **argv)
 		    .connect_timeout_ms = cfg->vapi.connect_timeout_ms,
 		    .ca_file = cfg->vapi.ca_file && cfg->vapi.ca_file[0] ? cfg->vapi.ca_file : NULL,
 		    .ai_threads = media_worker_count(),
+		    .on_media_workers = 1, /* no hand-off between threads (docs/architecture.md) */
 		};
 		if ((rc = vapi_init(&vc))) {
 			log_err("main", "vapi: %s", strerror(-rc));

@@ -1627,6 +1627,7 @@ static const struct key media_keys[] = {
      .min = 1,
      .max = 1000000,
      .def_int = 2048},
+    {.name = "realtime_priority", .type = KT_UINT, .off = CF(media.realtime_priority), .max = 99},
     {.type = KT_END},
 };
 

@@ -168,6 +168,7 @@ struct conf {
 		unsigned rtp_timeout_s;
 		unsigned hold_timeout_s;
 		unsigned max_sessions;
+		unsigned realtime_priority; /* SCHED_FIFO priority of the workers, 0 = off */
 	} media;
 
 	struct {

@@ -1597,6 +1597,21 @@ out:
 	memset(&eng, 0, sizeof(eng));
 }
 
+/* media.realtime_priority: the worker runs SCHED_FIFO, so a packet's wake-up preempts
+ * ordinary work on its core at once (docs/PERFORMANCE.md, "ai"). Without the right
+ * (CAP_SYS_NICE, or RLIMIT_RTPRIO) the worker keeps normal scheduling, with a warning. */
+static void set_realtime(struct media_worker *w)
+{
+	if (!eng.cfg.realtime_priority)
+		return;
+	struct sched_param sp = {.sched_priority = (int)eng.cfg.realtime_priority};
+	int e = pthread_setschedparam(w->thread, SCHED_FIFO, &sp);
+	if (e)
+		log_warn(MOD,
+		         "worker %u: cannot run at SCHED_FIFO priority %u (%s): normal scheduling",
+		         w->idx, eng.cfg.realtime_priority, strerror(e));
+}
+
 int media_init(const struct media_config *cfg)
 {
 	int err = 0;
@@ -1676,6 +1691,7 @@ int media_init(const struct media_config *cfg)
 			break;
 		}
 		eng.workers[i].thread_started = 1;
+		set_realtime(&eng.workers[i]);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)

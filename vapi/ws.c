@@ -1,5 +1,5 @@
-/* The ai threads: each a libwebsockets client context holding the VAPI sockets of the calls
- * of one media worker, with one 20 ms tick. */
+/* The ai contexts: each a libwebsockets client context holding the VAPI sockets of the
+ * calls of one media worker, with one 20 ms tick, run by that worker (or a thread). */
 #include "vapi/vapi_int.h"
 
 #include "core/clock.h"
@@ -19,12 +19,18 @@
 #include <time.h>
 
 /*
- * Everything here runs on a call's ai thread, except vapi_ai_start/stop (main thread,
- * before the threads start and after they are joined), vapi_ai_post/wake and
- * vapi_ai_notify (any thread: they only post to the mailbox and call lws_cancel_service).
- * There is one ai thread per media worker (libwebsockets runs one service thread per
- * context, so contexts are how the sockets use more than one core); a call is given the
- * thread of its leg's worker when it is created, so a worker wakes only its own thread.
+ * Everything here runs on the thread that runs a call's ai context (its "ai thread"
+ * below), except vapi_ai_start/stop (main thread, before the context is run and after it
+ * no longer is), vapi_ai_post/wake and vapi_ai_notify (any thread: they only post to the
+ * mailbox and call lws_cancel_service; vapi_ai_notify on the hosting worker pumps). There
+ * is one context per media worker (libwebsockets runs one service thread per context, so
+ * contexts are how the sockets use more than one core); a call is given the context of
+ * its leg's worker when it is created. Hosted (vapi_config.on_media_workers), media worker
+ * N runs context N as its guest (media_worker_guest_add): the worker runs the libev loop
+ * without waiting when the loop's epoll fd is readable and every GUEST_POLL_US, and its
+ * vapi_ai_notify writes the frames it just queued, so a frame goes up from the wake-up
+ * that received its packet. Otherwise (no worker for it) the context has a thread of its
+ * own that blocks in ev_run.
  *
  * The thread wakes on three things: lws socket events, lws_cancel_service (a media worker
  * queued frames, or a mailbox message waits) which lws turns into EVENT_WAIT_CANCELLED,
@@ -750,7 +756,9 @@ static void ai_guest(void *arg, int readable)
 	struct vapi_ai *ai = arg;
 	ai_self = ai;
 	uint64_t now = clock_now_us();
-	if (ai->exit || (!readable && now < ai->guest_next_us))
+	/* Also after the stopping sweep (ai->exit): a readable fd left alone would bring the
+	 * worker straight back until vapi_ai_stop takes the guest away. */
+	if (!readable && now < ai->guest_next_us)
 		return;
 	ai->guest_next_us = now + GUEST_POLL_US;
 	ev_run(ai->loop, EVRUN_NOWAIT);

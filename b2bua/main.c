@@ -187,6 +187,7 @@ int main(int argc, char **argv)
 	    .hold_timeout_ms = cfg->media.hold_timeout_s * 1000u,
 	    .max_sessions = cfg->media.max_sessions,
 	    .realtime_priority = cfg->media.realtime_priority,
+	    .coalesce_us = cfg->media.coalesce_us,
 	};
 	const char *api_keys[] = {
 	    cfg->http.api_key && cfg->http.api_key[0] ? cfg->http.api_key : NULL, NULL};

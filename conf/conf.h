@@ -169,6 +169,7 @@ struct conf {
 		unsigned hold_timeout_s;
 		unsigned max_sessions;
 		unsigned realtime_priority; /* SCHED_FIFO priority of the workers, 0 = off */
+		unsigned coalesce_us;       /* least time between a worker's wake-ups, 0 = off */
 	} media;
 
 	struct {

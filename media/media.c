@@ -1392,12 +1392,27 @@ static void *worker_main(void *arg)
 {
 	struct media_worker *w = arg;
 	struct epoll_event evs[MAX_EPOLL_EVENTS];
+	/* media.coalesce_us: each wake-up starts at least this long after the previous one,
+	 * so one wake-up serves the packets of several calls instead of one or two. It pays
+	 * with realtime_priority, where the sleep ends on time (docs/PERFORMANCE.md, "ai"). */
+	const uint64_t coalesce_ns = (uint64_t)eng.cfg.coalesce_us * 1000u;
+	struct timespec wake = {0, 0};
 	char name[16];
 	snprintf(name, sizeof(name), "media-%u", w->idx);
 	pthread_setname_np(pthread_self(), name);
 
 	while (!w->stop) {
+		if (coalesce_ns && wake.tv_sec) {
+			uint64_t ns = (uint64_t)wake.tv_nsec + coalesce_ns;
+			wake.tv_sec += (time_t)(ns / 1000000000u);
+			wake.tv_nsec = (long)(ns % 1000000000u);
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) ==
+			       EINTR)
+				;
+		}
 		int n = epoll_wait(w->epfd, evs, MAX_EPOLL_EVENTS, 1000);
+		if (coalesce_ns)
+			clock_gettime(CLOCK_MONOTONIC, &wake);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

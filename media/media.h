@@ -16,16 +16,16 @@
  */
 
 struct media_config {
-	const char *address;   /* local IPv4 address to bind RTP on, e.g. "127.0.0.1" */
-	const char *advertise; /* address written in SDP (NULL = address) */
-	uint16_t port_min;     /* even, inclusive */
-	uint16_t port_max;     /* inclusive */
-	unsigned workers;      /* media worker threads (0 = number of CPUs) */
-	unsigned
-	    realtime_priority;    /* the workers run SCHED_FIFO at this priority (1-99); 0 = off */
-	unsigned rtp_timeout_ms;  /* no RTP on an active stream for this long -> event */
-	unsigned hold_timeout_ms; /* same for a stream on hold (0 = never) */
-	unsigned max_sessions;    /* sessions per worker, preallocated */
+	const char *address;        /* local IPv4 address to bind RTP on, e.g. "127.0.0.1" */
+	const char *advertise;      /* address written in SDP (NULL = address) */
+	uint16_t port_min;          /* even, inclusive */
+	uint16_t port_max;          /* inclusive */
+	unsigned workers;           /* media worker threads (0 = number of CPUs) */
+	unsigned realtime_priority; /* SCHED_FIFO priority of the workers, 1-99 (0 = off) */
+	unsigned coalesce_us;       /* least time between a worker's wake-ups (0 = off) */
+	unsigned rtp_timeout_ms;    /* no RTP on an active stream for this long -> event */
+	unsigned hold_timeout_ms;   /* same for a stream on hold (0 = never) */
+	unsigned max_sessions;      /* sessions per worker, preallocated */
 };
 
 enum media_codec {

@@ -467,6 +467,7 @@ static long live_before;
  * runs on media worker 0 (vapi_config.on_media_workers); the second, with no worker of
  * its own, keeps a thread. */
 static int hosted;
+static unsigned coalesce_us; /* media.coalesce_us of the _coalesced runs */
 
 static int leak_setup(void **state)
 {
@@ -483,6 +484,7 @@ static int leak_teardown(void **state)
 	media_close();
 	metric_registry_close();
 	hosted = 0;
+	coalesce_us = 0;
 	assert_int_equal(mem_live_blocks(), live_before);
 	return 0;
 }
@@ -524,6 +526,7 @@ static void up_media(void)
 	cfg.port_max = (uint16_t)(port_base + 15u);
 	cfg.workers = 1;
 	cfg.max_sessions = 16;
+	cfg.coalesce_us = coalesce_us;
 	assert_int_equal(media_init(&cfg), 0);
 }
 
@@ -1480,6 +1483,14 @@ HOSTED(test_vapi_server_close_ends_once)
 HOSTED(test_vapi_end_sends_end_call)
 HOSTED(test_vapi_end_before_answer_cancels)
 
+/* Hosted, and the worker waking at most every 500 us (media.coalesce_us): the audio still
+ * flows both ways, byte for byte, frames 20 ms apart. */
+static void test_vapi_audio_both_ways_coalesced(void **state)
+{
+	coalesce_us = 500;
+	test_vapi_audio_both_ways_hosted(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1503,6 +1514,7 @@ int main(void)
 	    T(test_vapi_server_close_ends_once_hosted),
 	    T(test_vapi_end_sends_end_call_hosted),
 	    T(test_vapi_end_before_answer_cancels_hosted),
+	    T(test_vapi_audio_both_ways_coalesced),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -202,6 +202,8 @@ int main(int argc, char **argv)
 	    .rtp_timeout_ms = cfg->media.rtp_timeout_s * 1000u,
 	    .hold_timeout_ms = cfg->media.hold_timeout_s * 1000u,
 	    .max_sessions = cfg->media.max_sessions,
+	    .realtime_priority = cfg->media.realtime_priority,
+	    .coalesce_us = cfg->media.coalesce_us,
 	};
 	const char *api_keys[] = {
 	    cfg->http.api_key && cfg->http.api_key[0] ? cfg->http.api_key : NULL, NULL};
@@ -238,6 +240,7 @@ int main(int argc, char **argv)
 		    .connect_timeout_ms = cfg->vapi.connect_timeout_ms,
 		    .ca_file = cfg->vapi.ca_file && cfg->vapi.ca_file[0] ? cfg->vapi.ca_file : NULL,
 		    .ai_threads = media_worker_count(),
+		    .on_media_workers = 1, /* no hand-off between threads (docs/architecture.md) */
 		};
 		if ((rc = vapi_init(&vc))) {
 			log_err("main", "vapi: %s", strerror(-rc));

@@ -1634,6 +1634,8 @@ static const struct key media_keys[] = {
      .min = 1,
      .max = 1000000,
      .def_int = 2048},
+    {.name = "realtime_priority", .type = KT_UINT, .off = CF(media.realtime_priority), .max = 99},
+    {.name = "coalesce_us", .type = KT_UINT, .off = CF(media.coalesce_us), .max = 1000},
     {.type = KT_END},
 };
 

@@ -171,6 +171,8 @@ struct conf {
 		unsigned rtp_timeout_s;
 		unsigned hold_timeout_s;
 		unsigned max_sessions;
+		unsigned realtime_priority; /* SCHED_FIFO priority of the workers, 0 = off */
+		unsigned coalesce_us;       /* least time between a worker's wake-ups, 0 = off */
 	} media;
 
 	struct {

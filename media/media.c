@@ -61,6 +61,9 @@
 #define MAX_NOTIFY         8 /* distinct AI threads woken per tick */
 
 enum ev_kind { KIND_TIMER = 0, KIND_MBOX, KIND_RTP, KIND_RTCP };
+/* epoll data of the mailbox and of the guest's fd: both KIND_MBOX, index 0 and 1. */
+#define EV_MBOX  ((uint64_t)KIND_MBOX)
+#define EV_GUEST ((uint64_t)KIND_MBOX | 1u << 2)
 
 enum drop_reason {
 	DROP_SRTP = 0,
@@ -180,6 +183,7 @@ enum cmd_type {
 	CMD_REC,       /* start rec (NULL stops) */
 	CMD_AMD,       /* start amd */
 	CMD_DTMF,      /* send digit for dur_ms */
+	CMD_GUEST,     /* guest_cb/arg/fd (NULL cb removes); answered in guest_ack */
 };
 
 /* Fixed-size command from the control thread to a worker. */
@@ -203,6 +207,9 @@ struct media_cmd {
 	struct media_amd *amd;
 	char digit;
 	unsigned dur_ms;
+	media_guest_cb guest_cb;
+	void *guest_arg;
+	int guest_fd;
 };
 
 struct media_worker {
@@ -240,6 +247,14 @@ struct media_worker {
 	unsigned n_notify;
 	media_ai_notify_cb notify_cb[MAX_NOTIFY];
 	void *notify_arg[MAX_NOTIFY];
+	/* The guest (media_worker_guest_add): set and cleared by CMD_GUEST, worker only. */
+	media_guest_cb guest_cb;
+	void *guest_arg;
+	int guest_fd;
+	/* CMD_GUEST's answer: 1 done, a negative errno, 0 while waiting (control thread
+	 * clears, worker sets). */
+	atomic_int guest_ack;
+	int guest_given; /* control thread: a guest was added and not removed */
 };
 
 /* Port pairs held by our sessions, one bit per even port (bit = port / 2). Set by the
@@ -1303,6 +1318,31 @@ static void handle_dsp_cmd(struct media_worker *w, struct media_session *s, stru
 	}
 }
 
+static void guest_set(struct media_worker *w, const struct media_cmd *c)
+{
+	int rc = 1;
+	if (w->guest_cb) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->guest_fd, NULL);
+		w->guest_cb = NULL;
+		w->guest_arg = NULL;
+		w->guest_fd = -1;
+	}
+	if (c->guest_cb) {
+		struct epoll_event ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN;
+		ev.data.u64 = EV_GUEST;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->guest_fd, &ev) < 0) {
+			rc = -errno;
+		} else {
+			w->guest_cb = c->guest_cb;
+			w->guest_arg = c->guest_arg;
+			w->guest_fd = c->guest_fd;
+		}
+	}
+	atomic_store(&w->guest_ack, rc);
+}
+
 static void handle_cmd(struct media_worker *w, struct media_cmd *c)
 {
 	uint64_t now = clock_now_us();
@@ -1333,6 +1373,9 @@ static void handle_cmd(struct media_worker *w, struct media_cmd *c)
 	case CMD_STOP:
 		w->stop = 1;
 		break;
+	case CMD_GUEST:
+		guest_set(w, c);
+		break;
 	case CMD_DSP:
 	case CMD_DSP_CODEC:
 	case CMD_AI:
@@ -1349,12 +1392,27 @@ static void *worker_main(void *arg)
 {
 	struct media_worker *w = arg;
 	struct epoll_event evs[MAX_EPOLL_EVENTS];
+	/* media.coalesce_us: each wake-up starts at least this long after the previous one,
+	 * so one wake-up serves the packets of several calls instead of one or two. It pays
+	 * with realtime_priority, where the sleep ends on time (docs/PERFORMANCE.md, "ai"). */
+	const uint64_t coalesce_ns = (uint64_t)eng.cfg.coalesce_us * 1000u;
+	struct timespec wake = {0, 0};
 	char name[16];
 	snprintf(name, sizeof(name), "media-%u", w->idx);
 	pthread_setname_np(pthread_self(), name);
 
 	while (!w->stop) {
+		if (coalesce_ns && wake.tv_sec) {
+			uint64_t ns = (uint64_t)wake.tv_nsec + coalesce_ns;
+			wake.tv_sec += (time_t)(ns / 1000000000u);
+			wake.tv_nsec = (long)(ns % 1000000000u);
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) ==
+			       EINTR)
+				;
+		}
 		int n = epoll_wait(w->epfd, evs, MAX_EPOLL_EVENTS, 1000);
+		if (coalesce_ns)
+			clock_gettime(CLOCK_MONOTONIC, &wake);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1365,7 +1423,7 @@ static void *worker_main(void *arg)
 		 * handled with that update applied. Events of this batch for a slot that a
 		 * command released are skipped (active == 0). */
 		for (int i = 0; i < n; i++) {
-			if ((evs[i].data.u64 & 3u) != KIND_MBOX)
+			if (evs[i].data.u64 != EV_MBOX)
 				continue;
 			struct media_cmd c;
 			mbox_drain_fd(w->cmds);
@@ -1373,7 +1431,7 @@ static void *worker_main(void *arg)
 				handle_cmd(w, &c);
 			break;
 		}
-		int timer = 0;
+		int timer = 0, guest = 0;
 		for (int i = 0; i < n && !w->stop; i++) {
 			enum ev_kind kind = (enum ev_kind)(evs[i].data.u64 & 3u);
 			uint32_t idx = (uint32_t)(evs[i].data.u64 >> 2);
@@ -1383,6 +1441,7 @@ static void *worker_main(void *arg)
 				timer = 1;
 				break;
 			case KIND_MBOX:
+				guest |= evs[i].data.u64 == EV_GUEST;
 				break;
 			case KIND_RTP:
 				if (s->active)
@@ -1399,12 +1458,16 @@ static void *worker_main(void *arg)
 		 * many sessions) so that they do not wait for it. */
 		if (w->n_notify)
 			notify_fire(w);
+		if (guest && w->guest_cb)
+			w->guest_cb(w->guest_arg, 1);
 		if (timer && !w->stop) {
 			uint64_t exp = 0;
 			if (read(w->tfd, &exp, sizeof(exp)) == (ssize_t)sizeof(exp) && exp)
 				tick(w, exp);
 			if (w->n_notify)
 				notify_fire(w);
+			if (w->guest_cb)
+				w->guest_cb(w->guest_arg, 0);
 		}
 	}
 	flush_metrics(w);
@@ -1446,6 +1509,7 @@ static int worker_setup(struct media_worker *w, unsigned idx)
 	int err;
 	w->idx = idx;
 	w->epfd = w->tfd = -1;
+	w->guest_fd = -1;
 	w->n_sess = eng.max_sessions;
 	w->sess = mem_zalloc(sizeof(*w->sess) * w->n_sess);
 	w->slab = mem_alloc((size_t)(POOL_SLOTS + 1) * MEDIA_SLOT_SIZE);
@@ -1480,7 +1544,7 @@ static int worker_setup(struct media_worker *w, unsigned idx)
 	ev.data.u64 = KIND_TIMER;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->tfd, &ev) < 0)
 		return -errno;
-	ev.data.u64 = KIND_MBOX;
+	ev.data.u64 = EV_MBOX;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, mbox_fd(w->cmds), &ev) < 0)
 		return -errno;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || !w->rng)
@@ -1546,6 +1610,21 @@ out:
 		media_recorder_close();
 	mbox_destroy(eng.events);
 	memset(&eng, 0, sizeof(eng));
+}
+
+/* media.realtime_priority: the worker runs SCHED_FIFO, so a packet's wake-up preempts
+ * ordinary work on its core at once (docs/PERFORMANCE.md, "ai"). Without the right
+ * (CAP_SYS_NICE, or RLIMIT_RTPRIO) the worker keeps normal scheduling, with a warning. */
+static void set_realtime(struct media_worker *w)
+{
+	if (!eng.cfg.realtime_priority)
+		return;
+	struct sched_param sp = {.sched_priority = (int)eng.cfg.realtime_priority};
+	int e = pthread_setschedparam(w->thread, SCHED_FIFO, &sp);
+	if (e)
+		log_warn(MOD,
+		         "worker %u: cannot run at SCHED_FIFO priority %u (%s): normal scheduling",
+		         w->idx, eng.cfg.realtime_priority, strerror(e));
 }
 
 int media_init(const struct media_config *cfg)
@@ -1627,6 +1706,7 @@ int media_init(const struct media_config *cfg)
 			break;
 		}
 		eng.workers[i].thread_started = 1;
+		set_realtime(&eng.workers[i]);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)
@@ -2021,6 +2101,55 @@ unsigned media_session_worker(const struct media_session *s)
 unsigned media_worker_count(void)
 {
 	return eng.workers ? eng.n_workers : 0;
+}
+
+/* Posts CMD_GUEST and waits (at most CMD_RETRY_MS) for the worker's answer. */
+static int guest_cmd(unsigned worker, int fd, media_guest_cb cb, void *arg)
+{
+	if (!eng.workers || worker >= eng.n_workers)
+		return cb ? -EINVAL : 0;
+	struct media_worker *w = &eng.workers[worker];
+	if (!w->thread_started)
+		return cb ? -EINVAL : 0;
+	struct media_cmd c;
+	memset(&c, 0, sizeof(c));
+	c.type = CMD_GUEST;
+	c.guest_cb = cb;
+	c.guest_arg = arg;
+	c.guest_fd = fd;
+	atomic_store(&w->guest_ack, 0);
+	int rc = post_cmd(w, &c, 1);
+	if (rc)
+		return rc;
+	for (unsigned waited = 0; waited < CMD_RETRY_MS; waited++) {
+		if ((rc = atomic_load(&w->guest_ack)))
+			return rc > 0 ? 0 : rc;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	log_err(MOD, "worker %u: no answer to a guest %s in %u ms", worker,
+	        cb ? "request" : "removal", CMD_RETRY_MS);
+	return -ETIMEDOUT;
+}
+
+int media_worker_guest_add(unsigned worker, int fd, media_guest_cb cb, void *arg)
+{
+	if (!cb || fd < 0)
+		return -EINVAL;
+	if (eng.workers && worker < eng.n_workers && eng.workers[worker].guest_given)
+		return -EBUSY;
+	int rc = guest_cmd(worker, fd, cb, arg);
+	if (!rc)
+		eng.workers[worker].guest_given = 1;
+	return rc;
+}
+
+int media_worker_guest_remove(unsigned worker)
+{
+	int rc = guest_cmd(worker, -1, NULL, NULL);
+	if (!rc && eng.workers && worker < eng.n_workers)
+		eng.workers[worker].guest_given = 0;
+	return rc;
 }
 
 void media_session_destroy(struct media_session *s)

@@ -16,14 +16,16 @@
  */
 
 struct media_config {
-	const char *address;      /* local IPv4 address to bind RTP on, e.g. "127.0.0.1" */
-	const char *advertise;    /* address written in SDP (NULL = address) */
-	uint16_t port_min;        /* even, inclusive */
-	uint16_t port_max;        /* inclusive */
-	unsigned workers;         /* media worker threads (0 = number of CPUs) */
-	unsigned rtp_timeout_ms;  /* no RTP on an active stream for this long -> event */
-	unsigned hold_timeout_ms; /* same for a stream on hold (0 = never) */
-	unsigned max_sessions;    /* sessions per worker, preallocated */
+	const char *address;        /* local IPv4 address to bind RTP on, e.g. "127.0.0.1" */
+	const char *advertise;      /* address written in SDP (NULL = address) */
+	uint16_t port_min;          /* even, inclusive */
+	uint16_t port_max;          /* inclusive */
+	unsigned workers;           /* media worker threads (0 = number of CPUs) */
+	unsigned realtime_priority; /* SCHED_FIFO priority of the workers, 1-99 (0 = off) */
+	unsigned coalesce_us;       /* least time between a worker's wake-ups (0 = off) */
+	unsigned rtp_timeout_ms;    /* no RTP on an active stream for this long -> event */
+	unsigned hold_timeout_ms;   /* same for a stream on hold (0 = never) */
+	unsigned max_sessions;      /* sessions per worker, preallocated */
 };
 
 enum media_codec {
@@ -145,6 +147,21 @@ int media_session_create(uint64_t owner, struct media_session *pin_with, struct 
 unsigned media_session_worker(const struct media_session *s);
 /* Worker threads started by media_init (0 before). */
 unsigned media_worker_count(void);
+/* A guest: work of another module run on a media worker's own thread, so that it needs
+ * neither a thread of its own nor a hand-off between threads (the AI legs' WebSocket
+ * contexts, vapi/ws.c: a frame goes to VAPI from the wake-up that received its packet).
+ * The worker watches fd (EPOLLIN, level-triggered) and runs cb(arg, 1) when it is
+ * readable, after that wake-up's packets and their AI notifications, and cb(arg, 0)
+ * after every 1 ms tick. cb must not block. */
+typedef void (*media_guest_cb)(void *arg, int readable);
+/* Gives worker its guest (one per worker) and returns once the worker took it. Control
+ * thread, after media_init. 0, -EINVAL (no such worker), -EBUSY (it has one), -ETIMEDOUT
+ * (the worker did not answer in 2 s), or epoll's error for fd. */
+int media_worker_guest_add(unsigned worker, int fd, media_guest_cb cb, void *arg);
+/* Takes the guest away; once this returns, cb is not running and never runs again (also
+ * when it fails to reach the worker: -ETIMEDOUT, and the guest may still run). Control
+ * thread. 0 also when the worker has no guest or is not running. */
+int media_worker_guest_remove(unsigned worker);
 /* Applies the far end's parameters (copied). SSRC/seq/timestamp stay continuous. */
 int media_session_update(struct media_session *s, const struct media_stream_params *p);
 /* Relays packets between a and b (both ways). NULL b unbridges a. */

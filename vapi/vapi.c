@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,8 @@ int vapi_init(const struct vapi_config *cfg)
 		return -EINVAL;
 	if (vapi_g.up)
 		return -EALREADY;
+	if (sodium_init() < 0) /* the masking keys of upstream frames (frame.c) */
+		return -EIO;
 	memset(&vapi_g, 0, sizeof(vapi_g));
 	struct vapi_global *g = &vapi_g;
 	g->api_url = mem_strdup(cfg->api_url);
@@ -295,6 +298,7 @@ int vapi_init(const struct vapi_config *cfg)
 		g->api_url[--ul] = '\0';
 	g->timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000u;
 	g->max_message = cfg->max_message ? cfg->max_message : 256u * 1024u;
+	g->ai_hosted = cfg->on_media_workers != 0;
 	if ((rc = metrics_get()))
 		goto fail;
 	if ((rc = mbox_create(&g->events, sizeof(struct vapi_evmsg), EVENTS_CAP)) ||

@@ -25,7 +25,11 @@ struct vapi_config {
 	unsigned connect_timeout_ms; /* REST request, and WebSocket connect, each */
 	const char *ca_file;         /* extra CA file for TLS (tests), NULL = system store */
 	size_t max_message;  /* largest text frame accepted from VAPI (bytes), 0 = 256 KiB */
-	unsigned ai_threads; /* WebSocket threads, one per media worker (0 = 1) */
+	unsigned ai_threads; /* WebSocket contexts, one per media worker (0 = 1) */
+	/* Run context i on media worker i (media_worker_guest_add) instead of a thread of its
+	 * own, for every i below media_worker_count(): a frame then goes to VAPI from the
+	 * wake-up that received its packet, with no hand-off between threads. */
+	int on_media_workers;
 };
 
 /* Starts the io and ai threads. 0 or -errno. Main thread, once. */

@@ -90,7 +90,7 @@ struct vapi_call {
 	/* ai thread */
 	struct vapi_call *ai_next;
 	int ai_listed, ai_finished, end_handled, reported, established, closing, killed;
-	int rx_paused, has_frame, rx_skip;
+	int rx_paused, rx_skip;
 	enum vapi_ws_state state;
 	struct lws *wsi;
 	struct media_ai_port *port;
@@ -102,8 +102,15 @@ struct vapi_call {
 	uint64_t deadline_us; /* connect or close bound */
 	uint64_t kill_us;     /* when kill_wsi last asked lws to drop the wsi */
 	char err[160];        /* why the connect failed */
-	unsigned char upbuf[VAPI_PRE + VAPI_FRAME_MAX];
-	uint64_t up_rx_us; /* the frame in upbuf: its packet's receive time (0 = none) */
+};
+
+/* Masking keys for upstream frames (frame.c): a ChaCha20 stream seeded from the kernel.
+ * One per ai thread; members are private. */
+struct vapi_mask_rng {
+	unsigned char seed[32];
+	unsigned char pool[512]; /* 128 keys; a key is zeroed once taken */
+	unsigned pos;            /* next unused byte of pool */
+	unsigned refills;
 };
 
 /* Events waiting for room in the event mailbox (terminal events are never dropped). */
@@ -167,6 +174,7 @@ struct vapi_global {
 	/* ai threads, one per media worker */
 	struct vapi_ai *ai;
 	unsigned n_ai;
+	int ai_hosted; /* vapi_config.on_media_workers */
 	atomic_int ai_stop;
 
 	struct metric *m_connected, *m_failed, *m_up, *m_down, *m_active;
@@ -190,6 +198,16 @@ void vapi_event_post(struct vapi_ovf *ovf, struct vapi_call *c, enum vapi_event_
 void vapi_ovf_flush(struct vapi_ovf *ovf, int discard);
 void vapi_txt_free_all(struct vapi_txt *t);
 struct vapi_txt *vapi_txt_new(const char *s, size_t len);
+
+/* frame.c: upstream binary frames written by vacsd (RFC 6455 5.2, client side) */
+#define VAPI_WS_HDR_MAX 14u /* the largest client frame header, masking key included */
+void vapi_mask_rng_init(struct vapi_mask_rng *r);
+/* Header length (masking key included) of a client frame of len payload bytes. */
+size_t vapi_ws_frame_hdr_len(size_t len);
+/* Turns out[hdr .. hdr + len), hdr = vapi_ws_frame_hdr_len(len), into one whole masked
+ * binary frame: writes the header and a fresh masking key in front and masks the payload
+ * in place. Returns the frame's length (hdr + len). Any thread, one rng per thread. */
+size_t vapi_ws_frame_binary(struct vapi_mask_rng *r, unsigned char *out, size_t len);
 
 /* rest.c: the io thread */
 int vapi_io_start(void);

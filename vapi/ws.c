@@ -1,5 +1,5 @@
-/* The ai threads: each a libwebsockets client context holding the VAPI sockets of the calls
- * of one media worker, with one 20 ms tick. */
+/* The ai contexts: each a libwebsockets client context holding the VAPI sockets of the
+ * calls of one media worker, with one 20 ms tick, run by that worker (or a thread). */
 #include "vapi/vapi_int.h"
 
 #include "core/clock.h"
@@ -7,6 +7,7 @@
 #include "core/mbox.h"
 #include "core/mem.h"
 #include "core/metric.h"
+#include "media/media.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -18,12 +19,18 @@
 #include <time.h>
 
 /*
- * Everything here runs on a call's ai thread, except vapi_ai_start/stop (main thread,
- * before the threads start and after they are joined), vapi_ai_post/wake and
- * vapi_ai_notify (any thread: they only post to the mailbox and call lws_cancel_service).
- * There is one ai thread per media worker (libwebsockets runs one service thread per
- * context, so contexts are how the sockets use more than one core); a call is given the
- * thread of its leg's worker when it is created, so a worker wakes only its own thread.
+ * Everything here runs on the thread that runs a call's ai context (its "ai thread"
+ * below), except vapi_ai_start/stop (main thread, before the context is run and after it
+ * no longer is), vapi_ai_post/wake and vapi_ai_notify (any thread: they only post to the
+ * mailbox and call lws_cancel_service; vapi_ai_notify on the hosting worker pumps). There
+ * is one context per media worker (libwebsockets runs one service thread per context, so
+ * contexts are how the sockets use more than one core); a call is given the context of
+ * its leg's worker when it is created. Hosted (vapi_config.on_media_workers), media worker
+ * N runs context N as its guest (media_worker_guest_add): the worker runs the libev loop
+ * without waiting when the loop's epoll fd is readable and every GUEST_POLL_US, and its
+ * vapi_ai_notify writes the frames it just queued, so a frame goes up from the wake-up
+ * that received its packet. Otherwise (no worker for it) the context has a thread of its
+ * own that blocks in ev_run.
  *
  * The thread wakes on three things: lws socket events, lws_cancel_service (a media worker
  * queued frames, or a mailbox message waits) which lws turns into EVENT_WAIT_CANCELLED,
@@ -34,7 +41,8 @@
  * which visits each call: it acts on vapi_call_end, enforces the connect and close
  * bounds, resumes reading once the caller's playout has drained, and pumps. Text frames
  * and frames that found the socket full go through the writable callback, which keeps
- * their order. Nothing on the audio path allocates: frames go through c->upbuf.
+ * their order. Nothing on the audio path allocates: frames are built in the thread's txbuf
+ * (frame.c masks them; lws writes them as raw bytes).
  *
  * A call's wsi is gone after CLIENT_CONNECTION_ERROR, CLIENT_CLOSED or WSI_DESTROY
  * (lws gives some of those in sequence for one wsi); the call leaves the list only in a
@@ -61,12 +69,21 @@ _Static_assert(LWS_PRE <= VAPI_PRE, "VAPI_PRE must cover LWS_PRE");
  * conversation-update can be many KB), so idle calls hold little. */
 #define RX_KEEP 1024u
 
+/* Upstream frames of one call written at once (more than one waits after a late wake-up,
+ * or behind a text message or a full socket). */
+#define TX_BATCH 4u
+
 #define AI_CAP 4096u /* commands waiting for one ai thread */
 #define AI_MAX 16u   /* ai threads at most (one per media worker) */
 
 struct vapi_ai {
 	unsigned idx;
-	struct mbox *cmd; /* struct vapi_aimsg */
+	/* Run by media worker idx (ai_guest) rather than by a thread of its own. */
+	int hosted;
+	atomic_int hosted_live; /* cleared by vapi_ai_stop before the guest is removed */
+	atomic_int done;        /* the stopping sweep finished (hosted) */
+	uint64_t guest_next_us; /* hosted: when a tick next runs the loop */
+	struct mbox *cmd;       /* struct vapi_aimsg */
 	struct lws_context *ctx;
 	/* The thread's event loop: libev on epoll, handed to lws as a foreign loop. lws's
 	 * own poll() loop visits every socket of the context at each wake-up, and with a
@@ -86,10 +103,22 @@ struct vapi_ai {
 	 * not only those with frames. */
 	atomic_int sweep_wanted;
 	struct media_ai_ready ready; /* the calls' ports with frames waiting */
-	struct vapi_call *list;      /* the calls this thread holds */
+	struct vapi_mask_rng rng;    /* masking keys of the upstream frames */
+	/* Upstream frames being written (send_frames): up to TX_BATCH of one call in one
+	 * write, and their packets' receive stamps. */
+	unsigned char txbuf[VAPI_PRE + TX_BATCH * (VAPI_WS_HDR_MAX + VAPI_FRAME_MAX)];
+	uint64_t tx_rx_us[TX_BATCH];
+	struct vapi_call *list; /* the calls this thread holds */
 	lws_sorted_usec_list_t tick_sul;
 	uint64_t tick_next_us, stop_deadline_us;
 };
+
+/* Hosted: the loop is run at least this often from the worker's ticks (the 20 ms tick and
+ * lws's timeouts are timers of the loop; events on its sockets run it at once). */
+#define GUEST_POLL_US 2000u
+
+/* The context the current thread hosts (a media worker's guest), else NULL. */
+static _Thread_local struct vapi_ai *ai_self;
 
 /* Static: a media worker may still call vapi_ai_notify with one as its argument while
  * vapi_ai_stop runs (notify_ctx tells it the thread is gone). */
@@ -235,6 +264,14 @@ static void ws_connect(struct vapi_call *c)
 	ws_gone(c);
 }
 
+/* Empties c's upstream ring (nobody to send to: no stale audio piles up). */
+static void discard_frames(struct vapi_call *c)
+{
+	uint64_t rx;
+	while (c->port && media_ai_read(c->port, c->ai->txbuf + VAPI_PRE, &rx) == 1)
+		;
+}
+
 static void on_established(struct vapi_call *c, struct lws *wsi)
 {
 	c->wsi = wsi;
@@ -254,9 +291,7 @@ static void on_established(struct vapi_call *c, struct lws *wsi)
 		vapi_ws_event(c, VAPI_EV_CONNECTED, 0, c->vapi_id, NULL, NULL);
 	}
 	/* Audio the caller said while the socket was connecting is stale: start fresh. */
-	while (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
-		;
-	c->has_frame = 0;
+	discard_frames(c);
 	if (c->txq)
 		lws_callback_on_writable(wsi);
 }
@@ -325,23 +360,44 @@ static int on_receive(struct vapi_call *c, struct lws *wsi, const void *in, size
 	return 0;
 }
 
-/* Writes the frame in upbuf (ai thread, from the writeable callback or straight from the
- * sweep when the socket has room). 0, or -1 when the socket failed. */
-static int send_frame(struct vapi_call *c)
+/* Sends what waits in c's upstream ring (ai thread: from the writeable callback or
+ * straight from a wake-up). The frames are built here (frame.c: header and mask, no system
+ * call for the key), up to TX_BATCH of them in one write, and handed to lws as raw bytes
+ * (LWS_WRITE_RAW: lws adds nothing, encrypts for wss, and keeps what the socket did not
+ * take, in order with its own frames, in front of anything written later). Nothing is
+ * written while lws still holds bytes for the socket (lws_partial_buffered: no system
+ * call, unlike lws_send_pipe_choked's poll): lws asks for the writeable callback once they
+ * are out, and the frames wait in the ring. 0, or -1 when the socket failed. */
+static int send_frames(struct vapi_call *c)
 {
-	unsigned fb = media_ai_frame_bytes(c->format);
-	c->has_frame = 0;
-	int n = lws_write(c->wsi, c->upbuf + VAPI_PRE, fb, LWS_WRITE_BINARY);
-	if (n < (int)fb)
-		return -1;
-	metric_inc(vapi_g.m_up);
-	if (c->up_rx_us) {
-		/* Added latency upstream: the kernel's receive stamp of the RTP packet to this
-		 * frame handed to the socket. */
+	struct vapi_ai *ai = c->ai;
+	size_t fb = media_ai_frame_bytes(c->format), hl = vapi_ws_frame_hdr_len(fb);
+	while (!lws_partial_buffered(c->wsi)) {
+		unsigned char *p = ai->txbuf + VAPI_PRE;
+		size_t len = 0;
+		unsigned n = 0;
+		while (n < TX_BATCH &&
+		       media_ai_read(c->port, p + len + hl, &ai->tx_rx_us[n]) == 1) {
+			len += vapi_ws_frame_binary(&ai->rng, p + len, fb);
+			n++;
+		}
+		if (!n)
+			return 0;
+		if (lws_write(c->wsi, p, len, LWS_WRITE_RAW) < (int)len)
+			return -1;
+		metric_add(vapi_g.m_up, n);
+		/* Added latency upstream: the kernel's receive stamp of each frame's RTP packet
+		 * to the frame handed to the socket. */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-		metric_hist_observe(vapi_g.m_up_latency, now > c->up_rx_us ? now - c->up_rx_us : 0);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t rx = ai->tx_rx_us[i];
+			if (rx)
+				metric_hist_observe(vapi_g.m_up_latency, now > rx ? now - rx : 0);
+		}
+		if (n < TX_BATCH)
+			return 0;
 	}
 	return 0;
 }
@@ -360,23 +416,15 @@ static int on_writeable(struct vapi_call *c, struct lws *wsi)
 		mem_free(t);
 		if (!ok)
 			return -1;
-		if (c->txq || c->has_frame || c->closing)
-			lws_callback_on_writable(wsi);
+		/* More text, the close, or the frames that waited behind this text. */
+		lws_callback_on_writable(wsi);
 		return 0;
 	}
 	if (c->closing) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
 		return -1;
 	}
-	if (!c->has_frame)
-		return 0;
-	if (send_frame(c))
-		return -1;
-	if (c->port && media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1) {
-		c->has_frame = 1;
-		lws_callback_on_writable(wsi);
-	}
-	return 0;
+	return c->port ? send_frames(c) : 0;
 }
 
 static void on_connection_error(struct vapi_call *c, struct lws *wsi, const char *in, size_t len)
@@ -492,32 +540,22 @@ static void pump(struct vapi_call *c)
 	if (!c->port)
 		return;
 	if (c->state != VAPI_WS_UP || c->closing) {
-		/* Nobody to send to: keep the ring empty so no stale audio piles up. */
-		while (media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
-			;
-		c->has_frame = 0;
+		discard_frames(c);
 		return;
 	}
 	if (c->rx_paused && media_ai_queued_ms(c->port) < RESUME_MS) {
 		lws_rx_flow_control(c->wsi, 1);
 		c->rx_paused = 0;
 	}
-	if (!c->has_frame && media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
-		c->has_frame = 1;
-	/* Frames go out from here while the socket takes them: a writeable callback costs
-	 * two epoll changes and a loop turn per frame (lws_write is fine on this thread; a
-	 * short write is kept by lws and sent first). Text messages queued, or a full
-	 * socket: the writeable callback keeps the order. */
-	while (c->has_frame && !c->txq && !lws_send_pipe_choked(c->wsi)) {
-		if (send_frame(c)) {
-			kill_wsi(c); /* as a writeable callback returning -1: lws closes it */
-			return;
-		}
-		if (media_ai_read(c->port, c->upbuf + VAPI_PRE, &c->up_rx_us) == 1)
-			c->has_frame = 1;
-	}
-	if (c->has_frame || c->txq)
+	/* Frames go out from here: a writeable callback costs two epoll changes and a loop
+	 * turn per frame (lws_write is fine on this thread). Text messages queued: the
+	 * writeable callback sends them first, then the frames, keeping the order. */
+	if (c->txq) {
 		lws_callback_on_writable(c->wsi);
+		return;
+	}
+	if (send_frames(c))
+		kill_wsi(c); /* as a writeable callback returning -1: lws closes it */
 }
 
 /* The calls whose ports got frames since the last time: their frames go out now. */
@@ -576,6 +614,7 @@ static void sweep(struct vapi_ai *ai)
 	if (stopping && (!ai->list || now >= ai->stop_deadline_us)) {
 		ai->exit = 1;
 		ev_break(ai->loop, EVBREAK_ALL); /* ai_main's ev_run returns */
+		atomic_store(&ai->done, 1);
 	}
 }
 
@@ -671,8 +710,6 @@ static void lws_log(int level, const char *line)
 static void *ai_main(void *arg)
 {
 	struct vapi_ai *ai = arg;
-	ai->tick_next_us = clock_now_us() + TICK_US;
-	lws_sul_schedule(ai->ctx, 0, &ai->tick_sul, on_tick, TICK_US);
 	ev_run(ai->loop, 0);
 	if (!ai->exit)
 		log_err("vapi", "ai thread %u: its event loop ended: the thread stops", ai->idx);
@@ -711,9 +748,50 @@ int vapi_ai_post(enum vapi_ai_op op, struct vapi_call *c, void *ptr)
 	return 0;
 }
 
+/* The media worker's guest callback (hosted): runs the context's loop without waiting,
+ * when one of its sockets (or lws's wake-up pipe) is ready, else every GUEST_POLL_US for
+ * its timers. */
+static void ai_guest(void *arg, int readable)
+{
+	struct vapi_ai *ai = arg;
+	ai_self = ai;
+	uint64_t now = clock_now_us();
+	/* Also after the stopping sweep (ai->exit): a readable fd left alone would bring the
+	 * worker straight back until vapi_ai_stop takes the guest away. */
+	if (!readable && now < ai->guest_next_us)
+		return;
+	ai->guest_next_us = now + GUEST_POLL_US;
+	ev_run(ai->loop, EVRUN_NOWAIT);
+}
+
+/* The epoll fd of the context's libev loop, or -1. libev keeps it to itself; ev_embed, its
+ * way of running one loop inside another, watches exactly that fd, so a throw-away outer
+ * loop (select backend: no fd of its own) and an embed watcher started on it name it. */
+static int loop_fd(struct ev_loop *loop)
+{
+	if (!(ev_backend(loop) & ev_embeddable_backends()))
+		return -1;
+	struct ev_loop *outer = ev_loop_new(EVBACKEND_SELECT | EVFLAG_NOENV);
+	if (!outer)
+		return -1;
+	ev_embed e;
+	ev_embed_init(&e, NULL, loop);
+	ev_embed_start(outer, &e);
+	int fd = e.io.fd;
+	ev_embed_stop(outer, &e);
+	ev_loop_destroy(outer);
+	return fd;
+}
+
 void vapi_ai_notify(void *arg)
 {
 	struct vapi_ai *ai = arg ? arg : &vapi_g.ai[0];
+	if (ai == ai_self && atomic_load_explicit(&ai->hosted_live, memory_order_relaxed)) {
+		/* The worker that queued the frames hosts this context: they go out now, from
+		 * the wake-up that received their packets. */
+		pump_ready(ai);
+		return;
+	}
 	/* vapi_ai_stop clears notify_ctx, then waits for callers in here to leave. */
 	if (atomic_exchange(&ai->wake_pending, 1))
 		return; /* one is on its way: the sweep it causes takes this frame too */
@@ -754,6 +832,20 @@ static int ai_start_one(struct vapi_ai *ai)
 		return -ENOMEM;
 	}
 	atomic_store(&ai->notify_ctx, ai->ctx);
+	ai->tick_next_us = clock_now_us() + TICK_US;
+	lws_sul_schedule(ai->ctx, 0, &ai->tick_sul, on_tick, TICK_US);
+	if (vapi_g.ai_hosted && ai->idx < media_worker_count()) {
+		atomic_store(&ai->hosted_live, 1);
+		int fd = loop_fd(ai->loop);
+		rc = fd < 0 ? -ENOTSUP : media_worker_guest_add(ai->idx, fd, ai_guest, ai);
+		if (!rc) {
+			ai->hosted = 1;
+			return 0;
+		}
+		atomic_store(&ai->hosted_live, 0);
+		log_warn("vapi", "ai context %u: media worker %u cannot run it (%s): own thread",
+		         ai->idx, ai->idx, strerror(-rc));
+	}
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -782,9 +874,12 @@ int vapi_ai_start(unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		struct vapi_ai *ai = &vapi_g.ai[i];
 		ai->idx = i;
+		vapi_mask_rng_init(&ai->rng);
 		atomic_init(&ai->wake_pending, 0);
 		atomic_init(&ai->sweep_wanted, 0);
 		atomic_init(&ai->notify_users, 0);
+		atomic_init(&ai->hosted_live, 0);
+		atomic_init(&ai->done, 0);
 		int rc = ai_start_one(ai);
 		if (rc)
 			return rc; /* vapi_ai_stop undoes what started */
@@ -794,6 +889,17 @@ int vapi_ai_start(unsigned n)
 
 static void ai_stop_one(struct vapi_ai *ai)
 {
+	if (ai->hosted) {
+		/* The worker stops running the context before it is destroyed here. */
+		atomic_store(&ai->hosted_live, 0);
+		if (media_worker_guest_remove(ai->idx)) {
+			log_err("vapi",
+			        "ai context %u: media worker %u did not let it go: left as is",
+			        ai->idx, ai->idx);
+			return;
+		}
+		ai->hosted = 0;
+	}
 	if (ai->started) {
 		lws_cancel_service(ai->ctx);
 		pthread_join(ai->thread, NULL);
@@ -832,6 +938,19 @@ void vapi_ai_stop(void)
 	if (!vapi_g.ai)
 		return;
 	atomic_store(&vapi_g.ai_stop, 1);
+	/* Hosted contexts end their calls on their workers (bounded by STOP_BOUND_US in the
+	 * sweep); threads do the same before they are joined. */
+	uint64_t until = clock_now_us() + STOP_BOUND_US + 500000u;
+	for (unsigned i = 0; i < vapi_g.n_ai; i++)
+		if (vapi_g.ai[i].hosted)
+			lws_cancel_service(vapi_g.ai[i].ctx);
+	for (unsigned i = 0; i < vapi_g.n_ai; i++) {
+		while (vapi_g.ai[i].hosted && !atomic_load(&vapi_g.ai[i].done) &&
+		       clock_now_us() < until) {
+			struct timespec ts = {0, 1000000};
+			nanosleep(&ts, NULL);
+		}
+	}
 	for (unsigned i = 0; i < vapi_g.n_ai; i++)
 		ai_stop_one(&vapi_g.ai[i]);
 	vapi_g.ai = NULL;

@@ -153,6 +153,8 @@ static void test_conf_defaults(void **state)
 	assert_int_equal(c->media.rtp_timeout_s, 60);
 	assert_int_equal(c->media.hold_timeout_s, 0);
 	assert_int_equal(c->media.max_sessions, 2048);
+	assert_int_equal(c->media.realtime_priority, 0);
+	assert_int_equal(c->media.coalesce_us, 0);
 	assert_int_equal(c->http.port, 0);
 	assert_string_equal(c->spool.dir, "/var/spool/vacs");
 	assert_string_equal(c->log.level, "info");
@@ -239,6 +241,10 @@ static void test_conf_out_of_range(void **state)
 	             2, "trunks.[0].dtmf_pt: must be an integer 96-127");
 	expect_error("media = { port_min = 30000;\n port_max = 20000; };\n", 1,
 	             "media.port_min: must not be above media.port_max (20000)");
+	expect_error("media = { realtime_priority = 100; };\n", 1,
+	             "media.realtime_priority: must be an integer 0-99");
+	expect_error("media = { coalesce_us = 1001; };\n", 1,
+	             "media.coalesce_us: must be an integer 0-1000");
 }
 
 static void test_conf_bad_enum(void **state)

@@ -49,7 +49,8 @@ struct fake {
 	int ws_fd, ws_poll, ws_eof, close_code;
 	unsigned char rbuf[1 << 16]; /* server thread only */
 	size_t rlen;
-	int n_bin, n_bin_bad, n_want;
+	int n_bin, n_bin_bad, n_want, n_unmasked,
+	    n_rsv; /* client frames without a mask, with RSV bits */
 	size_t bin_size;
 	uint64_t bin_us[FK_BIN];
 	uint8_t want[640];
@@ -338,6 +339,10 @@ static void fake_ws_read(struct fake *f)
 			for (size_t i = 0; i < len; i++)
 				p[i] ^= b[h + (i & 3)];
 		pthread_mutex_lock(&f->mu);
+		if (!masked) /* RFC 6455 5.1: a client masks every frame */
+			f->n_unmasked++;
+		if (b[0] & 0x70)
+			f->n_rsv++;
 		fake_on_frame(f, op, p, len);
 		pthread_mutex_unlock(&f->mu);
 		if (op == 8 && f->mute_close) {
@@ -458,6 +463,12 @@ static void fake_text_at(int i, char *out, size_t cap)
 
 static long live_before;
 
+/* Hosted runs (test names ending in _hosted): media starts first and the first ai context
+ * runs on media worker 0 (vapi_config.on_media_workers); the second, with no worker of
+ * its own, keeps a thread. */
+static int hosted;
+static unsigned coalesce_us; /* media.coalesce_us of the _coalesced runs */
+
 static int leak_setup(void **state)
 {
 	(void)state;
@@ -472,12 +483,18 @@ static int leak_teardown(void **state)
 	fake_stop();
 	media_close();
 	metric_registry_close();
+	hosted = 0;
+	coalesce_us = 0;
 	assert_int_equal(mem_live_blocks(), live_before);
 	return 0;
 }
 
+static void up_media(void);
+
 static void up_vapi_url(const char *url, size_t max_message, unsigned timeout_ms)
 {
+	if (hosted && !media_worker_count())
+		up_media();
 	struct vapi_config vc;
 	memset(&vc, 0, sizeof(vc));
 	vc.api_url = url;
@@ -486,6 +503,7 @@ static void up_vapi_url(const char *url, size_t max_message, unsigned timeout_ms
 	vc.connect_timeout_ms = timeout_ms;
 	vc.max_message = max_message;
 	vc.ai_threads = 2; /* the calls here use the first; the second starts and stops */
+	vc.on_media_workers = hosted;
 	assert_int_equal(vapi_init(&vc), 0);
 }
 
@@ -498,6 +516,8 @@ static void up_vapi(size_t max_message)
 
 static void up_media(void)
 {
+	if (media_worker_count())
+		return; /* hosted: already up */
 	struct media_config cfg;
 	pick_ports(16);
 	memset(&cfg, 0, sizeof(cfg));
@@ -506,6 +526,7 @@ static void up_media(void)
 	cfg.port_max = (uint16_t)(port_base + 15u);
 	cfg.workers = 1;
 	cfg.max_sessions = 16;
+	cfg.coalesce_us = coalesce_us;
 	assert_int_equal(media_init(&cfg), 0);
 }
 
@@ -809,6 +830,8 @@ static void test_vapi_audio_both_ways(void **state)
 	uint64_t total1 = mem_total_allocs();
 	int bin1 = get_int(&fk.n_bin);
 	assert_int_equal(get_int(&fk.n_bin_bad), 0);
+	assert_int_equal(get_int(&fk.n_unmasked), 0);
+	assert_int_equal(get_int(&fk.n_rsv), 0);
 	assert_true(bin1 - bin0 >= 50 && bin1 - bin0 <= 70);
 	assert_true(get_int(&fk.n_want) >= 40);
 	uint64_t med = median_gap_us(bin0 + 5, bin1);
@@ -880,6 +903,7 @@ static void test_vapi_pcm16_frames(void **state)
 	int b1 = get_int(&fk.n_bin);
 	assert_true(b1 - b0 >= 22 && b1 - b0 <= 38);
 	assert_int_equal(get_int(&fk.n_bin_bad), 0);
+	assert_int_equal(get_int(&fk.n_unmasked), 0);
 	uint64_t med = median_gap_us(b0 + 2, b1);
 	assert_true(med >= 15000 && med <= 25000);
 	vapi_call_end(c);
@@ -1384,17 +1408,113 @@ static void test_vapi_ws_url_parse(void **state)
 	assert_int_equal(vapi_ws_url_parse("ws:///b", &h, &port, &p, &tls), -EINVAL);
 }
 
+/* Upstream frames built by vacsd (frame.c): the header of each length form, the mask bit,
+ * a payload that unmasks to what went in, and a key that changes with every frame, also
+ * across refills of the key pool and reseeds from the kernel. */
+static void test_vapi_frame_binary(void **state)
+{
+	(void)state;
+	static struct vapi_mask_rng r;
+	vapi_mask_rng_init(&r);
+	static const size_t lens[] = {0, 1, 125, 126, 160, 640, 65535, 65536, 70001};
+	static const size_t hdrs[] = {6, 6, 6, 8, 8, 8, 8, 14, 14};
+	static uint8_t in[70001], buf[70001 + VAPI_WS_HDR_MAX];
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i * 7 + 3);
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		size_t len = lens[k], h = vapi_ws_frame_hdr_len(len);
+		assert_int_equal(h, hdrs[k]);
+		memcpy(buf + h, in, len);
+		assert_int_equal(vapi_ws_frame_binary(&r, buf, len), h + len);
+		assert_int_equal(buf[0], 0x82); /* FIN, no RSV, binary */
+		assert_int_equal(buf[1] & 0x80, 0x80);
+		size_t got = buf[1] & 0x7f;
+		if (got == 126)
+			got = (size_t)buf[2] << 8 | buf[3];
+		else if (got == 127) {
+			got = 0;
+			for (unsigned i = 0; i < 8; i++)
+				got = got << 8 | buf[2 + i];
+		}
+		assert_int_equal(got, len);
+		const uint8_t *key = buf + h - 4;
+		size_t diff = 0;
+		for (size_t i = 0; i < len; i++) {
+			assert_int_equal(buf[h + i] ^ key[i & 3], in[i]);
+			diff += buf[h + i] != in[i];
+		}
+		if (len >= 125)
+			assert_true(diff > len / 2); /* masked, not sent in the clear */
+	}
+	/* 100 000 keys (about 780 refills, a dozen reseeds): no key repeats back to back,
+	 * and the keys are spread (each byte value appears). */
+	uint32_t prev = 0, seen[256] = {0};
+	unsigned repeats = 0;
+	for (unsigned n = 0; n < 100000; n++) {
+		memset(buf + 8, 0, 160);
+		vapi_ws_frame_binary(&r, buf, 160);
+		uint32_t k;
+		memcpy(&k, buf + 4, 4);
+		repeats += k == prev;
+		prev = k;
+		seen[buf[4]]++;
+		assert_memory_equal(buf + 8, buf + 4, 4); /* zeros masked = the key itself */
+	}
+	assert_int_equal(repeats, 0);
+	for (unsigned v = 0; v < 256; v++)
+		assert_true(seen[v] > 200 && seen[v] < 600);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, leak_setup, leak_teardown)
+
+/* The same test with the ai context run by the media worker. */
+#define HOSTED(f)                                                                                  \
+	static void f##_hosted(void **state)                                                       \
+	{                                                                                          \
+		hosted = 1;                                                                        \
+		f(state);                                                                          \
+	}
+HOSTED(test_vapi_audio_both_ways)
+HOSTED(test_vapi_pcm16_frames)
+HOSTED(test_vapi_user_interrupted_flushes)
+HOSTED(test_vapi_messages_to_events)
+HOSTED(test_vapi_ws_connect_failures)
+HOSTED(test_vapi_server_close_ends_once)
+HOSTED(test_vapi_end_sends_end_call)
+HOSTED(test_vapi_end_before_answer_cancels)
+
+/* Hosted, and the worker waking at most every 500 us (media.coalesce_us): the audio still
+ * flows both ways, byte for byte, frames 20 ms apart. */
+static void test_vapi_audio_both_ways_coalesced(void **state)
+{
+	coalesce_us = 500;
+	test_vapi_audio_both_ways_hosted(state);
+}
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_vapi_create_posts_call),   T(test_vapi_audio_both_ways),
-	    T(test_vapi_pcm16_frames),        T(test_vapi_user_interrupted_flushes),
-	    T(test_vapi_messages_to_events),  T(test_vapi_rest_errors),
-	    T(test_vapi_ws_connect_failures), T(test_vapi_server_close_ends_once),
-	    T(test_vapi_end_sends_end_call),  T(test_vapi_end_before_answer_cancels),
+	    T(test_vapi_create_posts_call),
+	    T(test_vapi_audio_both_ways),
+	    T(test_vapi_pcm16_frames),
+	    T(test_vapi_user_interrupted_flushes),
+	    T(test_vapi_messages_to_events),
+	    T(test_vapi_rest_errors),
+	    T(test_vapi_ws_connect_failures),
+	    T(test_vapi_server_close_ends_once),
+	    T(test_vapi_end_sends_end_call),
+	    T(test_vapi_end_before_answer_cancels),
 	    T(test_vapi_ws_url_parse),
+	    T(test_vapi_frame_binary),
+	    T(test_vapi_audio_both_ways_hosted),
+	    T(test_vapi_pcm16_frames_hosted),
+	    T(test_vapi_user_interrupted_flushes_hosted),
+	    T(test_vapi_messages_to_events_hosted),
+	    T(test_vapi_ws_connect_failures_hosted),
+	    T(test_vapi_server_close_ends_once_hosted),
+	    T(test_vapi_end_sends_end_call_hosted),
+	    T(test_vapi_end_before_answer_cancels_hosted),
+	    T(test_vapi_audio_both_ways_coalesced),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

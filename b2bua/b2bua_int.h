@@ -142,7 +142,9 @@ struct b2b_leg {
 	int offer_pending;  /* we sent an offer; the answer comes in ACK/200 */
 	int early_answered; /* a 18x with SDP went out (a leg) */
 
-	struct b2b_sdp remote;
+	/* The far end's last SDP (1.4 KB), allocated when the first one arrives: most calls
+	 * use two of a call's four legs. Set with have_remote; freed with the leg. */
+	struct b2b_sdp *remote;
 	int have_remote;
 
 	unsigned node;       /* b leg: index into the trunk's node order */
@@ -276,6 +278,10 @@ int b2b_leg_media_create(struct b2b_leg *leg, struct media_session *pin);
 /* A full offer on leg (prefer first); caller frees (mem_). */
 char *b2b_leg_offer(struct b2b_leg *leg, enum media_codec prefer, unsigned only_mask);
 int b2b_leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans);
+/* Keeps sdp as the leg's remote SDP (leg->remote allocated on first use). 0 or -ENOMEM. */
+int b2b_leg_keep_remote(struct b2b_leg *leg, const struct b2b_sdp *sdp);
+/* Frees the leg's remote SDP (have_remote = 0). */
+void b2b_leg_drop_remote(struct b2b_leg *leg);
 /* The SDP body of a message: 0, 1 when there is none, -EINVAL with *why. */
 int b2b_sip_sdp(const sip_t *sip, struct b2b_sdp *out, const char **why);
 void b2b_leg_set_contact(struct b2b_leg *leg, int tls);

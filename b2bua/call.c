@@ -128,7 +128,7 @@ void b2b_leg_media_apply(struct b2b_leg *leg, int live)
 	p.codec = leg->codec;
 	p.pt_audio = b2b_codec_static_pt(leg->codec);
 	if (leg->have_remote) {
-		const struct b2b_sdp *r = &leg->remote;
+		const struct b2b_sdp *r = leg->remote;
 		p.remote_rtp.sin_family = AF_INET;
 		p.remote_rtp.sin_addr.s_addr = r->addr_be;
 		p.remote_rtp.sin_port = htons(r->port);
@@ -290,8 +290,8 @@ int b2b_leg_take_answer(struct b2b_leg *leg, const struct b2b_sdp *ans)
 	} else if (leg->trunk->srtp == CONF_SRTP_MANDATORY) {
 		return -EPROTO;
 	}
-	leg->remote = *ans;
-	leg->have_remote = 1;
+	if (b2b_leg_keep_remote(leg, ans))
+		return -ENOMEM;
 	leg->offer_pending = 0;
 	return 0;
 }
@@ -337,9 +337,24 @@ static int leg_accept_offer(struct b2b_leg *leg, const struct b2b_sdp *offer,
 	leg->secure = secure;
 	leg->suite = suite;
 	leg->crypto_tag = tag;
-	leg->remote = *offer;
+	return b2b_leg_keep_remote(leg, offer);
+}
+
+int b2b_leg_keep_remote(struct b2b_leg *leg, const struct b2b_sdp *sdp)
+{
+	if (!leg->remote && !(leg->remote = mem_alloc(sizeof(*leg->remote))))
+		return -ENOMEM;
+	if (leg->remote != sdp)
+		*leg->remote = *sdp;
 	leg->have_remote = 1;
 	return 0;
+}
+
+void b2b_leg_drop_remote(struct b2b_leg *leg)
+{
+	mem_free(leg->remote);
+	leg->remote = NULL;
+	leg->have_remote = 0;
 }
 
 /* Our answer text for the offer accepted on this leg; `dir` from the offer's direction. */
@@ -350,7 +365,8 @@ static char *leg_make_answer(struct b2b_leg *leg)
 	l.codecs[0] = leg->codec;
 	l.n_codecs = 1;
 	l.pt_dtmf = leg->pt_dtmf;
-	const struct b2b_sdp *r = &leg->remote;
+	static const struct b2b_sdp none; /* no remote SDP: answer as to a hold */
+	const struct b2b_sdp *r = leg->remote ? leg->remote : &none;
 	switch (r->addr_be == 0 ? B2B_DIR_SENDONLY : r->dir) {
 	case B2B_DIR_SENDONLY:
 		l.dir = B2B_DIR_RECVONLY;
@@ -508,9 +524,9 @@ static void cdr_leg(json_t *legs, struct b2b_leg *leg)
 	json_object_set_new(o, "codec", json_string(b2b_codec_name(leg->codec)));
 	json_object_set_new(o, "srtp",
 	                    json_string(leg->secure ? media_srtp_suite_name(leg->suite) : "none"));
-	json_object_set_new(o, "remote", json_string(leg->have_remote ? leg->remote.addr : ""));
+	json_object_set_new(o, "remote", json_string(leg->have_remote ? leg->remote->addr : ""));
 	json_object_set_new(o, "remote_port",
-	                    json_integer(leg->have_remote ? leg->remote.port : 0));
+	                    json_integer(leg->have_remote ? leg->remote->port : 0));
 	json_object_set_new(o, "local_port", json_integer(leg->local_port));
 	json_object_set_new(o, "final_status", json_integer(leg->final_status));
 	json_object_set_new(o, "pkts_in", json_integer((json_int_t)st.pkts_in));
@@ -643,6 +659,7 @@ static void leg_deinit(struct b2b_leg *leg)
 	b2b_timer_drop(&leg->refresh_timer);
 	media_session_destroy(leg->ms);
 	leg->ms = NULL;
+	b2b_leg_drop_remote(leg);
 }
 
 static void call_finish(struct b2b_call *call)
@@ -679,6 +696,10 @@ static void call_finish(struct b2b_call *call)
 	mem_free(call->diversion);
 	mem_free(call->variables);
 	mem_free(call->ai_summary);
+	b2b_leg_drop_remote(&call->a); /* after leg_deinit these are NULL already */
+	b2b_leg_drop_remote(&call->b);
+	b2b_leg_drop_remote(&call->x);
+	b2b_leg_drop_remote(&call->t);
 	json_decref(call->ai_lines);
 	conf_unref(call->conf);
 	mem_free(call);
@@ -904,9 +925,9 @@ static void a_follow_codec(struct b2b_call *call)
 	struct b2b_leg *a = &call->a, *b = &call->b;
 	if (!a->have_remote || a->early_answered || a->codec == b->codec)
 		return;
-	if (sdp_codec_mask(&a->remote) & (1u << b->codec) &&
+	if (sdp_codec_mask(a->remote) & (1u << b->codec) &&
 	    trunk_allows_codec(a->trunk, b->codec)) {
-		struct b2b_sdp offer = a->remote;
+		struct b2b_sdp offer = *a->remote;
 		leg_accept_offer(a, &offer, b->codec);
 	}
 }
@@ -961,9 +982,9 @@ static void b_answered(struct b2b_call *call, const sip_t *sip)
 	leg_refresh_method(b, sip);
 	leg_plan_refresh(b, sip, 1);
 	/* A 200 without SDP is fine when the answer came in a (reliable) 18x. */
-	if (pr > 0 && early) {
+	if (pr > 0 && early && b->have_remote) {
 		pr = 0;
-		ans = b->remote;
+		ans = *b->remote;
 	}
 	if (pr != 0 || b2b_leg_take_answer(b, &ans) != 0) {
 		log_warn("call", "callee answered without a usable SDP answer (%s)",

@@ -208,6 +208,7 @@ static void slot_reset(struct b2b_leg *t)
 	b2b_timer_drop(&t->invite_timer);
 	b2b_timer_drop(&t->refresh_timer);
 	media_session_destroy(t->ms);
+	b2b_leg_drop_remote(t);
 	memset(t, 0, sizeof(*t));
 	t->call = c;
 	t->side = 't';

@@ -349,8 +349,7 @@ int b2b_xfer_start(struct b2b_call *call, const char *queue, const char *reason,
 
 	/* The consult starts at once; the hold waits for the assistant's last words. */
 	struct b2b_leg *x = &call->x;
-	memset(&x->remote, 0, sizeof(x->remote));
-	x->have_remote = 0;
+	b2b_leg_drop_remote(x);
 	x->codec = MEDIA_CODEC_NONE;
 	x->secure = 0;
 	x->sdp_version = 0;

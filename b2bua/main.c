@@ -104,12 +104,6 @@ static int outbound_start(const struct conf *cfg)
 	if (!rc)
 		rc = ctl_s3_init(&sc);
 	struct ctl_checks_config kc = {
-	    .s3_endpoint = cfg->s3.endpoint,
-	    .s3_region = cfg->s3.region,
-	    .s3_bucket = cfg->s3.bucket,
-	    .s3_access_key = cfg->s3.access_key,
-	    .s3_secret_key = cfg->s3.secret_key,
-	    .s3_path_style = cfg->s3.path_style,
 	    .vapi_url = cfg->vapi.api_url,
 	    .vapi_key = cfg->vapi.api_key,
 	    .graph_url = cfg->whatsapp.graph_url,

@@ -10,13 +10,14 @@
 #include "control/api_util.h"
 #include "control/control.h"
 #include "control/outbound.h"
+#include "control/uploader.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/strbuf.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,15 +27,12 @@ static const char *const ck_names[CK__N] = {"s3", "vapi", "whatsapp"};
 static const char *const ck_keys[CK__N] = {"s3.bucket", "vapi.key_env",
                                            "whatsapp.access_token_env"};
 
-/* SHA-256 of an empty payload, as SigV4 wants it for a HEAD. */
-#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 /* A well-formed call id that no call has: only the key's acceptance matters. */
 #define NO_CALL_ID "00000000-0000-4000-8000-000000000000"
 
 static struct {
 	char *url[CK__N];  /* what each check asks; NULL = off */
 	char *auth[CK__N]; /* its Authorization header line, NULL = none */
-	char *sigv4, *access_key, *secret_key, *bucket;
 	unsigned timeout_ms;
 } ck;
 
@@ -95,14 +93,15 @@ static json_t *judge(unsigned kind, const struct ctl_out *r, long status, int er
 	}
 	if (kind == CK_S3) {
 		if (status >= 200 && status < 300)
-			snprintf(d, sizeof(d), "bucket %s reachable, the keys accepted", ck.bucket);
+			snprintf(d, sizeof(d), "bucket %s reachable, the keys accepted",
+			         ctl_s3_bucket());
 		else if (status == 403 || status == 401)
 			snprintf(d, sizeof(d), "bucket %s: the access or secret key is refused",
-			         ck.bucket);
+			         ctl_s3_bucket());
 		else if (status == 404)
-			snprintf(d, sizeof(d), "no bucket %s at %s", ck.bucket, ck.url[kind]);
+			snprintf(d, sizeof(d), "no bucket %s at %s", ctl_s3_bucket(), ck.url[kind]);
 		else
-			snprintf(d, sizeof(d), "bucket %s: HTTP %ld", ck.bucket, status);
+			snprintf(d, sizeof(d), "bucket %s: HTTP %ld", ctl_s3_bucket(), status);
 		return result(kind, status >= 200 && status < 300 ? "ok" : "failed", d, status, ms);
 	}
 	if (kind == CK_VAPI) {
@@ -154,16 +153,12 @@ static void on_done(void *arg, struct ctl_out *r, long status, int err, const ch
 
 static int send_one(struct run *run, unsigned kind)
 {
-	struct ctl_out *r = ctl_out_create(kind == CK_S3 ? "HEAD" : "GET", ck.url[kind]);
+	struct ctl_out *r =
+	    kind == CK_S3 ? ctl_s3_head_bucket() : ctl_out_create("GET", ck.url[kind]);
 	struct one *o = mem_alloc(sizeof(*o));
 	int rc = r && o ? 0 : -ENOMEM;
 	if (!rc && ck.auth[kind])
 		rc = ctl_out_header(r, ck.auth[kind]);
-	if (!rc && kind == CK_S3)
-		rc = ctl_out_header(r, "x-amz-content-sha256: " EMPTY_SHA256) ||
-		             ctl_out_sigv4(r, ck.sigv4, ck.access_key, ck.secret_key)
-		         ? -ENOMEM
-		         : 0;
 	if (!rc) {
 		ctl_out_timeout(r, ck.timeout_ms);
 		*o = (struct one){.run = run, .kind = kind, .t0_us = clock_now_us()};
@@ -218,26 +213,10 @@ static void on_checks(struct ctl_request *rq, void *arg)
 	}
 }
 
-static int set(char **dst, const char *s)
+/* The text sb holds, or NULL when it ran out of memory. */
+static char *taken(struct strbuf *sb)
 {
-	*dst = s ? mem_strdup(s) : NULL;
-	return s && !*dst ? -ENOMEM : 0;
-}
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	va_start(ap, f);
-	int n = vsnprintf(NULL, 0, f, ap);
-	va_end(ap);
-	char *s = n >= 0 ? mem_alloc((size_t)n + 1) : NULL;
-	if (s) {
-		va_start(ap, f);
-		vsnprintf(s, (size_t)n + 1, f, ap);
-		va_end(ap);
-	}
-	return s;
+	return sb->oom ? (str_deinit(sb), NULL) : str_steal(sb);
 }
 
 static int on(const char *s)
@@ -248,44 +227,27 @@ static int on(const char *s)
 int ctl_checks_init(const struct ctl_checks_config *c)
 {
 	int rc = 0;
+	struct strbuf sb;
+	str_init(&sb);
 	ck.timeout_ms = c->timeout_ms ? c->timeout_ms : 5000;
-	if (on(c->s3_bucket) && on(c->s3_access_key) && on(c->s3_secret_key)) {
-		const char *region = on(c->s3_region) ? c->s3_region : "us-east-1";
-		char *ep = on(c->s3_endpoint) ? mem_strdup(c->s3_endpoint)
-		                              : fmt("https://s3.%s.amazonaws.com", region);
-		if (ep) {
-			size_t n = strlen(ep);
-			while (n && ep[n - 1] == '/')
-				ep[--n] = '\0';
-			const char *host = strstr(ep, "://");
-			if (c->s3_path_style || !host)
-				ck.url[CK_S3] = fmt("%s/%s", ep, c->s3_bucket);
-			else /* virtual-hosted: https://<bucket>.<host>/ */
-				ck.url[CK_S3] = fmt("%.*s%s.%s/", (int)(host + 3 - ep), ep,
-				                    c->s3_bucket, host + 3);
-			mem_free(ep);
-		}
-		ck.sigv4 = fmt("aws:amz:%s:s3", region);
-		rc = !ck.url[CK_S3] || !ck.sigv4 ? -ENOMEM : 0;
-		if (!rc)
-			rc = set(&ck.access_key, c->s3_access_key);
-		if (!rc)
-			rc = set(&ck.secret_key, c->s3_secret_key);
-		if (!rc)
-			rc = set(&ck.bucket, c->s3_bucket);
-	}
+	if (ctl_s3_bucket())
+		rc = (ck.url[CK_S3] = ctl_s3_bucket_url()) ? 0 : -ENOMEM;
 	if (!rc && on(c->vapi_url) && on(c->vapi_key)) {
-		ck.url[CK_VAPI] = fmt("%s/call/%s", c->vapi_url, NO_CALL_ID);
-		ck.auth[CK_VAPI] = fmt("Authorization: Bearer %s", c->vapi_key);
+		str_printf(&sb, "%s/call/%s", c->vapi_url, NO_CALL_ID);
+		ck.url[CK_VAPI] = taken(&sb);
+		str_printf(&sb, "Authorization: Bearer %s", c->vapi_key);
+		ck.auth[CK_VAPI] = taken(&sb);
 		rc = !ck.url[CK_VAPI] || !ck.auth[CK_VAPI] ? -ENOMEM : 0;
 	}
 	if (!rc && on(c->graph_url) && on(c->wa_token) && on(c->wa_phone_number_id)) {
-		ck.url[CK_WA] =
-		    fmt("%s/%s?fields=display_phone_number,verified_name,quality_rating",
-		        c->graph_url, c->wa_phone_number_id);
-		ck.auth[CK_WA] = fmt("Authorization: Bearer %s", c->wa_token);
+		str_printf(&sb, "%s/%s?fields=display_phone_number,verified_name,quality_rating",
+		           c->graph_url, c->wa_phone_number_id);
+		ck.url[CK_WA] = taken(&sb);
+		str_printf(&sb, "Authorization: Bearer %s", c->wa_token);
+		ck.auth[CK_WA] = taken(&sb);
 		rc = !ck.url[CK_WA] || !ck.auth[CK_WA] ? -ENOMEM : 0;
 	}
+	str_deinit(&sb);
 	if (!rc)
 		rc = ctl_route_add("GET", "/v1/admin/checks", CTL_SCOPE_ADMIN, 0,
 		                   ck.timeout_ms + 5000, on_checks, NULL);
@@ -300,9 +262,5 @@ void ctl_checks_close(void)
 		mem_free(ck.url[k]);
 		mem_free(ck.auth[k]);
 	}
-	mem_free(ck.sigv4);
-	mem_free(ck.access_key);
-	mem_free(ck.secret_key);
-	mem_free(ck.bucket);
 	memset(&ck, 0, sizeof(ck));
 }

@@ -552,6 +552,32 @@ out:
 	return ret;
 }
 
+const char *ctl_s3_bucket(void)
+{
+	return up.on ? up.bucket : NULL;
+}
+
+char *ctl_s3_bucket_url(void)
+{
+	return up.on ? object_url("") : NULL;
+}
+
+/* SHA-256 of an empty payload, as SigV4 wants it for a request without a body. */
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+struct ctl_out *ctl_s3_head_bucket(void)
+{
+	char *url = ctl_s3_bucket_url();
+	struct ctl_out *r = url ? ctl_out_create("HEAD", url) : NULL;
+	mem_free(url);
+	if (r && (ctl_out_header(r, "x-amz-content-sha256: " EMPTY_SHA256) ||
+	          ctl_out_sigv4(r, up.sigv4, up.access_key, up.secret_key))) {
+		ctl_out_destroy(r);
+		r = NULL;
+	}
+	return r;
+}
+
 char *ctl_s3_presign(const char *bucket, const char *key, unsigned expires_s)
 {
 	if (!up.endpoint)

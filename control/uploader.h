@@ -28,6 +28,15 @@ int ctl_s3_init(const struct ctl_s3_config *cfg);
 /* After ctl_out_close: frees what is left. */
 void ctl_s3_close(void);
 
+/* The bucket uploads go to, NULL when uploads are off. Any thread after ctl_s3_init. */
+const char *ctl_s3_bucket(void);
+/* The bucket's URL (endpoint and addressing style as the uploads use them), mem_alloc'd;
+ * NULL when uploads are off or memory is short. */
+char *ctl_s3_bucket_url(void);
+/* A HEAD of the bucket signed with the upload credentials, not sent yet (GET
+ * /v1/admin/checks asks it); NULL when uploads are off or memory is short. Out thread. */
+struct ctl_out *ctl_s3_head_bucket(void);
+
 /* The object key of a recording: recordings/YYYY/MM/DD/<call_id>/<file name>, the date
  * from `closed` (ISO 8601, UTC), characters outside [A-Za-z0-9._-] of the call id and file
  * name replaced by '_'. Returns a mem_alloc'd string or NULL (bad date, OOM). Any thread. */

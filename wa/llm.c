@@ -20,15 +20,6 @@ static const char system_prompt[] =
     "\"phone\":string|null (E.164)}. withdraw is true when the person asks not to be called "
     "or to stop. Use null for anything the message does not say.";
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct strbuf *sb = arg;
-	size_t n = size * nmemb;
-	if (sb->len + n > LLM_MAX_ANSWER || str_append(sb, data, n) < 0)
-		return 0;
-	return n;
-}
-
 static void put(char *dst, size_t len, const json_t *v)
 {
 	if (json_is_string(v))
@@ -100,6 +91,7 @@ int wa_llm_extract(const struct wa_llm *llm, const char *text, const char *askin
 		hd = curl_slist_append(hd, auth);
 	}
 	long code = 0;
+	struct wa_answer ans = {&sb, LLM_MAX_ANSWER};
 	if (h && hd) {
 		curl_easy_setopt(h, CURLOPT_URL, llm->url);
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
@@ -107,8 +99,8 @@ int wa_llm_extract(const struct wa_llm *llm, const char *text, const char *askin
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
 		                 (long)(llm->timeout_ms ? llm->timeout_ms : 5000));
 		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &sb);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, wa_curl_answer);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &ans);
 		CURLcode cc = curl_easy_perform(h);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 		rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : cc != CURLE_OK ? -EIO : 0;

@@ -51,15 +51,6 @@ struct dl {
 	int too_big, io_err;
 };
 
-static size_t on_meta(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct strbuf *sb = arg;
-	size_t n = size * nmemb;
-	if (sb->len + n > META_MAX || str_append(sb, data, n) < 0)
-		return 0;
-	return n;
-}
-
 static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct dl *d = arg;
@@ -127,6 +118,7 @@ static CURLcode get(const char *url, struct strbuf *sb, struct dl *d, long *http
 	curl_easy_setopt(md.curl, CURLOPT_FOLLOWLOCATION, 1L); /* curl drops the token on */
 	curl_easy_setopt(md.curl, CURLOPT_MAXREDIRS, 3L);      /* another host */
 	curl_easy_setopt(md.curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	struct wa_answer ans = {sb, META_MAX};
 	if (d) {
 		curl_easy_setopt(md.curl, CURLOPT_TIMEOUT_MS, MEDIA_TIMEOUT);
 		curl_easy_setopt(md.curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)d->cap);
@@ -134,8 +126,8 @@ static CURLcode get(const char *url, struct strbuf *sb, struct dl *d, long *http
 		curl_easy_setopt(md.curl, CURLOPT_WRITEDATA, d);
 	} else {
 		curl_easy_setopt(md.curl, CURLOPT_TIMEOUT_MS, (long)wa_g.cfg.send_timeout_ms);
-		curl_easy_setopt(md.curl, CURLOPT_WRITEFUNCTION, on_meta);
-		curl_easy_setopt(md.curl, CURLOPT_WRITEDATA, sb);
+		curl_easy_setopt(md.curl, CURLOPT_WRITEFUNCTION, wa_curl_answer);
+		curl_easy_setopt(md.curl, CURLOPT_WRITEDATA, &ans);
 	}
 	CURLcode cc = curl_easy_perform(md.curl);
 	*http = 0;

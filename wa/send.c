@@ -281,11 +281,11 @@ void wa_mark_unreachable(const char *lead, const char *to)
 
 /* ---------------------------------------------------------------- one request */
 
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+size_t wa_curl_answer(char *data, size_t size, size_t nmemb, void *arg)
 {
-	struct strbuf *sb = arg;
+	struct wa_answer *a = arg;
 	size_t n = size * nmemb;
-	if (sb->len + n > ANSWER_MAX || str_append(sb, data, n) < 0)
+	if (a->sb->len + n > a->max || str_append(a->sb, data, n) < 0)
 		return 0;
 	return n;
 }
@@ -373,8 +373,9 @@ static int post(const struct out_msg *m, int *code, char *wamid, size_t wlen)
 		curl_easy_setopt(s.curl, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(s.curl, CURLOPT_TIMEOUT_MS, (long)wa_g.cfg.send_timeout_ms);
 		curl_easy_setopt(s.curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(s.curl, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(s.curl, CURLOPT_WRITEDATA, &sb);
+		struct wa_answer ans = {&sb, ANSWER_MAX};
+		curl_easy_setopt(s.curl, CURLOPT_WRITEFUNCTION, wa_curl_answer);
+		curl_easy_setopt(s.curl, CURLOPT_WRITEDATA, &ans);
 		CURLcode cc = curl_easy_perform(s.curl);
 		long http = 0;
 		curl_easy_getinfo(s.curl, CURLINFO_RESPONSE_CODE, &http);

@@ -6,6 +6,15 @@
 #include <stdint.h>
 
 struct json_t;
+struct strbuf;
+
+/* An HTTP answer being collected by wa_curl_answer (libcurl's write callback; its
+ * CURLOPT_WRITEDATA is one of these): at most max bytes, more ends the transfer. */
+struct wa_answer {
+	struct strbuf *sb;
+	size_t max;
+};
+size_t wa_curl_answer(char *data, size_t size, size_t nmemb, void *arg);
 
 #define WA_MAX_BODY (3u * 1024u * 1024u) /* Meta: payloads up to 3 MB */
 

@@ -696,10 +696,6 @@ static void call_finish(struct b2b_call *call)
 	mem_free(call->diversion);
 	mem_free(call->variables);
 	mem_free(call->ai_summary);
-	b2b_leg_drop_remote(&call->a); /* after leg_deinit these are NULL already */
-	b2b_leg_drop_remote(&call->b);
-	b2b_leg_drop_remote(&call->x);
-	b2b_leg_drop_remote(&call->t);
 	json_decref(call->ai_lines);
 	conf_unref(call->conf);
 	mem_free(call);
